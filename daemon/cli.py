@@ -1,0 +1,82 @@
+"""The ``antiphon`` command: one entry point, a subcommand per job.
+
+Each subcommand lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Those modules import without the training extra installed; anything
+heavy (torch, symusic, music21, matplotlib) is imported inside ``run``, so ``antiphon --help``
+and the daemon stay light, and a missing extra is reported in one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("run", "daemon.live", "run the co-improviser on live MIDI ports"),
+    ("ports", "daemon.ports", "list the MIDI ports this machine has"),
+    ("respond", "daemon.respond", "answer a call given as a MIDI file, into a MIDI file"),
+    ("bench", "daemon.bench", "measure inference, reaction latency and timing"),
+    ("corpus", "training.corpus_command", "build a training corpus from MIDI files"),
+    ("train", "training.train_command", "train the note LSTM on a corpus"),
+    ("export", "training.export_command", "export a checkpoint to a self-describing ONNX model"),
+    ("eval", "training.eval_command", "score a model against a Markov baseline on held-out data"),
+)
+
+# Modules that only the optional extras provide, and the extra that brings each one.
+EXTRA_OF_MODULE = {
+    "torch": "train",
+    "onnx": "train",
+    "symusic": "train",
+    "music21": "train",
+    "tqdm": "train",
+    "matplotlib": "train",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="antiphon",
+        description="Antiphon: a real-time MIDI co-improviser. Play a phrase; it answers.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log (default: info)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(command)
+        command.set_defaults(module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.module.run(args) or 0)
+    except ModuleNotFoundError as err:
+        extra = EXTRA_OF_MODULE.get((err.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"antiphon {args.command}: needs the '{extra}' extra ({err.name} is not installed); "
+            f"install it with: pip install 'antiphon[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The daemon's settings: one frozen dataclass, filled from defaults, then a TOML file, then the
+command line, validated once at start.
+
+Each field carries its command-line flag and help in its metadata, so the flags, the TOML keys
+and ``--print-config`` are generated from one table and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "exported_models"
+DEFAULT_MODEL = DEFAULT_MODELS_DIR / "antiphon-piano.onnx"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the key and the problem."""
+
+
+def _setting(
+    default: Any,
+    help: str,
+    flag: str | None = None,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag, "check": check})
+
+
+def _between(low: float, high: float) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if not low <= value <= high:
+            return f"must be between {low:g} and {high:g}"
+        return None
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything ``antiphon run`` can be told. Field names are the TOML keys."""
+
+    # MIDI ports
+    midi_api: str = _setting(
+        "auto",
+        "MIDI system: auto (ALSA, then a running JACK), alsa, jack, coremidi, windows",
+        check=_one_of("auto", "alsa", "jack", "coremidi", "windows"),
+    )
+    input_port: str | None = _setting(
+        None, "connect to this input port (a part of its name is enough); default: a virtual port"
+    )
+    output_port: str | None = _setting(
+        None, "connect to this output port (a part of its name is enough); default: virtual"
+    )
+    port_name: str = _setting("Antiphon", "name of the virtual ports and the MIDI client")
+    listen_channel: int | None = _setting(
+        None, "only hear this MIDI channel (1-16); default: all", check=_between(1, 16)
+    )
+    output_channel: int = _setting(1, "MIDI channel of the replies (1-16)", check=_between(1, 16))
+    thru: bool = _setting(False, "pass the player's notes through to the output")
+    echo_window_ms: float = _setting(
+        40.0,
+        "ignore input that mirrors what was just sent within this window (MIDI thru loops)",
+        check=_between(0, 1000),
+    )
+    input_queue_size: int = _setting(
+        2048, "input messages held before a flood is dropped", check=_between(16, 1_000_000)
+    )
+    # Model and sampling
+    model: str = _setting(str(DEFAULT_MODEL), "the ONNX model to play with")
+    models_dir: str = _setting(str(DEFAULT_MODELS_DIR), "folder of models that OSC may switch to")
+    seed: int | None = _setting(None, "random seed, for replies that repeat exactly")
+    temperature: float = _setting(
+        1.0, "sampling temperature: near 0 almost greedy, higher is wilder", check=_between(0.05, 5)
+    )
+    noise: float = _setting(0.0, "noise injection, 0 (off) to 1", check=_between(0, 1))
+    # Call and response
+    mode: str = _setting(
+        "call_response",
+        "call_response: answer each phrase; listen: hear and keep state, never answer",
+        check=_one_of("call_response", "listen"),
+    )
+    phrase_gap_s: float = _setting(
+        0.35,
+        "seconds of silence, no key or pedal held, that end a call",
+        flag="--phrase-gap",
+        check=_between(0.05, 10),
+    )
+    end_phrase_cc: int | None = _setting(
+        None, "a CC number (foot switch) that ends the call at once", check=_between(0, 127)
+    )
+    reply_ratio: float = _setting(
+        1.0, "reply length as a multiple of the call's note count", check=_between(0.1, 8)
+    )
+    reply_min_notes: int = _setting(4, "fewest notes in a reply", check=_between(1, 512))
+    reply_max_notes: int = _setting(64, "most notes in a reply", check=_between(1, 512))
+    reply_max_s: float = _setting(
+        20.0, "longest reply in seconds", check=_between(0.5, 300)
+    )
+    overlap: bool = _setting(False, "keep replying when the player starts again")
+    max_note_s: float = _setting(
+        5.0, "release any reply note held longer than this", check=_between(0.05, 60)
+    )
+    # OSC
+    osc_port: int | None = _setting(
+        9000, "UDP port of the OSC control surface (0 or none: off)", check=_between(0, 65535)
+    )
+    osc_host: str = _setting("127.0.0.1", "address the OSC server listens on")
+    osc_allow: tuple[str, ...] = _setting((), "addresses or CIDR ranges that may send OSC")
+    osc_feedback: str | None = _setting(None, "HOST:PORT that receives every parameter change")
+    mapping: str | None = _setting(None, "TOML file mapping OSC addresses and MIDI CCs to knobs")
+    # Stage
+    record: str | None = _setting(None, "record each performance as a MIDI file in this folder")
+    tui: bool = _setting(False, "show a live status view in the terminal")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            problem = check(getattr(self, f.name)) if check else None
+            if problem:
+                raise SettingsError(f"{f.name}: {problem} (got {getattr(self, f.name)!r})")
+        if self.reply_min_notes > self.reply_max_notes:
+            raise SettingsError("reply_min_notes: must not exceed reply_max_notes")
+
+
+SETTINGS_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _base_type(name: str) -> type:
+    hint = typing.get_type_hints(Settings)[name]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint
+
+
+def flag_of(name: str) -> str:
+    return SETTINGS_FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag for every setting; flags left out keep the value from the file or the default."""
+    parser.add_argument("--config", type=Path, help="TOML settings file (keys as below)")
+    parser.add_argument(
+        "--print-config", action="store_true", help="show the settings in force and exit"
+    )
+    for name, f in SETTINGS_FIELDS.items():
+        kind = _base_type(name)
+        kwargs: dict[str, Any] = {"dest": f"setting_{name}", "default": None, "help": f.metadata["help"]}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            kwargs["action"] = "append"
+        else:
+            kwargs["type"] = kind
+        parser.add_argument(flag_of(name), **kwargs)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _base_type(name)
+    if value is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is tuple and isinstance(value, list):
+        value = tuple(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise SettingsError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """The settings a TOML file holds; unknown keys and unreadable files are refused."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SettingsError(f"cannot read {path}: {err.strerror}") from err
+    except tomllib.TOMLDecodeError as err:
+        raise SettingsError(f"{path}: not valid TOML: {err}") from err
+    values = {}
+    for key, value in data.items():
+        if key not in SETTINGS_FIELDS:
+            raise SettingsError(f"{path}: unknown setting '{key}'")
+        values[key] = _coerce(key, value)
+    return values
+
+
+def resolve_settings(
+    args: argparse.Namespace, file_values: Mapping[str, Any] | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """Settings from defaults, then the config file, then flags; and where each came from."""
+    values: dict[str, Any] = {}
+    sources = {name: "default" for name in SETTINGS_FIELDS}
+    config_path: Path | None = getattr(args, "config", None)
+    if file_values is None and config_path is not None:
+        file_values = load_toml(config_path)
+    for name, value in (file_values or {}).items():
+        values[name] = value
+        sources[name] = str(config_path or "config")
+    for name in SETTINGS_FIELDS:
+        value = getattr(args, f"setting_{name}", None)
+        if value is not None:
+            values[name] = _coerce(name, tuple(value) if isinstance(value, list) else value)
+            sources[name] = "command line"
+    return Settings(**values), sources
+
+
+def describe_settings(settings: Settings, sources: Mapping[str, str]) -> str:
+    """The settings in force, one per line, as TOML with where each came from."""
+    lines = []
+    for name in SETTINGS_FIELDS:
+        value = getattr(settings, name)
+        shown = "# (none)" if value is None else _toml_value(value)
+        lines.append(f"{name} = {shown}  # {sources[name]}" if value is not None else
+                     f"# {name} = (none)  # {sources[name]}")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

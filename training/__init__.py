@@ -1,0 +1,1 @@
+"""Antiphon's offline half: corpus, model, training, ONNX export and evaluation (PyTorch)."""

@@ -1,0 +1,364 @@
+"""The training corpus: MIDI performances found, parsed, split by piece and stored.
+
+Sources are folders of .mid/.midi files (searched recursively) and the music21 package's
+public corpus (Bach chorales, folk tune collections) rendered to MIDI. Each performance is
+stored as its sounding notes (sustain pedal applied, see :mod:`daemon.codec`), not as tokens,
+so training can augment (transpose, stretch, jitter) before encoding.
+
+Files are parsed with symusic (a C++ MIDI parser, about a hundred times faster than a pure
+Python one), in a pool of processes. A file that cannot be used is skipped with one warning
+line naming it and the reason; the build carries on and its summary counts the skips.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from daemon.codec import PEDAL, SUSTAIN_CC, CodecConfig, KeyEvent, key_events_to_notes, notes_array
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+MIDI_SUFFIXES = {".mid", ".midi"}
+DEFAULT_MUSIC21 = ("bach", "essenFolksong", "ryansMammoth", "oneills1850")
+
+
+class CorpusError(ValueError):
+    """A corpus folder that cannot be read."""
+
+
+class SkippedFile(ValueError):
+    """A source that holds no usable performance; the message says why."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One performance to parse: a MIDI file, or a work of the music21 corpus."""
+
+    id: str
+    piece: str
+    origin: str  # "folder" or "music21"
+    path: str
+    part: int | None = None  # tune number inside a music21 opus (abc collections)
+
+
+@dataclass
+class Performance:
+    source: Source
+    notes: np.ndarray  # float32 [N, 4]: pitch, onset_s, offset_s, velocity
+
+    @property
+    def seconds(self) -> float:
+        return float(self.notes[:, 2].max()) if len(self.notes) else 0.0
+
+
+@dataclass
+class CorpusSummary:
+    pieces: int = 0
+    performances: int = 0
+    notes: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        rate = (self.performances + len(self.skipped)) / max(self.seconds, 1e-9)
+        return (
+            f"corpus: {self.pieces} pieces, {self.performances} performances, "
+            f"{self.notes} notes, {len(self.skipped)} skipped, {self.seconds:.1f} s "
+            f"({rate:.0f} files/s)"
+        )
+
+
+# Finding sources ------------------------------------------------------------------------
+
+
+def folder_sources(root: Path, piece_by: str = "file") -> list[Source]:
+    """Every MIDI file under ``root``. ``piece_by='folder'`` makes a file's folder its piece
+    (several performances of one piece, as in ASAP and MAESTRO-like layouts)."""
+    if not root.is_dir():
+        raise CorpusError(f"{root}: not a folder")
+    sources = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES):
+        rel = path.relative_to(root)
+        piece = rel.parent if piece_by == "folder" and rel.parent != Path(".") else rel
+        sources.append(
+            Source(
+                id=f"{root.name}/{rel.with_suffix('').as_posix()}",
+                piece=f"{root.name}/{piece.with_suffix('').as_posix()}",
+                origin="folder",
+                path=str(path),
+            )
+        )
+    return sources
+
+
+def music21_sources(collections: Sequence[str], limit: int | None = None) -> list[Source]:
+    """Works of the music21 corpus in the named collections (composers or folders)."""
+    from music21 import converter, corpus
+
+    sources: list[Source] = []
+    for name in collections:
+        paths = corpus.getComposer(name)
+        if not paths:
+            raise CorpusError(f"music21 corpus has no collection '{name}'")
+        for path in sorted(paths):
+            stem = Path(path).stem
+            if Path(path).suffix.lower() == ".abc":
+                # An abc file is an opus of many tunes; each tune is a piece of its own.
+                opus = converter.parse(path)
+                numbers = [s.metadata.number for s in getattr(opus, "scores", [opus])]
+                parts = [int(n) if n is not None else i for i, n in enumerate(numbers)]
+            else:
+                parts = [None]
+            for part in parts:
+                tag = stem if part is None else f"{stem}/{part}"
+                sources.append(
+                    Source(f"music21/{name}/{tag}", f"music21/{name}/{tag}", "music21", str(path), part)
+                )
+                if limit is not None and len(sources) >= limit:
+                    return sources
+    return sources
+
+
+# Parsing -------------------------------------------------------------------------------
+
+
+def score_notes(score: object, include_drums: bool = False) -> np.ndarray:
+    """Sounding notes of a symusic Score (in seconds), all tracks merged, pedal applied."""
+    events: list[KeyEvent] = []
+    for track in score.tracks:  # type: ignore[attr-defined]
+        if track.is_drum and not include_drums:
+            continue
+        for n in track.notes:
+            events.append(KeyEvent(n.time, n.pitch, n.velocity))
+            events.append(KeyEvent(n.time + n.duration, n.pitch, 0))
+        for c in track.controls:
+            if c.number == SUSTAIN_CC:
+                events.append(KeyEvent(c.time, PEDAL, c.value))
+    # At equal times: pedal changes first, then note-offs, then note-ons.
+    events.sort(key=lambda e: (e.time_s, e.pitch != PEDAL, e.velocity > 0))
+    notes = notes_array(key_events_to_notes(events)).astype(np.float32)
+    if len(notes):
+        notes[:, 1:3] -= notes[:, 1].min()
+    return notes
+
+
+def parse_source(source: Source, include_drums: bool = False) -> Performance:
+    """Parse one source; :class:`SkippedFile` says why it cannot be used."""
+    import symusic
+
+    try:
+        if source.origin == "music21":
+            score = symusic.Score.from_midi(_render_music21(source), ttype="second")
+        else:
+            score = symusic.Score(source.path, ttype="second")
+    except (RuntimeError, ValueError, OSError) as err:
+        raise SkippedFile(f"not a readable MIDI file ({_first_line(err)})") from err
+    notes = score_notes(score, include_drums)
+    if len(notes) == 0:
+        raise SkippedFile("no notes")
+    return Performance(source, notes)
+
+
+def _render_music21(source: Source) -> bytes:
+    from music21 import converter, midi
+
+    parsed = converter.parse(source.path)
+    if source.part is not None:
+        scores = [s for s in parsed.scores if (s.metadata.number or 0) == source.part]  # type: ignore[attr-defined]
+        parsed = scores[0] if scores else parsed.scores[source.part]  # type: ignore[attr-defined]
+    data: bytes = midi.translate.streamToMidiFile(parsed).writestr()
+    return data
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _parse_or_reason(args: tuple[Source, bool]) -> Performance | tuple[Source, str]:
+    source, include_drums = args
+    try:
+        return parse_source(source, include_drums)
+    except SkippedFile as err:
+        return source, str(err)
+
+
+def parse_all(
+    sources: Sequence[Source],
+    include_drums: bool = False,
+    jobs: int = 1,
+    progress: Callable[[Iterable[object], int], Iterable[object]] | None = None,
+) -> tuple[list[Performance], list[tuple[Source, str]]]:
+    """Parse sources (in ``jobs`` processes); returns performances and (source, reason) skips."""
+    work = [(s, include_drums) for s in sources]
+    results: Iterable[object]
+    if jobs > 1 and len(work) > 1:
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        results = pool.map(_parse_or_reason, work, chunksize=4)
+    else:
+        pool = None
+        results = map(_parse_or_reason, work)
+    if progress is not None:
+        results = progress(results, len(work))
+    performances: list[Performance] = []
+    skipped: list[tuple[Source, str]] = []
+    try:
+        for result in results:
+            if isinstance(result, Performance):
+                performances.append(result)
+            else:
+                source, reason = result  # type: ignore[misc]
+                log.warning("skipped %s: %s", source.path, reason)
+                skipped.append((source, reason))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return performances, skipped
+
+
+# Splitting and storage -----------------------------------------------------------------
+
+
+def split_pieces(
+    pieces: Iterable[str], seed: int, validation: float = 0.1, test: float = 0.1
+) -> dict[str, str]:
+    """Assign each piece to a split, reproducibly from ``seed``; never a piece in two splits."""
+    ordered = sorted(set(pieces))
+    random.Random(seed).shuffle(ordered)
+    n = len(ordered)
+    n_val = max(1, round(n * validation)) if n >= 3 else 0
+    n_test = max(1, round(n * test)) if n >= 3 else 0
+    assignment = {}
+    for i, piece in enumerate(ordered):
+        assignment[piece] = "validation" if i < n_val else "test" if i < n_val + n_test else "train"
+    return assignment
+
+
+def write_corpus(
+    out: Path,
+    performances: Sequence[Performance],
+    codec: CodecConfig,
+    seed: int,
+    skipped: Sequence[tuple[Source, str]] = (),
+    validation: float = 0.1,
+    test: float = 0.1,
+) -> CorpusSummary:
+    """Write the manifest, one npz per split and corpus.json; returns the counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    performances = sorted(performances, key=lambda p: p.source.id)
+    split_of_piece = split_pieces((p.source.piece for p in performances), seed, validation, test)
+    with (out / "manifest.jsonl").open("w", encoding="utf-8") as manifest:
+        for p in performances:
+            row = {
+                "id": p.source.id,
+                "piece": p.source.piece,
+                "source": p.source.origin,
+                "path": p.source.path,
+                "split": split_of_piece[p.source.piece],
+                "notes": len(p.notes),
+                "seconds": round(p.seconds, 3),
+            }
+            manifest.write(json.dumps(row) + "\n")
+    counts = {}
+    for split in SPLITS:
+        chosen = [p for p in performances if split_of_piece[p.source.piece] == split]
+        sizes = np.cumsum([0] + [len(p.notes) for p in chosen]).astype(np.int64)
+        notes = np.concatenate([p.notes for p in chosen]) if chosen else np.zeros((0, 4))
+        np.savez(
+            out / f"{split}.npz",
+            notes=notes.astype(np.float32),
+            offsets=sizes,
+            ids=np.asarray([p.source.id for p in chosen], dtype=str),
+        )
+        counts[split] = {
+            "performances": len(chosen),
+            "pieces": len({p.source.piece for p in chosen}),
+            "notes": int(sizes[-1]),
+        }
+    summary = CorpusSummary(
+        pieces=len(split_of_piece),
+        performances=len(performances),
+        notes=sum(len(p.notes) for p in performances),
+        skipped=[{"path": s.path, "reason": reason} for s, reason in skipped],
+    )
+    info = {
+        "codec": json.loads(codec.to_json()),
+        "seed": seed,
+        "splits": counts,
+        "pieces": summary.pieces,
+        "performances": summary.performances,
+        "notes": summary.notes,
+        "skipped": summary.skipped,
+    }
+    (out / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _read_info(corpus_dir: Path) -> dict[str, object]:
+    path = corpus_dir / "corpus.json"
+    try:
+        info: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CorpusError(f"{corpus_dir}: not a corpus (no corpus.json; build one with "
+                          "`antiphon corpus`)") from err
+    except (OSError, json.JSONDecodeError) as err:
+        raise CorpusError(f"{path}: unreadable ({err})") from err
+    return info
+
+
+def load_codec(corpus_dir: Path) -> CodecConfig:
+    """The codec settings a corpus was built with."""
+    return CodecConfig.from_json(json.dumps(_read_info(Path(corpus_dir))["codec"]))
+
+
+def load_split(corpus_dir: Path, split: str) -> list[tuple[str, np.ndarray]]:
+    """(id, notes float32 [N, 4]) for every performance of a split, in manifest order."""
+    if split not in SPLITS:
+        raise CorpusError(f"unknown split '{split}' (one of {', '.join(SPLITS)})")
+    _read_info(Path(corpus_dir))
+    with np.load(Path(corpus_dir) / f"{split}.npz") as data:
+        notes, offsets, ids = data["notes"], data["offsets"], data["ids"]
+    return [(str(ids[i]), notes[offsets[i] : offsets[i + 1]]) for i in range(len(ids))]
+
+
+def iter_manifest(corpus_dir: Path) -> Iterator[dict[str, object]]:
+    with (Path(corpus_dir) / "manifest.jsonl").open(encoding="utf-8") as manifest:
+        for line in manifest:
+            yield json.loads(line)
+
+
+def build_corpus(
+    out: Path,
+    folders: Sequence[Path] = (),
+    music21_collections: Sequence[str] = (),
+    music21_limit: int | None = None,
+    piece_by: str = "file",
+    codec: CodecConfig | None = None,
+    seed: int = 0,
+    jobs: int = 1,
+    progress: Callable[[Iterable[object], int], Iterable[object]] | None = None,
+) -> CorpusSummary:
+    """Find, parse, split and store a corpus; the summary holds counts and the time taken."""
+    codec = codec or CodecConfig()
+    started = time.perf_counter()
+    sources: list[Source] = []
+    for folder in folders:
+        sources.extend(folder_sources(Path(folder), piece_by))
+    if music21_collections:
+        sources.extend(music21_sources(music21_collections, music21_limit))
+    if not sources:
+        raise CorpusError("no MIDI files found in the given sources")
+    performances, skipped = parse_all(sources, codec.include_drums, jobs, progress)
+    summary = write_corpus(out, performances, codec, seed, skipped)
+    summary.seconds = time.perf_counter() - started
+    return summary

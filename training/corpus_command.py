@@ -1,0 +1,65 @@
+"""``antiphon corpus``: build a training corpus (see :mod:`training.corpus`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="*", type=Path, help="folders of .mid/.midi files")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the corpus to")
+    parser.add_argument(
+        "--music21",
+        nargs="?",
+        const="bach,essenFolksong,ryansMammoth,oneills1850",
+        default="",
+        metavar="COLLECTIONS",
+        help="add music21's public corpus, rendered to MIDI (comma-separated collections; "
+        "default: bach,essenFolksong,ryansMammoth,oneills1850)",
+    )
+    parser.add_argument("--music21-limit", type=int, help="at most this many music21 works")
+    parser.add_argument(
+        "--piece-by",
+        choices=["file", "folder"],
+        default="file",
+        help="what one piece is: each file, or each folder of files (several performances "
+        "of one piece, as in asap-piano); a piece never spans two splits (default: file)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="parsing processes (default: all cores)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from training.corpus import CorpusError, build_corpus
+
+    def progress(results: Iterable[object], total: int) -> Iterable[object]:
+        return tqdm(results, total=total, unit="file", desc="parsing", disable=None)
+
+    collections = [c for c in args.music21.split(",") if c]
+    if not args.sources and not collections:
+        print("antiphon corpus: give at least one folder of MIDI files, or --music21", file=sys.stderr)
+        return 2
+    try:
+        summary = build_corpus(
+            args.out,
+            folders=args.sources,
+            music21_collections=collections,
+            music21_limit=args.music21_limit,
+            piece_by=args.piece_by,
+            seed=args.seed,
+            jobs=args.jobs,
+            progress=progress,
+        )
+    except CorpusError as err:
+        print(f"antiphon corpus: {err}", file=sys.stderr)
+        return 2
+    print(summary.line())
+    return 0
