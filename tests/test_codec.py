@@ -226,7 +226,7 @@ def write_performance_file(path: Path, seed: int) -> list[KeyEvent]:
     rng = np.random.default_rng(seed)
     events: list[KeyEvent] = []
     t = 0.0
-    for bar in range(12):
+    for _bar in range(12):
         events.append(KeyEvent(t, PEDAL, 127))
         root = int(rng.integers(48, 60))
         for offset in (0, 4, 7):

@@ -32,7 +32,9 @@ def make_folder(root: Path) -> None:
         for performer in range(2):
             folder = root / f"composer/piece{piece}"
             folder.mkdir(parents=True, exist_ok=True)
-            write_performance_file(folder / f"performer{performer}.mid", seed=piece * 10 + performer)
+            write_performance_file(
+                folder / f"performer{performer}.mid", seed=piece * 10 + performer
+            )
     bad = root / "composer/bad"
     bad.mkdir()
     (bad / "empty.mid").write_bytes(b"")

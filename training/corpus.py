@@ -104,6 +104,7 @@ def folder_sources(root: Path, piece_by: str = "file") -> list[Source]:
 def music21_sources(collections: Sequence[str], limit: int | None = None) -> list[Source]:
     """Works of the music21 corpus in the named collections (composers or folders)."""
     from music21 import converter, corpus
+    from music21.stream import Opus
 
     sources: list[Source] = []
     for name in collections:
@@ -115,14 +116,16 @@ def music21_sources(collections: Sequence[str], limit: int | None = None) -> lis
             if Path(path).suffix.lower() == ".abc":
                 # An abc file is an opus of many tunes; each tune is a piece of its own.
                 opus = converter.parse(path)
-                numbers = [s.metadata.number for s in getattr(opus, "scores", [opus])]
-                parts = [int(n) if n is not None else i for i, n in enumerate(numbers)]
+                tunes = len(opus.scores) if isinstance(opus, Opus) else 1
+                parts: list[int | None] = list(range(tunes))
             else:
                 parts = [None]
             for part in parts:
                 tag = stem if part is None else f"{stem}/{part}"
                 sources.append(
-                    Source(f"music21/{name}/{tag}", f"music21/{name}/{tag}", "music21", str(path), part)
+                    Source(
+                        f"music21/{name}/{tag}", f"music21/{name}/{tag}", "music21", str(path), part
+                    )
                 )
                 if limit is not None and len(sources) >= limit:
                     return sources
@@ -171,11 +174,11 @@ def parse_source(source: Source, include_drums: bool = False) -> Performance:
 
 def _render_music21(source: Source) -> bytes:
     from music21 import converter, midi
+    from music21.stream import Opus, Stream
 
-    parsed = converter.parse(source.path)
-    if source.part is not None:
-        scores = [s for s in parsed.scores if (s.metadata.number or 0) == source.part]  # type: ignore[attr-defined]
-        parsed = scores[0] if scores else parsed.scores[source.part]  # type: ignore[attr-defined]
+    parsed: Stream = converter.parse(source.path)
+    if source.part is not None and isinstance(parsed, Opus):
+        parsed = parsed.scores[source.part]
     data: bytes = midi.translate.streamToMidiFile(parsed).writestr()
     return data
 
@@ -185,7 +188,10 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _parse_or_reason(args: tuple[Source, bool]) -> Performance | tuple[Source, str]:
+ParseResult = Performance | tuple[Source, str]
+
+
+def _parse_or_reason(args: tuple[Source, bool]) -> ParseResult:
     source, include_drums = args
     try:
         return parse_source(source, include_drums)
@@ -197,11 +203,11 @@ def parse_all(
     sources: Sequence[Source],
     include_drums: bool = False,
     jobs: int = 1,
-    progress: Callable[[Iterable[object], int], Iterable[object]] | None = None,
+    progress: Callable[[Iterable[ParseResult], int], Iterable[ParseResult]] | None = None,
 ) -> tuple[list[Performance], list[tuple[Source, str]]]:
     """Parse sources (in ``jobs`` processes); returns performances and (source, reason) skips."""
     work = [(s, include_drums) for s in sources]
-    results: Iterable[object]
+    results: Iterable[ParseResult]
     if jobs > 1 and len(work) > 1:
         pool = ProcessPoolExecutor(max_workers=jobs)
         results = pool.map(_parse_or_reason, work, chunksize=4)
@@ -217,7 +223,7 @@ def parse_all(
             if isinstance(result, Performance):
                 performances.append(result)
             else:
-                source, reason = result  # type: ignore[misc]
+                source, reason = result
                 log.warning("skipped %s: %s", source.path, reason)
                 skipped.append((source, reason))
     finally:
@@ -309,8 +315,9 @@ def _read_info(corpus_dir: Path) -> dict[str, object]:
     try:
         info: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
-        raise CorpusError(f"{corpus_dir}: not a corpus (no corpus.json; build one with "
-                          "`antiphon corpus`)") from err
+        raise CorpusError(
+            f"{corpus_dir}: not a corpus (no corpus.json; build one with `antiphon corpus`)"
+        ) from err
     except (OSError, json.JSONDecodeError) as err:
         raise CorpusError(f"{path}: unreadable ({err})") from err
     return info
@@ -346,7 +353,7 @@ def build_corpus(
     codec: CodecConfig | None = None,
     seed: int = 0,
     jobs: int = 1,
-    progress: Callable[[Iterable[object], int], Iterable[object]] | None = None,
+    progress: Callable[[Iterable[ParseResult], int], Iterable[ParseResult]] | None = None,
 ) -> CorpusSummary:
     """Find, parse, split and store a corpus; the summary holds counts and the time taken."""
     codec = codec or CodecConfig()

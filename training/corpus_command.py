@@ -29,23 +29,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what one piece is: each file, or each folder of files (several performances "
         "of one piece, as in asap-piano); a piece never spans two splits (default: file)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split")
     parser.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="parsing processes (default: all cores)"
+        "--seed", type=int, default=0, help="seed of the train/validation/test split"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parsing processes (default: all cores)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from training.corpus import CorpusError, build_corpus
+    from training.corpus import CorpusError, ParseResult, build_corpus
 
-    def progress(results: Iterable[object], total: int) -> Iterable[object]:
+    def progress(results: Iterable[ParseResult], total: int) -> Iterable[ParseResult]:
         return tqdm(results, total=total, unit="file", desc="parsing", disable=None)
 
     collections = [c for c in args.music21.split(",") if c]
     if not args.sources and not collections:
-        print("antiphon corpus: give at least one folder of MIDI files, or --music21", file=sys.stderr)
+        print(
+            "antiphon corpus: give at least one folder of MIDI files, or --music21", file=sys.stderr
+        )
         return 2
     try:
         summary = build_corpus(
