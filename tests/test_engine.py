@@ -1,0 +1,326 @@
+"""The engine on the shipped model: determinism, state handling, masks, temperature, noise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import daemon.engine
+from daemon.codec import Note, TokenKind, encode_notes
+from daemon.engine import Engine, EngineError
+from daemon.model_file import ModelError, load_model, resolve_model_path
+
+MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Engine:
+    return Engine(MODEL)
+
+
+@pytest.fixture
+def engine(loaded: Engine) -> Engine:
+    loaded.reset()
+    loaded.reseed(0)
+    loaded.temperature, loaded.noise = 1.0, 0.0
+    return loaded
+
+
+def call_tokens(engine: Engine) -> list[int]:
+    notes = [Note(60 + 2 * i, 0.25 * i, 0.25 * i + 0.2, 60 + 5 * i) for i in range(8)]
+    return [int(t) for t in encode_notes(notes, engine.vocabulary)]
+
+
+def primed(engine: Engine) -> daemon.engine.EngineState:
+    for token in call_tokens(engine):
+        engine.feed(token)
+    return engine.get_state()
+
+
+def generate(engine: Engine, count: int) -> list[int]:
+    tokens = []
+    for _ in range(count):
+        token = engine.sample()
+        engine.feed(token, perturb=True)
+        tokens.append(token)
+    return tokens
+
+
+def entropy(p: np.ndarray) -> float:
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+# The model file ------------------------------------------------------------------------------
+
+
+def test_model_file_metadata_matches_its_graph() -> None:
+    session, info = load_model(MODEL)
+    inputs = {arg.name: arg.shape for arg in session.get_inputs()}
+    assert info.vocabulary.size == session.get_outputs()[0].shape[1]
+    assert inputs["h"][0] == info.layers and inputs["h"][2] == info.hidden
+    assert info.architecture == "lstm"
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"definitely not a protobuf \x00\xff" * 10], ids=["empty", "garbage"]
+)
+def test_unreadable_model_is_one_line_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.onnx"
+    path.write_bytes(content)
+    with pytest.raises(ModelError) as caught:
+        Engine(path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_missing_model_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        Engine(tmp_path / "nothing.onnx")
+
+
+def _rewrite_metadata(tmp_path: Path, change: dict[str, str | None]) -> Path:
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(MODEL))
+    props = {p.key: p.value for p in model.metadata_props}
+    for key, value in change.items():
+        if value is None:
+            props.pop(key, None)
+        else:
+            props[key] = value
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    path = tmp_path / "changed.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_model_without_antiphon_metadata_is_refused(tmp_path: Path) -> None:
+    path = _rewrite_metadata(tmp_path, {"antiphon.format": None})
+    with pytest.raises(ModelError, match="not an Antiphon model"):
+        Engine(path)
+
+
+def test_model_whose_shapes_disagree_with_metadata_is_refused(tmp_path: Path) -> None:
+    _, info = load_model(MODEL)
+    model = {
+        "architecture": "lstm",
+        "vocab_size": info.vocabulary.size,
+        "embedding": info.embedding,
+        "hidden": info.hidden * 2,
+        "layers": info.layers,
+    }
+    path = _rewrite_metadata(tmp_path, {"antiphon.model": json.dumps(model)})
+    with pytest.raises(ModelError, match="shape"):
+        Engine(path)
+
+
+def test_model_whose_codec_disagrees_with_vocab_size_is_refused(tmp_path: Path) -> None:
+    path = _rewrite_metadata(tmp_path, {"antiphon.codec": json.dumps({"velocity_bins": 16})})
+    with pytest.raises(ModelError, match="vocab_size"):
+        Engine(path)
+
+
+def test_model_names_outside_the_models_folder_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "duo.onnx").write_bytes(b"x")
+    (tmp_path / "secret.onnx").write_bytes(b"x")
+    assert resolve_model_path("duo", tmp_path / "models") == tmp_path / "models" / "duo.onnx"
+    with pytest.raises(ModelError, match="outside"):
+        resolve_model_path("../secret.onnx", tmp_path / "models")
+    with pytest.raises(ModelError, match="no model"):
+        resolve_model_path("absent", tmp_path / "models")
+
+
+# State -----------------------------------------------------------------------------------------
+
+
+def test_same_seed_gives_the_same_tokens_and_another_seed_does_not(engine: Engine) -> None:
+    start = primed(engine)
+    first = generate(engine, 40)
+    engine.set_state(start)
+    engine.reseed(0)
+    assert generate(engine, 40) == first
+    engine.set_state(start)
+    engine.reseed(1)
+    assert generate(engine, 40) != first
+
+
+def test_feeding_the_same_tokens_from_reset_gives_the_same_logits(engine: Engine) -> None:
+    primed(engine)
+    first = engine.logits.copy()
+    engine.reset()
+    assert not engine.ready
+    primed(engine)
+    assert np.array_equal(engine.logits, first)
+
+
+def test_state_is_carried_from_token_to_token(engine: Engine) -> None:
+    engine.feed(engine.vocabulary.note_on(60))
+    after_one = engine.logits.copy()
+    engine.reset()
+    engine.feed(engine.vocabulary.note_on(72))
+    engine.feed(engine.vocabulary.note_on(60))
+    assert not np.array_equal(engine.logits, after_one)
+
+
+def test_get_and_set_state_round_trip(engine: Engine) -> None:
+    saved = primed(engine)
+    tokens = generate(engine, 10)
+    after = engine.logits.copy()
+    engine.set_state(saved)
+    assert np.array_equal(engine.logits, saved.logits)
+    for token in tokens:
+        engine.feed(token)
+    assert np.array_equal(engine.logits, after)
+    saved.h[...] = 0.0  # the engine holds a copy, not the caller's arrays
+    assert np.array_equal(engine.logits, after)
+
+
+def test_sampling_does_not_advance_the_state(engine: Engine) -> None:
+    primed(engine)
+    before = engine.get_state()
+    for _ in range(20):
+        engine.sample()
+    assert np.array_equal(engine.get_state().h, before.h)
+    assert np.array_equal(engine.logits, before.logits)
+
+
+def test_nothing_to_sample_after_reset(engine: Engine) -> None:
+    primed(engine)
+    engine.reset()
+    with pytest.raises(EngineError, match="nothing has been fed"):
+        engine.sample()
+
+
+def test_feed_refuses_a_token_outside_the_vocabulary(engine: Engine) -> None:
+    with pytest.raises(EngineError):
+        engine.feed(engine.vocabulary.size)
+
+
+# Sampling -----------------------------------------------------------------------------------
+
+
+def test_mask_restricts_what_is_sampled(engine: Engine) -> None:
+    primed(engine)
+    allowed = np.zeros(engine.vocabulary.size, bool)
+    allowed[engine.vocabulary.time_shift_base : engine.vocabulary.velocity_base] = True
+    kinds = {engine.vocabulary.kind(engine.sample(allowed)) for _ in range(300)}
+    assert kinds == {TokenKind.TIME_SHIFT}
+    with pytest.raises(EngineError, match="masked"):
+        engine.sample(np.zeros(engine.vocabulary.size, bool))
+
+
+def test_samples_follow_the_model_distribution(engine: Engine) -> None:
+    primed(engine)
+    allowed = np.zeros(engine.vocabulary.size, bool)
+    choices = [engine.vocabulary.note_on(p) for p in (55, 60, 67)]
+    allowed[choices] = True
+    expected = engine.probabilities(allowed, temperature=0.1)[choices]
+    draws = 3000
+    counts = np.array([0, 0, 0])
+    for _ in range(draws):
+        counts[choices.index(engine.sample(allowed, temperature=0.1))] += 1
+    spread = np.sqrt(draws * expected * (1 - expected))
+    assert np.all(np.abs(counts - draws * expected) <= 4 * spread + 1)
+
+
+def test_entropy_grows_with_temperature(engine: Engine) -> None:
+    start = primed(engine)
+    means = []
+    for temperature in (0.5, 1.0, 2.0):
+        entropies = []
+        for seed in range(4):
+            engine.set_state(start)
+            engine.reseed(seed)
+            engine.temperature = temperature
+            for _ in range(24):
+                entropies.append(entropy(engine.probabilities()))
+                engine.feed(engine.sample(), perturb=True)
+        means.append(float(np.mean(entropies)))
+    assert means[0] < means[1] < means[2]
+
+
+# Noise --------------------------------------------------------------------------------------
+
+
+def test_noise_zero_is_bit_identical_to_the_noise_free_engine(engine: Engine) -> None:
+    start = primed(engine)
+    plain = []
+    for _ in range(30):
+        token = engine.sample()
+        engine.feed(token)  # no perturbation asked at all
+        plain.append((token, engine.logits.tobytes()))
+    engine.set_state(start)
+    engine.reseed(0)
+    engine.noise = 0.0
+    noisy_path = []
+    for _ in range(30):
+        token = engine.sample()
+        engine.feed(token, perturb=True)
+        noisy_path.append((token, engine.logits.tobytes()))
+    assert noisy_path == plain
+    fresh = Engine(MODEL, seed=0)
+    primed(fresh)
+    generate(fresh, 30)
+    assert fresh.rng.random() == engine.rng.random()  # the same draws were made
+
+
+def test_heard_events_are_never_perturbed(engine: Engine) -> None:
+    clean = primed(engine).logits
+    engine.reset()
+    engine.noise = 1.0
+    assert np.array_equal(primed(engine).logits, clean)
+
+
+def test_distance_from_the_noise_free_reply_grows_with_noise(engine: Engine) -> None:
+    start = primed(engine)
+
+    def reply(seed: int, noise: float) -> np.ndarray:
+        engine.set_state(start)
+        engine.reseed(seed)
+        engine.noise = noise
+        return np.array(generate(engine, 40))
+
+    distances = []
+    for noise in (0.0, 0.25, 0.5, 1.0):
+        distances.append(np.mean([np.mean(reply(s, 0.0) != reply(s, noise)) for s in range(8)]))
+    assert distances[0] == 0.0
+    assert distances[0] < distances[1] < distances[2] < distances[3]
+
+
+def test_a_jump_picks_another_token_of_the_same_kind(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(daemon.engine, "JUMP_RATE_AT_FULL", 1.0)  # every draw jumps
+    start = primed(engine)
+    vocabulary = engine.vocabulary
+    for seed in range(40):
+        engine.set_state(start)
+        engine.reseed(seed)
+        engine.noise = 0.0
+        choice = engine.sample()
+        engine.reseed(seed)
+        engine.noise = 1.0
+        jump = engine.sample()
+        assert jump != choice
+        assert vocabulary.kind(jump) == vocabulary.kind(choice)
+
+
+def test_state_perturbation_scales_with_noise(engine: Engine) -> None:
+    start = primed(engine)
+    token = engine.vocabulary.note_on(64)
+    engine.feed(token)
+    clean = engine.get_state().h
+    moved = []
+    for noise in (0.1, 0.4, 1.0):
+        engine.set_state(start)
+        engine.reseed(3)
+        engine.noise = noise
+        engine.feed(token, perturb=True)
+        moved.append(float(np.abs(engine.get_state().h - clean).mean()))
+    assert 0.0 < moved[0] < moved[1] < moved[2]

@@ -1,0 +1,598 @@
+"""The performer on the shipped model, driven by a simulated clock (no ports, no sleeping).
+
+The sink is a list: the performer's only output is the messages it sends, which is what these
+tests check (a synthesiser's view of them: nothing may be left sounding).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import shutil
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import mido
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from daemon.codec import decode_tokens
+from daemon.conversation import Conversation
+from daemon.engine import Engine, EngineState
+from daemon.intake import NOTE_OFF, NOTE_ON, InputGate
+from daemon.model_file import ModelError
+from daemon.parameters import ParameterError
+from daemon.performer import ManualClock, Performer
+from daemon.phrase import reply_length_bounds
+from daemon.settings import Settings
+from tests.test_notes import Synth
+
+MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
+GAP = 0.35
+
+
+class TracingEngine(Engine):
+    """The real engine, also keeping the tokens its state holds (test instrumentation)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.trace: list[int] = []
+        self._marks: dict[int, int] = {}
+
+    def feed(self, token: int, *, perturb: bool = False) -> None:
+        super().feed(token, perturb=perturb)
+        self.trace.append(token)
+
+    def get_state(self, out: EngineState | None = None) -> EngineState:
+        state = super().get_state(out)
+        self._marks[id(state)] = len(self.trace)
+        return state
+
+    def set_state(self, state: EngineState) -> None:
+        super().set_state(state)
+        del self.trace[self._marks[id(state)] :]
+
+    def reset(self) -> None:
+        super().reset()
+        self.trace.clear()
+
+
+@functools.cache
+def shared_engine() -> Engine:
+    return Engine(MODEL)
+
+
+class ListSink:
+    def __init__(self, clock: ManualClock) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, mido.Message]] = []
+
+    def send(self, message: mido.Message) -> None:
+        self.sent.append((self.clock(), message))
+
+    def note_ons(self, channel: int | None = None) -> list[tuple[float, int]]:
+        return [
+            (t, m.note)
+            for t, m in self.sent
+            if m.type == "note_on" and (channel is None or m.channel == channel)
+        ]
+
+    def sounding(self) -> set[tuple[int, int]]:
+        synth = Synth()
+        synth.play([m for _, m in self.sent])
+        return synth.sounding
+
+
+def make(
+    engine: Engine | None = None, seed: int = 0, **values: Any
+) -> tuple[Performer, ManualClock, ListSink]:
+    engine = engine or shared_engine()
+    engine.reset()
+    engine.reseed(seed)
+    clock = ManualClock()
+    sink = ListSink(clock)
+    performer = Performer(Settings(model=str(MODEL), **values), engine, sink, clock=clock)
+    return performer, clock, sink
+
+
+def call_messages(
+    notes: list[tuple[int, float, float]], channel: int = 0, velocity: int = 80
+) -> list[tuple[float, mido.Message]]:
+    messages = []
+    for pitch, on_s, off_s in notes:
+        messages.append(
+            (on_s, mido.Message("note_on", channel=channel, note=pitch, velocity=velocity))
+        )
+        messages.append((off_s, mido.Message("note_off", channel=channel, note=pitch)))
+    return sorted(messages, key=lambda pair: pair[0])
+
+
+SCALE = [(60 + 2 * i, 0.25 * i, 0.25 * i + 0.2) for i in range(8)]  # ends at 1.95 s
+
+
+def play(performer: Performer, messages: list[tuple[float, mido.Message]]) -> None:
+    for time_s, message in messages:
+        performer.process_until(time_s)
+        performer.submit(message, time_s)
+
+
+def finish(performer: Performer, limit: int = 100_000) -> None:
+    """Run the simulated clock until nothing more is due."""
+    for _ in range(limit):
+        due_s = performer.next_due_s()
+        if due_s is None:
+            return
+        performer.process_until(due_s)
+    raise AssertionError("the performer never went quiet")
+
+
+def run_until_notes(performer: Performer, sink: ListSink, count: int) -> None:
+    while len(sink.note_ons()) < count:
+        due_s = performer.next_due_s()
+        assert due_s is not None, "the reply ended early"
+        performer.process_until(due_s)
+
+
+# Replies ---------------------------------------------------------------------------------------
+
+
+def test_first_reply_note_sounds_at_the_end_of_the_call() -> None:
+    performer, _, sink = make(output_channel=3)
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    first_s, _ = sink.note_ons()[0]
+    assert first_s == pytest.approx(1.95 + GAP)
+    assert {m.channel for _, m in sink.sent if m.type.startswith("note")} == {2}
+    report = performer.reply_reports()[-1]
+    assert report.reaction_ms == pytest.approx(0.0)
+    assert not report.interrupted
+
+
+def test_reply_length_follows_the_call() -> None:
+    call = [(60 + i, 1.0 * i, 1.0 * i + 0.5) for i in range(5)]  # 5 notes over 4.5 s
+    performer, _, sink = make(
+        reply_ratio=2.0, reply_min_notes=1, reply_max_s=300.0, phrase_gap_s=1.0
+    )
+    play(performer, call_messages(call))
+    finish(performer)
+    assert len(sink.note_ons()) == 10
+    assert performer.reply_reports()[-1].notes == 10
+    assert sink.sounding() == set()
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    temperature=st.floats(0.3, 2.5),
+    noise=st.floats(0.0, 1.0),
+    ratio=st.floats(0.5, 3.0),
+    max_note_s=st.floats(0.2, 5.0),
+)
+def test_every_reply_note_is_released(
+    seed: int, temperature: float, noise: float, ratio: float, max_note_s: float
+) -> None:
+    performer, _, sink = make(
+        seed=seed,
+        temperature=temperature,
+        noise=noise,
+        reply_ratio=ratio,
+        max_note_s=max_note_s,
+    )
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    notes, max_s = reply_length_bounds(8, 1.95, performer.parameters)
+    start_s = 1.95 + GAP
+    assert sink.sounding() == set()  # without close(): the reply itself released everything
+    assert 1 <= len(sink.note_ons()) <= notes
+    started: dict[int, float] = {}
+    for time_s, message in sink.sent:
+        assert start_s - 1e-9 <= time_s <= start_s + max_s + 1e-9
+        if message.type == "note_on":
+            started[message.note] = time_s
+        elif message.type == "note_off":
+            assert time_s - started.pop(message.note) <= max_note_s + 1e-9
+
+
+def test_max_note_length_releases_long_notes() -> None:
+    for seed in range(4):
+        performer, _, sink = make(seed=seed, max_note_s=0.1, temperature=0.5)
+        play(performer, call_messages(SCALE))
+        finish(performer)
+        started: dict[int, float] = {}
+        for time_s, message in sink.sent:
+            if message.type == "note_on":
+                started[message.note] = time_s
+            elif message.type == "note_off":
+                assert time_s - started.pop(message.note) <= 0.1 + 1e-9
+        assert sink.sounding() == set()
+
+
+def test_same_seed_same_reply_and_noise_zero_changes_nothing() -> None:
+    def reply(seed: int, noise: float) -> list[tuple[float, str]]:
+        performer, _, sink = make(seed=seed, noise=noise)
+        play(performer, call_messages(SCALE))
+        finish(performer)
+        return [(t, str(m)) for t, m in sink.sent]
+
+    assert reply(5, 0.0) == reply(5, 0.0)
+    assert reply(5, 0.0) != reply(6, 0.0)
+
+
+def test_listen_mode_hears_but_never_answers() -> None:
+    engine = shared_engine()
+    performer, _, sink = make(mode="listen")
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    assert sink.sent == []
+    assert engine.ready and performer.notes_in == 8
+    performer.set_parameter("mode", "call_response")
+    play(performer, call_messages([(p, t + 10, u + 10) for p, t, u in SCALE]))
+    finish(performer)
+    assert sink.note_ons()
+
+
+def test_a_long_silence_is_fed_capped() -> None:
+    engine = TracingEngine(MODEL, seed=0)
+    conversation = Conversation(engine, max_silence_s=8.0)
+    conversation.note_on(60, 80, 0.0)
+    conversation.note_off(60, 0.5)
+    before = len(engine.trace)
+    conversation.note_on(62, 80, 1000.0)
+    shifts = [t for t in engine.trace[before:] if engine.vocabulary.kind(t) == 2]
+    decoded_s = sum(engine.vocabulary.time_shifts_s[engine.vocabulary.value(t)] for t in shifts)
+    assert decoded_s == pytest.approx(8.0, abs=0.2)
+    assert conversation.clock_s == pytest.approx(1000.0, abs=0.1)
+
+
+# The player interrupts -------------------------------------------------------------------------
+
+
+def test_reply_stops_when_the_player_plays_again() -> None:
+    engine = TracingEngine(MODEL, seed=1)
+    performer, clock, sink = make(engine, seed=1, reply_min_notes=12)
+    play(performer, call_messages(SCALE))
+    run_until_notes(performer, sink, 3)
+    played_before = len(sink.note_ons())
+    cut_s = clock.now_s + 0.001
+    performer.process_until(cut_s)
+    performer.submit(mido.Message("note_on", note=50, velocity=90), cut_s)
+    performer.process_until(cut_s)
+    assert not performer.replying
+    assert sink.sounding() == set()
+    assert all(t <= cut_s for t, _ in sink.note_ons())
+    report = performer.reply_reports()[-1]
+    assert report.interrupted and report.notes == played_before
+    # The state is the conversation as heard and played: the event that was sampled but
+    # not played is gone, and the notes stopped early were fed as note-offs.
+    fresh = Engine(MODEL)
+    for token in engine.trace:
+        fresh.feed(token)
+    assert np.array_equal(fresh.logits, engine.logits)
+    decoded = decode_tokens(engine.trace, engine.vocabulary)
+    heard_after_call = Counter(n.pitch for n in decoded[len(SCALE) :])
+    assert heard_after_call == Counter([p for _, p in sink.note_ons()] + [50])
+
+
+def test_overlap_keeps_replying_while_the_player_plays() -> None:
+    performer, clock, sink = make(overlap=True, reply_min_notes=12)
+    play(performer, call_messages(SCALE))
+    run_until_notes(performer, sink, 2)
+    now = clock.now_s
+    play(performer, [(now, mido.Message("note_on", note=40, velocity=70))])
+    performer.process_until(now)
+    assert performer.replying
+    play(performer, [(now + 0.1, mido.Message("note_off", note=40))])
+    finish(performer)
+    assert sink.sounding() == set()
+
+
+def test_player_all_notes_off_stops_the_reply() -> None:
+    performer, clock, sink = make(reply_min_notes=12)
+    play(performer, call_messages(SCALE))
+    run_until_notes(performer, sink, 2)
+    now = clock.now_s
+    play(performer, [(now, mido.Message("control_change", control=123, value=0))])
+    performer.process_until(now)
+    assert not performer.replying
+    assert sink.sounding() == set()
+
+
+def test_foot_switch_ends_the_call_at_once() -> None:
+    performer, _, sink = make(end_phrase_cc=67)
+    messages = [
+        (0.0, mido.Message("note_on", note=60, velocity=80)),
+        (0.4, mido.Message("control_change", control=67, value=127)),
+    ]
+    play(performer, messages)
+    performer.process_until(0.4)
+    assert sink.note_ons()[0][0] == pytest.approx(0.4)
+    play(performer, [(0.5, mido.Message("note_off", note=60))])
+    finish(performer)
+    assert sink.sounding() == set()
+
+
+# Input hygiene ---------------------------------------------------------------------------------
+
+
+def test_note_on_with_velocity_zero_ends_the_note() -> None:
+    performer, _, sink = make()
+    play(
+        performer,
+        [
+            (0.0, mido.Message("note_on", note=60, velocity=80)),
+            (0.3, mido.Message("note_on", note=60, velocity=0)),
+        ],
+    )
+    finish(performer)
+    assert sink.note_ons()[0][0] == pytest.approx(0.3 + GAP)
+
+
+def test_clock_sensing_and_sysex_take_no_room_in_the_queue() -> None:
+    performer, _, sink = make(input_queue_size=16)
+    noise = [
+        mido.Message("clock"),
+        mido.Message("active_sensing"),
+        mido.Message("sysex", data=[1, 2, 3]),
+        mido.Message("pitchwheel", pitch=100),
+        mido.Message("control_change", control=1, value=5),
+    ]
+    for i in range(500):
+        performer.submit(noise[i % len(noise)], 0.0)
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    assert performer.dropped == 0 and performer.notes_in == 8
+    assert sink.note_ons()
+
+
+def test_only_the_listen_channel_is_heard() -> None:
+    performer, _, sink = make(listen_channel=2)
+    play(performer, call_messages(SCALE, channel=0))
+    finish(performer)
+    assert sink.sent == [] and performer.notes_in == 0
+    play(performer, call_messages([(p, t + 5, u + 5) for p, t, u in SCALE], channel=1))
+    finish(performer)
+    assert performer.notes_in == 8 and sink.note_ons()
+
+
+def test_echoed_output_is_not_heard_as_the_player() -> None:
+    performer, _, sink = make(thru=True, reply_min_notes=6, echo_window_ms=40)
+
+    def echo_new_output(since: int) -> None:
+        """A MIDI loop: everything the performer sent comes back 2 ms later."""
+        for time_s, message in list(sink.sent[since:]):
+            performer.process_until(time_s + 0.002)
+            performer.submit(message, time_s + 0.002)
+
+    for time_s, message in call_messages(SCALE):
+        seen = len(sink.sent)
+        performer.process_until(time_s)
+        performer.submit(message, time_s)
+        performer.process_until(time_s)  # the thru copy goes out now
+        echo_new_output(seen)
+    while (due_s := performer.next_due_s()) is not None:
+        seen = len(sink.sent)
+        performer.process_until(due_s)
+        echo_new_output(seen)
+    assert performer.notes_in == 8
+    assert performer.echoes == len(sink.sent) > 16  # thru notes, then the reply's notes
+    assert performer.replies == 1 and not performer.reply_reports()[-1].interrupted
+    assert sink.sounding() == set()
+
+
+def test_flood_drops_are_counted_and_leave_nothing_stuck() -> None:
+    performer, _, sink = make(input_queue_size=16, thru=True)
+    chooser = random.Random(7)
+    held: set[int] = set()
+    pedal = False
+    time_s = 0.0
+    messages = []
+    for _ in range(4000):
+        time_s += 0.0005
+        roll = chooser.random()
+        if roll < 0.05:
+            pedal = not pedal
+            messages.append(mido.Message("control_change", control=64, value=127 * pedal))
+        elif roll < 0.55 or not held:
+            pitch = chooser.randrange(36, 96)
+            held.add(pitch)
+            messages.append(mido.Message("note_on", note=pitch, velocity=chooser.randrange(1, 128)))
+        else:
+            pitch = chooser.choice(sorted(held))
+            held.discard(pitch)
+            messages.append(mido.Message("note_off", note=pitch))
+    messages += [mido.Message("note_off", note=p) for p in sorted(held)]
+    messages.append(mido.Message("control_change", control=64, value=0))
+    for message in messages:  # the whole flood arrives before the performer gets a turn
+        performer.submit(message, time_s)
+    assert performer.dropped > len(messages) // 2
+    finish(performer)
+    assert performer.replies == 1  # the call ended: no key was left held
+    assert sink.sounding() == set()  # neither a thru note nor a reply note hangs
+    assert not performer.replying
+
+
+def test_all_notes_off_gets_through_a_full_queue() -> None:
+    performer, _, sink = make(input_queue_size=16, thru=True)
+    for i in range(16):
+        performer.submit(mido.Message("note_on", note=40 + i, velocity=80), 0.01 * i)
+    performer.submit(mido.Message("note_on", note=90, velocity=80), 0.2)  # dropped
+    performer.submit(mido.Message("control_change", control=123, value=0), 0.3)
+    performer.submit(mido.Message("control_change", control=123, value=0), 0.3)  # nothing held
+    assert performer.dropped == 2
+    finish(performer)
+    assert performer.replies == 1
+    assert sink.sounding() == set()
+
+
+# Control -----------------------------------------------------------------------------------------
+
+
+def test_set_parameter_checks_names_types_and_ranges() -> None:
+    performer, _, _ = make()
+    bad: list[tuple[str, object]] = [
+        ("bogus", 1),
+        ("temperature", 99.0),
+        ("temperature", float("nan")),
+        ("temperature", True),
+        ("noise", "loud"),
+        ("mode", "dance"),
+        ("output_channel", 17),
+        ("output_channel", 2.5),
+        ("reply_min_notes", 100),  # above reply_max_notes (64)
+        ("thru", 3),
+    ]
+    for name, value in bad:
+        with pytest.raises(ParameterError):
+            performer.set_parameter(name, value)
+    assert performer.parameters.temperature == 1.0
+
+
+def test_parameters_apply_at_the_next_event_and_notify_listeners() -> None:
+    performer, _, sink = make()
+    heard: list[tuple[str, object]] = []
+    performer.add_listener(lambda topic, value: heard.append((topic, value)))
+    performer.set_parameter("temperature", 1)  # an int is fine for a float
+    performer.set_parameter("thru", 1.0)
+    performer.set_parameter("output_channel", 5.0)
+    assert ("temperature", 1.0) in heard and ("thru", True) in heard
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    reply_channels = {m.channel for _, m in sink.sent[16:] if m.type == "note_on"}
+    assert reply_channels == {4}
+    assert ("replying", True) in heard and ("replying", False) in heard
+    assert any(topic == "reply" for topic, _ in heard)
+    status = performer.status()
+    assert status["output_channel"] == 5 and status["thru"] is True
+    assert status["state"] == "listening" and status["notes_in"] == 8
+    assert status["last_reply"]["reaction_ms"] == pytest.approx(0.0)
+
+
+def test_saved_state_comes_back() -> None:
+    engine = shared_engine()
+    performer, _, _ = make(mode="listen")
+    heard: list[tuple[str, object]] = []
+    performer.add_listener(lambda topic, value: heard.append((topic, value)))
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    performer.save_state(3)
+    performer.process_until(5.0)
+    saved = engine.logits.copy()
+    play(performer, call_messages([(p, t + 6, u + 6) for p, t, u in SCALE]))
+    finish(performer)
+    assert not np.array_equal(engine.logits, saved)
+    performer.load_state(3)
+    performer.load_state(4)  # empty
+    performer.process_until(20.0)
+    assert np.array_equal(engine.logits, saved)
+    assert ("error", "state slot 4 is empty") in heard
+    with pytest.raises(ParameterError):
+        performer.save_state(500)
+
+
+def test_reset_forgets_and_the_next_call_is_answered() -> None:
+    engine = shared_engine()
+    performer, _, sink = make()
+    play(performer, call_messages(SCALE))
+    performer.process_until(1.0)
+    performer.reset()
+    performer.process_until(1.0)
+    assert not engine.ready
+    finish(performer)
+    assert sink.note_ons()  # answered from a blank state and the pause
+
+
+def test_panic_silences_everything_now() -> None:
+    performer, clock, sink = make(reply_min_notes=12, thru=True)
+    play(performer, call_messages(SCALE))
+    run_until_notes(performer, sink, 8 + 3)  # the thru copies of the call, then the reply
+    performer.panic()
+    performer.process_until(clock.now_s)
+    assert sink.sounding() == set()
+    assert sink.sent[-1][1].is_cc(123)
+    assert not performer.replying
+
+
+def test_switch_model_waits_for_the_reply_to_end(tmp_path: Path) -> None:
+    other = tmp_path / "other.onnx"
+    shutil.copy(MODEL, other)
+    performer, _, sink = make(reply_min_notes=12)
+    play(performer, call_messages(SCALE))
+    run_until_notes(performer, sink, 2)
+    performer.switch_model(other)
+    performer.process_until(performer.next_due_s() or 0.0)
+    assert performer.status()["model"] == str(MODEL)
+    finish(performer)
+    assert performer.status()["model"] == str(other)
+    assert sink.sounding() == set()
+    with pytest.raises(ModelError):
+        performer.switch_model(tmp_path / "missing.onnx")
+
+
+def test_close_releases_everything_and_is_idempotent() -> None:
+    performer, _, sink = make(reply_min_notes=12)
+    play(performer, call_messages(SCALE))
+    run_until_notes(performer, sink, 3)
+    performer.close()
+    assert sink.sounding() == set()
+    assert sink.sent[-1][1].is_cc(123)
+    count = len(sink.sent)
+    performer.close()
+    performer.submit(mido.Message("note_on", note=60, velocity=80), 10.0)
+    performer.process_until(20.0)
+    assert len(sink.sent) == count
+    assert performer.status()["state"] == "closed"
+
+
+def test_run_thread_answers_and_close_from_another_thread_releases() -> None:
+    engine = shared_engine()
+    engine.reset()
+    first_note = threading.Event()
+    sent: list[mido.Message] = []
+
+    class Sink:
+        def send(self, message: mido.Message) -> None:
+            sent.append(message)
+            if message.type == "note_on":
+                first_note.set()
+
+    performer = Performer(
+        Settings(model=str(MODEL), phrase_gap_s=0.05, reply_min_notes=30), engine, Sink()
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=performer.run, args=(stop,))
+    thread.start()
+    try:
+        now = time.monotonic()
+        performer.submit(mido.Message("note_on", note=60, velocity=80), now)
+        performer.submit(mido.Message("note_off", note=60), now)
+        assert first_note.wait(10.0)
+    finally:
+        performer.close()
+        thread.join(5.0)
+    assert not thread.is_alive()
+    synth = Synth()
+    synth.play(sent)
+    assert synth.sounding == set()
+    assert sent[-1].is_cc(123)
+
+
+def test_a_held_key_release_is_never_taken_for_an_echo() -> None:
+    gate = InputGate(Settings(model=str(MODEL), echo_window_ms=40))
+    gate.submit(mido.Message("note_on", note=60, velocity=80), 0.0)  # the player holds C4
+    gate.sent(mido.Message("note_off", note=60), 1.0)  # Antiphon ends its own C4
+    gate.submit(mido.Message("note_off", note=60), 1.01)  # the player lets go
+    gate.sent(mido.Message("note_on", note=62, velocity=50), 2.0)
+    gate.submit(mido.Message("note_on", note=62, velocity=50), 2.01)  # a real echo
+    gate.submit(mido.Message("note_on", note=62, velocity=50), 2.5)  # too late for an echo
+    items = [gate.take(0.0) for _ in range(4)]
+    assert [(i[0], i[3]) for i in items if i is not None] == [
+        (NOTE_ON, 60),
+        (NOTE_OFF, 60),
+        (NOTE_ON, 62),
+    ]
+    assert gate.echoes == 1
