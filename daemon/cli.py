@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
+
+from daemon.logs import configure_logging
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "daemon.live", "run the co-improviser on live MIDI ports"),
@@ -23,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "training.train_command", "train the note LSTM on a corpus"),
     ("export", "training.export_command", "export a checkpoint to a self-describing ONNX model"),
     ("eval", "training.eval_command", "score a model against a Markov baseline on held-out data"),
+    ("plot", "daemon.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 
 # Modules that only the optional extras provide, and the extra that brings each one.
@@ -32,7 +34,7 @@ EXTRA_OF_MODULE = {
     "symusic": "train",
     "music21": "train",
     "tqdm": "train",
-    "matplotlib": "train",
+    "matplotlib": "plot",  # also in 'train'; 'plot' is the small one
 }
 
 
@@ -58,10 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.log_level)
     try:
         return int(args.module.run(args) or 0)
     except ModuleNotFoundError as err:

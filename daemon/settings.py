@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import math
 import tomllib
 import types
@@ -31,8 +32,12 @@ def _setting(
     help: str,
     flag: str | None = None,
     check: Callable[[Any], str | None] | None = None,
+    path: bool = False,
 ) -> Any:
-    return field(default=default, metadata={"help": help, "flag": flag, "check": check})
+    """A settings field; ``path`` marks a file or folder, read relative to the config file."""
+    return field(
+        default=default, metadata={"help": help, "flag": flag, "check": check, "path": path}
+    )
 
 
 def _between(low: float, high: float) -> Callable[[Any], str | None]:
@@ -86,8 +91,10 @@ class Settings:
         2048, "input messages held before a flood is dropped", check=_between(16, 1_000_000)
     )
     # Model and sampling
-    model: str = _setting(str(DEFAULT_MODEL), "the ONNX model to play with")
-    models_dir: str = _setting(str(DEFAULT_MODELS_DIR), "folder of models that OSC may switch to")
+    model: str = _setting(str(DEFAULT_MODEL), "the ONNX model to play with", path=True)
+    models_dir: str = _setting(
+        str(DEFAULT_MODELS_DIR), "folder of models that OSC may switch to", path=True
+    )
     seed: int | None = _setting(None, "random seed, for replies that repeat exactly")
     temperature: float = _setting(
         1.0, "sampling temperature: near 0 almost greedy, higher is wilder", check=_between(0.05, 5)
@@ -113,23 +120,25 @@ class Settings:
     )
     reply_min_notes: int = _setting(4, "fewest notes in a reply", check=_between(1, 512))
     reply_max_notes: int = _setting(64, "most notes in a reply", check=_between(1, 512))
-    reply_max_s: float = _setting(
-        20.0, "longest reply in seconds", check=_between(0.5, 300)
-    )
+    reply_max_s: float = _setting(20.0, "longest reply in seconds", check=_between(0.5, 300))
     overlap: bool = _setting(False, "keep replying when the player starts again")
     max_note_s: float = _setting(
         5.0, "release any reply note held longer than this", check=_between(0.05, 60)
     )
     # OSC
     osc_port: int | None = _setting(
-        9000, "UDP port of the OSC control surface (0 or none: off)", check=_between(0, 65535)
+        9000, "UDP port of the OSC control surface (0: off)", check=_between(0, 65535)
     )
     osc_host: str = _setting("127.0.0.1", "address the OSC server listens on")
     osc_allow: tuple[str, ...] = _setting((), "addresses or CIDR ranges that may send OSC")
     osc_feedback: str | None = _setting(None, "HOST:PORT that receives every parameter change")
-    mapping: str | None = _setting(None, "TOML file mapping OSC addresses and MIDI CCs to knobs")
+    mapping: str | None = _setting(
+        None, "TOML file mapping OSC addresses and MIDI CCs to knobs", path=True
+    )
     # Stage
-    record: str | None = _setting(None, "record each performance as a MIDI file in this folder")
+    record: str | None = _setting(
+        None, "record each performance as a MIDI file in this folder", path=True
+    )
     tui: bool = _setting(False, "show a live status view in the terminal")
 
     def __post_init__(self) -> None:
@@ -143,6 +152,23 @@ class Settings:
 
 
 SETTINGS_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+# What each kind of value is called in an error message.
+_KIND_NAMES = {
+    bool: "true or false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    tuple: "a list of strings",
+}
+_TOML_TYPE_NAMES = {
+    bool: "true/false",
+    int: "a whole number",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _base_type(name: str) -> type:
@@ -160,11 +186,17 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """A flag for every setting; flags left out keep the value from the file or the default."""
     parser.add_argument("--config", type=Path, help="TOML settings file (keys as below)")
     parser.add_argument(
-        "--print-config", action="store_true", help="show the settings in force and exit"
+        "--print-config",
+        action="store_true",
+        help="show the settings in force, and where each came from, and exit",
     )
     for name, f in SETTINGS_FIELDS.items():
         kind = _base_type(name)
-        kwargs: dict[str, Any] = {"dest": f"setting_{name}", "default": None, "help": f.metadata["help"]}
+        kwargs: dict[str, Any] = {
+            "dest": f"setting_{name}",
+            "default": None,
+            "help": f.metadata["help"],
+        }
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind is tuple:
@@ -174,39 +206,75 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag_of(name), **kwargs)
 
 
-def _coerce(name: str, value: Any) -> Any:
+def _type_name(value: Any) -> str:
+    return _TOML_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def check_value(name: str, value: Any, label: str | None = None) -> Any:
+    """``value`` as setting ``name`` holds it; :class:`SettingsError` if it cannot be one.
+
+    The message names the setting (as ``label``, its key by default) and the problem: a wrong
+    type or a value out of range.
+    """
+    label = label or name
     kind = _base_type(name)
-    if value is None:
-        return None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if kind is tuple and isinstance(value, list):
+        if not all(isinstance(item, str) for item in value):
+            raise SettingsError(f"{label}: expected {_KIND_NAMES[tuple]}")
         value = tuple(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise SettingsError(f"{name}: expected {kind.__name__}, got {type(value).__name__}")
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise SettingsError(f"{label}: expected {_KIND_NAMES[kind]}, got {_type_name(value)}")
+    check = SETTINGS_FIELDS[name].metadata["check"]
+    problem = check(value) if check else None
+    if problem:
+        raise SettingsError(f"{label}: {problem} (got {value!r})")
     return value
 
 
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, SETTINGS_FIELDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{key}: unknown setting{hint}"
+
+
 def load_toml(path: Path) -> dict[str, Any]:
-    """The settings a TOML file holds; unknown keys and unreadable files are refused."""
+    """The settings a TOML file holds, checked one by one.
+
+    An unreadable file, an unknown key, a wrong type or a value out of range raises
+    :class:`SettingsError` with one line: the file, the key and the problem. Relative file and
+    folder settings are read from the config file's folder, and ``~`` is the home folder, so
+    the file means the same whichever folder the daemon starts in (a system service: /).
+    """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
-        raise SettingsError(f"cannot read {path}: {err.strerror}") from err
+        raise SettingsError(f"{path}: cannot read it: {err.strerror}") from err
+    except UnicodeDecodeError as err:
+        raise SettingsError(f"{path}: not UTF-8 text: {err.reason}") from err
     except tomllib.TOMLDecodeError as err:
         raise SettingsError(f"{path}: not valid TOML: {err}") from err
     values = {}
     for key, value in data.items():
-        if key not in SETTINGS_FIELDS:
-            raise SettingsError(f"{path}: unknown setting '{key}'")
-        values[key] = _coerce(key, value)
+        try:
+            if key not in SETTINGS_FIELDS:
+                raise SettingsError(_unknown_key_message(key))
+            values[key] = check_value(key, value)
+        except SettingsError as err:
+            raise SettingsError(f"{path}: {err}") from None
+        if SETTINGS_FIELDS[key].metadata["path"]:
+            values[key] = str(path.parent / Path(values[key]).expanduser())
     return values
 
 
 def resolve_settings(
     args: argparse.Namespace, file_values: Mapping[str, Any] | None = None
 ) -> tuple[Settings, dict[str, str]]:
-    """Settings from defaults, then the config file, then flags; and where each came from."""
+    """Settings from defaults, then the config file, then flags; and where each came from.
+
+    Sources are "default", the config file's path, or "command line".
+    """
     values: dict[str, Any] = {}
     sources = {name: "default" for name in SETTINGS_FIELDS}
     config_path: Path | None = getattr(args, "config", None)
@@ -214,23 +282,29 @@ def resolve_settings(
         file_values = load_toml(config_path)
     for name, value in (file_values or {}).items():
         values[name] = value
-        sources[name] = str(config_path or "config")
+        sources[name] = str(config_path or "config file")
     for name in SETTINGS_FIELDS:
         value = getattr(args, f"setting_{name}", None)
-        if value is not None:
-            values[name] = _coerce(name, tuple(value) if isinstance(value, list) else value)
-            sources[name] = "command line"
+        if value is None:
+            continue
+        values[name] = check_value(name, value, label=flag_of(name))
+        sources[name] = "command line"
     return Settings(**values), sources
 
 
 def describe_settings(settings: Settings, sources: Mapping[str, str]) -> str:
-    """The settings in force, one per line, as TOML with where each came from."""
+    """The settings in force as a TOML file, each line saying where its value came from.
+
+    Settings without a value are shown commented out, so the output can be saved and used
+    as a config file.
+    """
     lines = []
     for name in SETTINGS_FIELDS:
         value = getattr(settings, name)
-        shown = "# (none)" if value is None else _toml_value(value)
-        lines.append(f"{name} = {shown}  # {sources[name]}" if value is not None else
-                     f"# {name} = (none)  # {sources[name]}")
+        if value is None:
+            lines.append(f"# {name} = (none)  # {sources[name]}")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}  # {sources[name]}")
     return "\n".join(lines)
 
 
@@ -238,7 +312,16 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_toml_char(c) for c in value) + '"'
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return repr(value)
+
+
+def _toml_char(char: str) -> str:
+    """A character inside a TOML basic string: quotes, backslashes and controls escaped."""
+    if char in '"\\':
+        return "\\" + char
+    if (ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F:
+        return f"\\u{ord(char):04X}"
+    return char
