@@ -192,17 +192,20 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     )
     for name, f in SETTINGS_FIELDS.items():
         kind = _base_type(name)
+        shown_default = f.default if f.default not in (None, ()) else "none"
         kwargs: dict[str, Any] = {
             "dest": f"setting_{name}",
             "default": None,
-            "help": f.metadata["help"],
+            "help": f"{f.metadata['help']} (default: {shown_default})",
         }
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif kind is tuple:
             kwargs["action"] = "append"
+            kwargs["metavar"] = name.upper()
         else:
             kwargs["type"] = kind
+            kwargs["metavar"] = name.upper()
         parser.add_argument(flag_of(name), **kwargs)
 
 

@@ -552,12 +552,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def osc_reference() -> str:
-    """The README's OSC section (in docs_osc.md until the README takes it in)."""
-    for name in ("README.md", "docs_osc.md"):
-        path = ROOT / name
-        if path.exists() and "/antiphon/temperature" in path.read_text(encoding="utf-8"):
-            return path.read_text(encoding="utf-8")
-    raise AssertionError("no OSC table in README.md")
+    """The README, whose OSC section documents every address."""
+    return (ROOT / "README.md").read_text(encoding="utf-8")
 
 
 def test_the_osc_table_documents_every_address_with_its_range_and_default() -> None:
