@@ -1,0 +1,47 @@
+"""A real JACK server for the tests: one per session, private to it, always stopped.
+
+The server itself (``jackd --no-realtime -d dummy``, a unique name) is
+:class:`daemon.jack_server.JackServer`, shared with ``antiphon bench``. Here it becomes a
+session fixture: skipped with the reason when jackd is not installed, and this process's
+``JACK_DEFAULT_SERVER`` pointed at it while it runs, so the tests' own rtmidi clients and the
+daemons they start all meet on it and on nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemon.jack_server import SERVER_ENV, JackServer, jackd_available
+from daemon.probe import Timed, load_phrase
+
+DATA = Path(__file__).parent / "data"
+# Tests check behaviour, not timing, and share two busy cores: at 128 frames a non-realtime
+# jackd overran a cycle several times a second here, and an overrun client loses its MIDI
+# events for that cycle. 512 frames (10.7 ms) ran without overruns. `antiphon bench` uses 128.
+TEST_PERIOD_FRAMES = 512
+CALL_MIDI = DATA / "call.mid"  # 14 notes played by hand, with pedal, 2.7 s
+
+
+def session_jack_server() -> Iterator[JackServer]:
+    """Start the server, point this process at it, and stop it afterwards whatever happens."""
+    if not jackd_available():
+        pytest.skip("jackd is not installed (Debian: apt-get install jackd2); JACK tests need it")
+    server = JackServer(period_frames=TEST_PERIOD_FRAMES).start()
+    previous = os.environ.get(SERVER_ENV)
+    os.environ[SERVER_ENV] = server.name
+    try:
+        yield server
+    finally:
+        if previous is None:
+            os.environ.pop(SERVER_ENV, None)
+        else:
+            os.environ[SERVER_ENV] = previous
+        server.stop()
+
+
+def recorded_call() -> list[Timed]:
+    return load_phrase(CALL_MIDI)
