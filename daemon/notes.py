@@ -43,14 +43,19 @@ class SoundingNotes:
 
     def start(self, channel: int, pitch: int, velocity: int, time_s: float) -> list[mido.Message]:
         """Messages that start a note; a note already sounding there is ended first."""
+        note_on = mido.Message(
+            "note_on", channel=channel, note=pitch, velocity=max(1, min(127, velocity))
+        )
+        return self.start_message(note_on, time_s)
+
+    def start_message(self, note_on: mido.Message, time_s: float) -> list[mido.Message]:
+        """:meth:`start` with the note-on made beforehand (velocity 1-127): making a message
+        takes tens of microseconds, which a reply spends before the note is due."""
+        channel, pitch = note_on.channel, note_on.note
         messages = self.stop(channel, pitch)
         self._started_s[(channel, pitch)] = time_s
         self._channels_used.add(channel)
-        messages.append(
-            mido.Message(
-                "note_on", channel=channel, note=pitch, velocity=max(1, min(127, velocity))
-            )
-        )
+        messages.append(note_on)
         return messages
 
     def stop(self, channel: int, pitch: int) -> list[mido.Message]:
@@ -58,6 +63,12 @@ class SoundingNotes:
         if self._started_s.pop((channel, pitch), None) is None:
             return []
         return [mido.Message("note_off", channel=channel, note=pitch, velocity=0)]
+
+    def stop_message(self, note_off: mido.Message) -> list[mido.Message]:
+        """:meth:`stop` with the note-off made beforehand."""
+        if self._started_s.pop((note_off.channel, note_off.note), None) is None:
+            return []
+        return [note_off]
 
     def oldest_start_s(self) -> float | None:
         """When the longest-sounding note started (None when silent)."""

@@ -6,9 +6,10 @@ Threads and who touches what:
   the flood policy (:class:`~daemon.intake.InputGate`), then one put on a queue. It never
   blocks and never runs inference.
 - :meth:`Performer.run` is the performer's thread: it blocks on that queue with a timeout
-  until the next due moment (the call's end, the next reply event, a note's maximum length)
-  and does all the work: it feeds the player's events to the engine as they arrive, detects
-  the end of the call, generates and plays the reply, and sends every output message.
+  until the next due moment (the call's end and shortly before it, the next reply event, a
+  note's maximum length) and does all the work: it feeds the player's events to the engine
+  as they arrive, detects the end of the call, generates and plays the reply, and sends
+  every output message.
 - Control threads (OSC, CLI) call :meth:`Performer.set_parameter` (an immutable
   :class:`~daemon.parameters.Parameters` swapped in by reference) and the commands
   (:meth:`panic`, :meth:`reset`, :meth:`save_state`, :meth:`load_state`,
@@ -18,6 +19,15 @@ Threads and who touches what:
 For tests and files (``antiphon respond``), :meth:`process_until` drives the same logic on a
 :class:`ManualClock` without threads or sleeping.
 
+Answering on time: ``speculate_before_s`` (20 ms) before the call's deadline, the performer
+already makes the reply as it will be at the deadline (the pause up to the deadline fed, its
+first events drawn, see :mod:`daemon.reply`), so that at the deadline it only sends. If
+anything comes first (the player's input, a command, a parameter change), that speculative
+reply is withdrawn without a trace, random streams included: a reply is the same whether it
+was made ahead or at the deadline. 20 ms is well above the few ms drawing takes even on a
+busy machine, and a player who goes on within the last 20 ms of the gap is rare, so little
+work is thrown away; drawing when the silence starts would throw it away at every pause.
+
 Input hygiene, echo suppression and the flood policy live in :mod:`daemon.intake`.
 
 The player's All Notes Off / All Sound Off (CC123 / CC120) ends the player's held notes and
@@ -26,11 +36,14 @@ stops the reply. With ``thru``, the player's notes (not the pedal) are echoed to
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -54,6 +67,11 @@ CLOSE_WAIT_S = 1.0  # how long close() waits for a running performer thread to f
 DROP_LOG_INTERVAL_S = 5.0
 STATE_SLOTS = 128
 REPORTS_KEPT = 256
+SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
+# A call noticed later than this after its end (a busy machine, a backlog of input) is
+# answered from now rather than from its end: better a late reply than a rushed one.
+MAX_START_LATE_S = 0.030
+PR_SET_TIMERSLACK = 29  # Linux prctl: how long the kernel may defer this thread's timed waits
 
 Listener = Callable[[str, object], None]
 
@@ -65,6 +83,14 @@ class MidiSink(Protocol):
     """
 
     def send(self, message: mido.Message) -> None: ...
+
+
+@dataclass
+class _Speculation:
+    """A reply made before its call was over, for the call as it will end if nothing comes."""
+
+    call: Call
+    reply: Reply
 
 
 class ManualClock:
@@ -89,6 +115,8 @@ class Performer:
         sink: where output messages go.
         clock: seconds, monotonic; ``submit``'s ``time_s`` must come from the same clock.
             A :class:`ManualClock` enables :meth:`process_until`.
+        speculate_before_s: how long before the call's deadline the reply is made; 0 makes
+            it at the deadline.
     """
 
     def __init__(
@@ -98,6 +126,7 @@ class Performer:
         sink: MidiSink,
         *,
         clock: Callable[[], float] = time.monotonic,
+        speculate_before_s: float = SPECULATE_BEFORE_S,
     ) -> None:
         self.settings = settings
         self._sink = sink
@@ -108,6 +137,9 @@ class Performer:
         self._conversation = Conversation(engine)
         self._phrase = PhraseDetector(self._params.phrase_gap_s)
         self._reply: Reply | None = None
+        self._speculate_before_s = speculate_before_s
+        self._speculation: _Speculation | None = None
+        self._speculated_for_s: float | None = None  # the deadline last speculated for
         self._thru = SoundingNotes()
         self._reply_channels: set[int] = set()  # every channel a reply has sounded on
         self._slots: dict[int, EngineState] = {}
@@ -248,6 +280,7 @@ class Performer:
         """
         self._runner = threading.current_thread()
         self._run_exited.clear()
+        _tighten_timer_slack()
         try:
             while not stop.is_set() and not self._stop_requested:
                 self._turned_s = self._clock()
@@ -285,8 +318,12 @@ class Performer:
         """When the performer next has something to do (None: nothing until input comes)."""
         if self._gate.waiting or not self._commands.empty():
             return self._clock()  # input or commands waiting: now
-        moments = [self._phrase.deadline(), self._reply.next_due_s() if self._reply else None]
-        return min((m for m in moments if m is not None), default=None)
+        reply = self._reply
+        deadline_s = self._phrase.deadline()
+        due_s = reply.next_due_s() if reply is not None else self._speculation_due_s()
+        if deadline_s is None or due_s is None:
+            return due_s if deadline_s is None else deadline_s
+        return min(deadline_s, due_s)
 
     def turning(self, within_s: float = TURNING_WITHIN_S) -> bool:
         """Whether :meth:`run` went round its loop within ``within_s`` (it does at least every
@@ -306,21 +343,26 @@ class Performer:
     def _apply_parameters(self) -> Parameters:
         params = self._params
         if params is not self._applied:
+            self._withdraw_speculation()  # made with the parameters of before
             engine = self._conversation.engine
+            reply = self._reply
+            if reply is not None:
+                reply.max_note_s = params.max_note_s
+                if (engine.temperature, engine.noise) != (params.temperature, params.noise):
+                    reply.rewind()  # the events drawn ahead are drawn again with the new ones
             engine.temperature, engine.noise = params.temperature, params.noise
             self._phrase.gap_s = params.phrase_gap_s
-            if self._reply is not None:
-                self._reply.max_note_s = params.max_note_s
             self._applied = params
         return params
 
     def _take(self, item: Item) -> None:
         """One of the player's events, fed as it arrives."""
         code, time_s, channel, data1, data2 = item
+        self._withdraw_speculation()  # the call goes on (or ends now)
         params = self._apply_parameters()
         reply = self._reply
         if reply is not None:
-            reply.rewind()  # the unplayed event goes; the player's event comes first
+            reply.rewind()  # the unplayed events go; the player's event comes first
             if code == ALL_OFF or (code == NOTE_ON and not params.overlap):
                 self._end_reply(reply.stop(time_s))
         conversation, phrase, key = self._conversation, self._phrase, (channel, data1)
@@ -350,11 +392,9 @@ class Performer:
 
     def _service(self, now_s: float) -> None:
         """Everything due at ``now_s``: commands, the call's end, the reply's events."""
-        while True:
-            try:
-                name, argument = self._commands.get(False)
-            except queue.Empty:
-                break
+        while not self._commands.empty():  # only this thread takes: then a get succeeds
+            name, argument = self._commands.get(False)
+            self._withdraw_speculation()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
         call = self._phrase.poll(now_s)
@@ -368,45 +408,98 @@ class Performer:
                 self._play(reply, now_s)
         if self._next_engine is not None and self._reply is None:
             self._swap_engine(self._next_engine)
+        self._speculate(now_s)
         dropped = self.dropped
         if dropped != self._drops_logged and now_s - self._drops_logged_s >= DROP_LOG_INTERVAL_S:
             log.warning("input flood: %d messages dropped so far", dropped)
             self._drops_logged, self._drops_logged_s = dropped, now_s
 
     def _answer(self, call: Call, now_s: float) -> None:
+        params = self._apply_parameters()  # new parameters withdraw the speculation
+        speculation, self._speculation = self._speculation, None
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
-        params = self._apply_parameters()
-        if params.mode != "call_response":
+        start_s = call.ended_s if now_s - call.ended_s <= MAX_START_LATE_S else now_s
+        answering = params.mode == "call_response"
+        if speculation is not None and not (
+            answering and speculation.call == call and start_s == call.ended_s
+        ):
+            speculation.reply.withdraw()
+            speculation = None
+        if not answering:
             return
-        self._conversation.silence_until(now_s)  # after a reset, the pause alone is a start
-        if not self._conversation.engine.ready:
+        reply = speculation.reply if speculation else self._prepare(call, start_s, params)
+        if reply is None:
             return
+        self._reply = reply
+        self._play(reply, now_s, starting=True)  # the first note, at once
+
+    def _prepare(self, call: Call, start_s: float, params: Parameters) -> Reply | None:
+        """The reply to ``call`` starting at ``start_s``, its first events drawn; None when the
+        engine has heard nothing since a reset (after a reset, the pause alone is a start)."""
         notes, max_s = reply_length_bounds(call.notes, call.seconds, params)
-        self._reply = Reply(
+        reply = Reply(
             self._conversation,
-            start_s=now_s,
+            start_s=start_s,
             phrase_end_s=call.ended_s,
             notes=notes,
             max_s=max_s,
             channel=params.output_channel - 1,
             max_note_s=params.max_note_s,
         )
-        self._notify("replying", True)
-        self._play(self._reply, now_s)  # the first note, at once
+        if not self._conversation.engine.ready:
+            reply.withdraw()
+            return None
+        reply.draw_ahead()
+        return reply
 
-    def _play(self, reply: Reply, now_s: float) -> None:
-        """Send the reply's events due by ``now_s``, each as soon as it is known."""
+    def _speculation_due_s(self) -> float | None:
+        """When to make the reply ahead of the call's deadline (None: not now, or done)."""
+        if self._speculation is not None or self._reply is not None:
+            return None
+        deadline_s = self._phrase.deadline()
+        if deadline_s is None or deadline_s == self._speculated_for_s:
+            return None
+        return deadline_s - self._speculate_before_s
+
+    def _speculate(self, now_s: float) -> None:
+        due_s = self._speculation_due_s()
+        if due_s is None or now_s < due_s:
+            return
+        params = self._apply_parameters()
+        call = self._phrase.pending_call()
+        if call is None:
+            return
+        self._speculated_for_s = call.ended_s
+        if params.mode != "call_response":
+            return
+        reply = self._prepare(call, call.ended_s, params)
+        if reply is not None:
+            self._speculation = _Speculation(call, reply)
+
+    def _withdraw_speculation(self) -> None:
+        speculation, self._speculation = self._speculation, None
+        if speculation is not None:
+            speculation.reply.withdraw()
+        self._speculated_for_s = None
+
+    def _play(self, reply: Reply, now_s: float, *, starting: bool = False) -> None:
+        """Send the reply's events due by ``now_s``, then draw the coming ones ahead."""
         while timed := reply.advance(now_s):
             self._emit(timed, reply)
+        if starting:
+            self._notify("replying", True)  # after the first note: listeners take time
         if reply.done:
             self._end_reply([])
+        else:
+            reply.draw_ahead()
 
     def _end_reply(self, release: list[Timed]) -> None:
         reply = self._reply
         if reply is None:
             return
         self._emit(release, reply)
+        reply.settle()  # the model hears the notes it was stopped on, once they are sent
         self._reply = None
         self.replies += 1
         report = reply.report()
@@ -477,6 +570,7 @@ class Performer:
             self._emit_now(self._thru.stop(channel, pitch))
 
     def _release_everything(self, now_s: float) -> None:
+        self._withdraw_speculation()
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
         self._emit_now(self._thru.release_all())  # with All Notes Off on the thru channels
@@ -503,6 +597,16 @@ class Performer:
             self._closed = True
             self._gate.closed = True
         self._release_everything(self._clock())
+
+
+def _tighten_timer_slack() -> None:
+    """Let this thread's timed waits (on the input queue, until the next due moment) end on
+    time: Linux defers them by up to the thread's timer slack, 50 us by default."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+        except (OSError, AttributeError) as err:  # no libc to ask: the default slack stays
+            log.debug("timer slack unchanged: %s", err)
 
 
 def _check_slot(slot: int) -> int:

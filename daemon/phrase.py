@@ -99,6 +99,14 @@ class PhraseDetector:
             return None
         return self._finish(self._last_event_s, due)
 
+    def pending_call(self) -> Call | None:
+        """The call :meth:`poll` will return at :meth:`deadline` if nothing happens before;
+        None when there is no deadline. The detector does not change."""
+        due = self.deadline()
+        if due is None or self._call_start_s is None:
+            return None
+        return Call(self._call_start_s, self._last_event_s, due, self._call_notes)
+
     def end_now(self, time_s: float) -> Call | None:
         """End the call at once (foot switch); None when no call is going on."""
         if self._call_start_s is None:

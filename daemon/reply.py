@@ -1,10 +1,18 @@
-"""One reply, generated just in time and played on the performer's clock.
+"""One reply, drawn ahead of time and played on the performer's clock.
 
-The reply samples tokens until the next note event, schedules that event, and samples the
-one after only when it has been played. Before sampling an event it keeps a snapshot of the
-engine's state, so an event that was sampled (and fed: the engine needed it to go on) but not
-yet played can be rolled back out of the state when something else happens first: the player
-plays, a note reaches its maximum length, the reply is stopped.
+Events are drawn before they are due, so that when one is due the performer only sends it:
+:meth:`Reply.draw_ahead` keeps at least the next event drawn, and with it every event due
+within ``LOOKAHEAD_S`` of that one (the notes of a chord then leave back to back), up to
+``MAX_DRAWN_AHEAD`` events. Drawing an event samples its tokens and feeds them (the engine
+needs them to go on), so before each event the reply takes a :class:`_Mark`: the engine's
+state and both random streams. Drawn events that were not played are rolled back out of the
+state together, to the mark of the first of them, when something else happens first: the
+player plays, a note reaches its maximum length, the reply is stopped. With the random
+streams rolled back too, what a reply plays does not depend on how far ahead it was drawn.
+
+A reply can also be made before its call is over (the performer does so a few ms before the
+deadline, see :mod:`daemon.performer`) and, as long as it has played nothing, withdrawn
+(:meth:`Reply.withdraw`): the pause it fed and the events it drew leave no trace.
 
 How a reply is shaped (the mask of tokens the engine may sample):
 
@@ -16,7 +24,8 @@ How a reply is shaped (the mask of tokens the engine may sample):
   velocities are masked: the model may only release its notes and wait. Notes still sounding
   ``RELEASE_GRACE_S`` after the last note-on are released by force, as is everything at the
   reply's time bound. A note sounding ``max_note_s`` is released by force at once.
-- Every note Antiphon ends itself is fed to the model as a note-off at the time it happened.
+- Every note Antiphon ends itself is fed to the model as a note-off at the time it happened,
+  once its note-off has been sent (:meth:`Reply.settle`), so feeding does not delay sending.
 
 Times are in seconds on the performer's clock. A reply event planned at decoded time ``C``
 plays at ``start_s + (C - C0)``, where ``C0`` is the stream's clock at the start.
@@ -25,19 +34,24 @@ plays at ``start_s + (C - C0)``, where ``C0`` is the stream's clock at the start
 from __future__ import annotations
 
 import math
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import mido
 import numpy as np
 
-from daemon.codec import TokenKind
 from daemon.conversation import Conversation
-from daemon.engine import EngineState, kind_slice
+from daemon.engine import Engine, EngineState
 from daemon.notes import SoundingNotes
 
 RELEASE_GRACE_S = 1.5  # after the last note-on, time the model has to release its notes
 MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an event is stopped
+# Drawing an event takes a few engine steps (about 1 ms, several on a busy machine): events
+# due within this of the next one are drawn before it is sent, so none waits for a drawing.
+LOOKAHEAD_S = 0.010
+MAX_DRAWN_AHEAD = 8  # bounds the work thrown away when the player interrupts
 
 Timed = tuple[float, mido.Message]  # (planned time, message)
 
@@ -58,12 +72,38 @@ class ReplyReport:
         return asdict(self)
 
 
+class _Mark:
+    """Where the stream stood before something was drawn: the engine's state and both random
+    streams. Restoring it leaves no trace of what was drawn since, and the same random draws
+    come again. Marks are reused (their arrays are overwritten by the next :meth:`take`)."""
+
+    __slots__ = ("noise_rng", "rng", "state")
+
+    def __init__(self) -> None:
+        self.state: EngineState | None = None
+        self.rng: Mapping[str, Any] = {}
+        self.noise_rng: Mapping[str, Any] = {}
+
+    def take(self, engine: Engine) -> None:
+        self.state = engine.get_state(out=self.state)
+        self.rng = engine.rng.bit_generator.state
+        self.noise_rng = engine.noise_rng.bit_generator.state
+
+    def restore(self, engine: Engine) -> None:
+        assert self.state is not None, "a mark restored before it was taken"
+        engine.set_state(self.state)
+        engine.rng.bit_generator.state = self.rng
+        engine.noise_rng.bit_generator.state = self.noise_rng
+
+
 @dataclass
-class _Pending:
+class _Drawn:
+    """An event drawn (its tokens fed) and not yet played."""
+
     due_s: float
     tokens: list[int]
-    pitch: int
-    velocity: int  # 0: a note-off
+    message: mido.Message  # its note-on or note-off, made while drawing
+    mark: _Mark  # the stream before its tokens
 
 
 class Reply:
@@ -71,7 +111,7 @@ class Reply:
 
     Args:
         conversation: the token stream; its engine already holds the call.
-        start_s: now; the pause up to here is fed, and the first note is due here.
+        start_s: the pause up to here is fed (now), and the first note is due here.
         phrase_end_s: when the call ended (for the reaction time).
         notes: note budget; max_s: time bound (see :func:`~daemon.phrase.reply_length_bounds`).
         channel: MIDI channel 0-15 of the reply's notes.
@@ -98,23 +138,35 @@ class Reply:
         self.channel = channel
         self.max_note_s = max_note_s
         self.phrase_end_s = phrase_end_s
+        self._start_mark = _Mark()
+        self._start_mark.take(conversation.engine)
+        self._clock_before_s = conversation.clock_s
         conversation.silence_until(start_s)
         self.start_s = start_s
         self._start_clock_s = conversation.clock_s
         self._end_s = start_s + max_s
-        self._release_by_s = self._end_s
-        self._notes_left = notes
+        self._notes = notes
         self.notes_played = 0
+        self._release_by_s = self._end_s
         self.sounding = SoundingNotes()
         self.done = False
         self.interrupted = False
+        self._drawn: deque[_Drawn] = deque()
+        self._spare_marks: list[_Mark] = []
+        self._unfed_releases: list[tuple[int, float]] = []  # (pitch, stream clock)
+        self._stalled_at_s: float | None = None  # the drawing found no event before this time
+        self._last_s = start_s  # the planned time of the last message played
+        # Where the drawing stands: the played events plus the drawn ones.
         self._allowed = np.ones(vocabulary.size, bool)
-        self._allowed[kind_slice(vocabulary, TokenKind.TIME_SHIFT)] = False
-        self._allowed[kind_slice(vocabulary, TokenKind.NOTE_OFF)] = False
-        self._snapshot: EngineState | None = None
-        self._pending: _Pending | None = None
-        self._stalled_at_s: float | None = None  # the plan found no event before this time
-        self._last_s = start_s
+        self._draw_clock_s = 0.0
+        self._draw_velocity = 0
+        self._draw_last_s = start_s
+        self._draw_notes_left = notes
+        self._draw_release_by_s = self._end_s
+        self._draw_sounding: set[int] = set()
+        self._draw_stale = False
+        self._restart_drawing()
+        # Figures.
         self._first_note_sent_s: float | None = None
         self._error_total_s = 0.0
         self._error_max_s = 0.0
@@ -122,26 +174,32 @@ class Reply:
 
     # Scheduling ---------------------------------------------------------------------------
 
+    @property
+    def drawn_ahead(self) -> int:
+        """How many events are drawn (fed) and not yet played."""
+        return len(self._drawn)
+
     def next_due_s(self) -> float | None:
         """When :meth:`advance` has something to do next; None once the reply is done."""
         if self.done:
             return None
-        if self._pending is None and self._stalled_at_s is None:
-            return self._last_s  # an event to plan: due now
+        if not self._drawn and self._stalled_at_s is None:
+            return self._last_s  # an event to draw: due now
         return min(self._expiry_s(), self._finish_s(), self._pending_s())
 
     def advance(self, now_s: float) -> list[Timed]:
-        """Play what is due by ``now_s``; the messages, with their planned times.
+        """Play the next thing due by ``now_s``; its messages, with their planned times.
 
-        Returns as soon as an event was played and the next one must be sampled, so the
-        caller sends it without waiting for that: call again until it returns nothing.
+        Returns after each event (or forced release), so the caller sends it before the next
+        is even looked at: call again until it returns nothing, then :meth:`draw_ahead`.
+        Drawn events are played without drawing; only when nothing is drawn is the next
+        event drawn here.
         """
         out: list[Timed] = []
-        while not self.done:
-            if self._pending is None and self._stalled_at_s is None:
-                if out:
-                    break
-                self._plan()
+        while not self.done and not out:
+            if not self._drawn and self._stalled_at_s is None:
+                self._draw()
+                continue
             expiry_s, pending_s, finish_s = self._expiry_s(), self._pending_s(), self._finish_s()
             due_s = min(expiry_s, pending_s, finish_s)
             if due_s > now_s:
@@ -156,19 +214,51 @@ class Reply:
                 self.done = True
         return out
 
-    def rewind(self) -> None:
-        """Roll the planned, unplayed event back out of the engine's state.
+    def draw_ahead(self) -> None:
+        """Draw the coming events before they are due (call after sending what was due).
 
-        Call before feeding anything else (the player's events) while the reply is going on;
-        the reply plans again from the new state on the next :meth:`advance`.
+        At least the next event, and every event due within ``LOOKAHEAD_S`` of it, up to
+        ``MAX_DRAWN_AHEAD``; nothing once the reply has no event left to play.
         """
-        if self._pending is not None and self._snapshot is not None:
-            self._conversation.engine.set_state(self._snapshot)
-        self._pending = None
+        self.settle()
+        drawn = self._drawn
+        while (
+            not self.done
+            and self._stalled_at_s is None
+            and len(drawn) < MAX_DRAWN_AHEAD
+            and (self._draw_notes_left > 0 or self._draw_sounding)
+            and (not drawn or drawn[-1].due_s < drawn[0].due_s + LOOKAHEAD_S)
+        ):
+            self._draw()
+
+    def settle(self) -> None:
+        """Feed the ends of the notes the reply released itself (call once their note-offs
+        are sent, before feeding anything else), and draw on from the played events."""
+        if self._unfed_releases:
+            for pitch, clock_s in self._unfed_releases:
+                self._conversation.release(pitch, clock_s)
+            self._unfed_releases.clear()
+        if self._draw_stale:
+            self._restart_drawing()
+
+    def rewind(self) -> None:
+        """Roll every drawn, unplayed event back out of the engine's state and random streams.
+
+        Call before feeding anything else (the player's events) while the reply is going on
+        (it also settles, see :meth:`settle`); the reply draws again from the new state on the
+        next :meth:`advance`.
+        """
+        drawn = self._drawn
+        if drawn:
+            drawn[0].mark.restore(self._conversation.engine)
+            self._spare_marks.extend(d.mark for d in drawn)
+            drawn.clear()
         self._stalled_at_s = None
+        self._draw_stale = True
+        self.settle()
 
     def stop(self, now_s: float) -> list[Timed]:
-        """End the reply now: every sounding note off, and the model told so."""
+        """End the reply now: every sounding note off (the model is told by :meth:`settle`)."""
         out: list[Timed] = []
         if not self.done:
             self.rewind()
@@ -178,19 +268,29 @@ class Reply:
             self.interrupted = True
         return out
 
+    def withdraw(self) -> None:
+        """Undo a reply that has played nothing (one made before its call was over, when the
+        call went on): the pause it fed and every event it drew leave the state, the random
+        streams and the stream's clock are back where they were. The reply is then done."""
+        assert self._sent == 0 and self.notes_played == 0, "withdrawing a reply that played"
+        self._drawn.clear()
+        self._start_mark.restore(self._conversation.engine)
+        self._conversation.writer.clock_s = self._clock_before_s
+        self.done = True
+
     def _expiry_s(self) -> float:
         oldest_s = self.sounding.oldest_start_s()
         return math.inf if oldest_s is None else oldest_s + self.max_note_s
 
     def _pending_s(self) -> float:
-        return math.inf if self._pending is None else self._pending.due_s
+        return self._drawn[0].due_s if self._drawn else math.inf
 
     def _finish_s(self) -> float:
         if self._stalled_at_s is not None:
             return min(self._stalled_at_s, self._release_by_s)
         return self._release_by_s
 
-    # Generation ---------------------------------------------------------------------------
+    # Drawing ------------------------------------------------------------------------------
 
     def _time_of(self, clock_s: float) -> float:
         return self.start_s + (clock_s - self._start_clock_s)
@@ -198,57 +298,96 @@ class Reply:
     def _clock_of(self, time_s: float) -> float:
         return self._start_clock_s + (time_s - self.start_s)
 
-    def _plan(self) -> None:
-        """Sample (and feed) tokens up to the next note event, and schedule it."""
+    def _restart_drawing(self) -> None:
+        """Draw on from the played events alone: the stream's clock, the budget, the mask."""
         conversation = self._conversation
-        engine = conversation.engine
-        self._snapshot = engine.get_state(out=self._snapshot)
-        clock_s, velocity = conversation.clock_s, conversation.velocity
-        limit_s = self._finish_s()
+        self._draw_clock_s = conversation.clock_s
+        self._draw_velocity = conversation.velocity
+        self._draw_last_s = self._last_s
+        self._draw_notes_left = self._notes - self.notes_played
+        self._draw_release_by_s = self._release_by_s
+        sounding = self._draw_sounding
+        sounding.clear()
+        sounding.update(pitch for _, pitch in self.sounding)
+        allowed, off = self._allowed, self._note_off_base
+        allowed.fill(True)
+        allowed[off : self._time_shift_base] = False
+        for pitch in sounding:
+            allowed[off + pitch] = True
+        if self.notes_played == 0:
+            allowed[self._time_shift_base : self._velocity_base] = False
+        if self._draw_notes_left <= 0:
+            allowed[:off] = False  # no more note-ons
+            allowed[self._velocity_base :] = False
+        self._draw_stale = False
+
+    def _draw(self) -> None:
+        """Sample (and feed) tokens up to the next note event, and queue it to be played."""
+        self.settle()
+        engine = self._conversation.engine
+        mark = self._spare_marks.pop() if self._spare_marks else _Mark()
+        mark.take(engine)
+        allowed = self._allowed
+        velocity_base, time_shift_base = self._velocity_base, self._time_shift_base
+        clock_s, velocity = self._draw_clock_s, self._draw_velocity
+        limit_s = self._draw_release_by_s
         tokens: list[int] = []
         for _ in range(MAX_TOKENS_PER_EVENT):
-            token = engine.sample(self._allowed)
+            token = engine.sample(allowed)
             engine.feed(token, perturb=True)
             tokens.append(token)
-            if token >= self._velocity_base:
-                velocity = conversation.vocabulary.velocity_of_bin(token - self._velocity_base)
-            elif token >= self._time_shift_base:
-                clock_s += self._shifts_s[token - self._time_shift_base]
+            if token >= velocity_base:
+                velocity = self._conversation.vocabulary.velocity_of_bin(token - velocity_base)
+            elif token >= time_shift_base:
+                clock_s += self._shifts_s[token - time_shift_base]
                 if self._time_of(clock_s) > limit_s:
                     break
             else:
-                # Never before the last event: a forced note-off's time was quantised.
-                due_s = max(self._last_s, self._time_of(clock_s))
-                if token >= self._note_off_base:
-                    self._pending = _Pending(due_s, tokens, token - self._note_off_base, 0)
-                else:
-                    self._pending = _Pending(due_s, tokens, token, velocity)
+                self._queue(token, tokens, clock_s, velocity, mark)
                 return
-        engine.set_state(self._snapshot)
-        self._stalled_at_s = max(self._last_s, min(self._time_of(clock_s), limit_s))
+        mark.restore(engine)
+        self._spare_marks.append(mark)
+        self._stalled_at_s = max(self._draw_last_s, min(self._time_of(clock_s), limit_s))
+
+    def _queue(
+        self, token: int, tokens: list[int], clock_s: float, velocity: int, mark: _Mark
+    ) -> None:
+        """Queue a drawn note event to be played, and draw on as if it had been."""
+        # Never before the last event: a forced note-off's time was quantised.
+        due_s = max(self._draw_last_s, self._time_of(clock_s))
+        self._draw_clock_s, self._draw_velocity, self._draw_last_s = clock_s, velocity, due_s
+        allowed, off = self._allowed, self._note_off_base
+        if token >= off:
+            pitch = token - off
+            message = mido.Message("note_off", channel=self.channel, note=pitch, velocity=0)
+            allowed[token] = False
+            self._draw_sounding.discard(pitch)
+        else:
+            message = mido.Message("note_on", channel=self.channel, note=token, velocity=velocity)
+            allowed[off + token] = True
+            self._draw_sounding.add(token)
+            allowed[self._time_shift_base : self._velocity_base] = True  # after the first note
+            self._draw_notes_left -= 1
+            if self._draw_notes_left <= 0:
+                allowed[:off] = False  # no more note-ons
+                allowed[self._velocity_base :] = False
+                self._draw_release_by_s = min(self._end_s, due_s + RELEASE_GRACE_S)
+        self._drawn.append(_Drawn(due_s, tokens, message, mark))
+
+    # Playing ------------------------------------------------------------------------------
 
     def _play(self, out: list[Timed]) -> None:
-        pending = self._pending
-        assert pending is not None
-        self._pending = None
-        self._conversation.commit(pending.tokens)
-        due_s, pitch = pending.due_s, pending.pitch
-        if pending.velocity == 0:
-            out.extend((due_s, m) for m in self.sounding.stop(self.channel, pitch))
-            self._allowed[self._note_off_base + pitch] = False
+        drawn = self._drawn.popleft()
+        self._spare_marks.append(drawn.mark)
+        self._conversation.commit(drawn.tokens)
+        due_s, message = drawn.due_s, drawn.message
+        if message.type == "note_off":
+            out.extend((due_s, m) for m in self.sounding.stop_message(message))
             self._check_done()
             return
-        out.extend(
-            (due_s, m) for m in self.sounding.start(self.channel, pitch, pending.velocity, due_s)
-        )
-        self._allowed[self._note_off_base + pitch] = True
-        if self.notes_played == 0:
-            self._allowed[self._time_shift_base : self._velocity_base] = True
+        out.extend((due_s, m) for m in self.sounding.start_message(message, due_s))
         self.notes_played += 1
-        self._notes_left -= 1
-        if self._notes_left <= 0:
-            self._allowed[: self._note_off_base] = False  # no more note-ons
-            self._allowed[self._velocity_base :] = False
+        if self.notes_played >= self._notes:
             self._release_by_s = min(self._end_s, due_s + RELEASE_GRACE_S)
 
     def _release_expired(self, now_s: float, out: list[Timed]) -> None:
@@ -264,11 +403,11 @@ class Reply:
 
     def _release(self, pitch: int, now_s: float, out: list[Timed]) -> None:
         out.extend((now_s, m) for m in self.sounding.stop(self.channel, pitch))
-        self._allowed[self._note_off_base + pitch] = False
-        self._conversation.release(pitch, self._clock_of(now_s))
+        self._unfed_releases.append((pitch, self._clock_of(now_s)))
+        self._draw_stale = True
 
     def _check_done(self) -> None:
-        if self._notes_left <= 0 and len(self.sounding) == 0:
+        if self.notes_played >= self._notes and len(self.sounding) == 0:
             self.done = True
 
     # Figures ------------------------------------------------------------------------------

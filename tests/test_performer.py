@@ -7,6 +7,7 @@ tests check (a synthesiser's view of them: nothing may be left sounding).
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import shutil
 import threading
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemon.reply
 from daemon.codec import decode_tokens
 from daemon.conversation import Conversation
 from daemon.engine import Engine, EngineState
@@ -29,6 +31,7 @@ from daemon.model_file import ModelError
 from daemon.parameters import ParameterError
 from daemon.performer import ManualClock, Performer
 from daemon.phrase import reply_length_bounds
+from daemon.reply import Reply, Timed
 from daemon.settings import Settings
 from tests.test_notes import Synth
 
@@ -62,6 +65,21 @@ class TracingEngine(Engine):
         self.trace.clear()
 
 
+class SlowEngine(Engine):
+    """The real engine, whose every step takes ``STEP_S`` of simulated time (test
+    instrumentation): what is sent late because of computing shows on the ManualClock."""
+
+    STEP_S = 0.0003
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = ManualClock()
+
+    def feed(self, token: int, *, perturb: bool = False) -> None:
+        super().feed(token, perturb=perturb)
+        self.clock.now_s += self.STEP_S
+
+
 @functools.cache
 def shared_engine() -> Engine:
     return Engine(MODEL)
@@ -89,15 +107,37 @@ class ListSink:
 
 
 def make(
-    engine: Engine | None = None, seed: int = 0, **values: Any
+    engine: Engine | None = None, seed: int = 0, speculate_before_s: float = 0.02, **values: Any
 ) -> tuple[Performer, ManualClock, ListSink]:
     engine = engine or shared_engine()
     engine.reset()
     engine.reseed(seed)
     clock = ManualClock()
+    if isinstance(engine, SlowEngine):
+        engine.clock = clock
     sink = ListSink(clock)
-    performer = Performer(Settings(model=str(MODEL), **values), engine, sink, clock=clock)
+    settings = Settings(model=str(MODEL), **values)
+    performer = Performer(
+        settings, engine, sink, clock=clock, speculate_before_s=speculate_before_s
+    )
     return performer, clock, sink
+
+
+def snapshot(engine: Engine) -> tuple[EngineState, object, object]:
+    """The engine's state and both random streams, copied."""
+    return (
+        engine.get_state(),
+        engine.rng.bit_generator.state,
+        engine.noise_rng.bit_generator.state,
+    )
+
+
+def assert_same_snapshot(
+    a: tuple[EngineState, object, object], b: tuple[EngineState, object, object]
+) -> None:
+    assert np.array_equal(a[0].h, b[0].h) and np.array_equal(a[0].c, b[0].c)
+    assert np.array_equal(a[0].logits, b[0].logits) and a[0].fed == b[0].fed
+    assert a[1:] == b[1:]
 
 
 def call_messages(
@@ -247,6 +287,159 @@ def test_a_long_silence_is_fed_capped() -> None:
     decoded_s = sum(engine.vocabulary.time_shifts_s[engine.vocabulary.value(t)] for t in shifts)
     assert decoded_s == pytest.approx(8.0, abs=0.2)
     assert conversation.clock_s == pytest.approx(1000.0, abs=0.1)
+
+
+# Answering on time ------------------------------------------------------------------------------
+
+CALL_END_S = 1.95 + GAP  # the deadline of SCALE
+
+
+@pytest.mark.parametrize("seed", [2, 9])
+def test_a_reply_made_ahead_is_the_reply_made_at_the_deadline(seed: int) -> None:
+    def reply(speculate_before_s: float, nudge: bool) -> tuple[list[tuple[float, str]], Any]:
+        engine = shared_engine()
+        performer, _, sink = make(
+            engine, seed=seed, noise=0.6, speculate_before_s=speculate_before_s
+        )
+        play(performer, call_messages(SCALE))
+        performer.process_until(1.96)  # the call's last note-off is fed
+        before = engine.get_state()
+        performer.process_until(CALL_END_S - 0.01)
+        made_ahead = not np.array_equal(engine.get_state().h, before.h)
+        assert made_ahead == (speculate_before_s > 0)
+        if nudge:  # a parameter set (to its own value) withdraws it; it is made again
+            performer.set_parameter("temperature", 1.0)
+            performer.process_until(CALL_END_S - 0.005)
+        finish(performer)
+        return [(t, str(m)) for t, m in sink.sent], snapshot(engine)
+
+    at_deadline, state_at_deadline = reply(0.0, nudge=False)
+    assert len(at_deadline) >= 2
+    for speculate_before_s, nudge in ((0.02, False), (0.02, True), (0.3, False)):
+        ahead, state_ahead = reply(speculate_before_s, nudge)
+        assert ahead == at_deadline
+        assert_same_snapshot(state_ahead, state_at_deadline)
+
+
+def test_playing_on_before_the_deadline_leaves_no_trace_of_the_reply_made_ahead() -> None:
+    player_s = CALL_END_S - 0.005
+    going_on = [(55, player_s, player_s + 0.3), (57, player_s + 0.4, player_s + 0.6)]
+
+    def performance(speculate_before_s: float) -> tuple[Any, Any, list[tuple[float, str]]]:
+        engine = shared_engine()
+        performer, _, sink = make(engine, seed=4, noise=0.3, speculate_before_s=speculate_before_s)
+        play(performer, call_messages(SCALE))
+        performer.process_until(1.96)  # the call's last note-off is fed
+        before = engine.get_state()
+        performer.process_until(player_s)
+        made_ahead = not np.array_equal(engine.get_state().h, before.h)
+        assert made_ahead == (speculate_before_s > 0)
+        assert not performer.replying and sink.sent == []
+        messages = call_messages(going_on)
+        play(performer, messages[:1])
+        performer.process_until(player_s)
+        after_note = snapshot(engine)
+        play(performer, messages[1:])
+        finish(performer)
+        return after_note, snapshot(engine), [(t, str(m)) for t, m in sink.sent]
+
+    plain = performance(0.0)
+    ahead = performance(0.02)
+    assert_same_snapshot(ahead[0], plain[0])  # right after the player's note
+    assert_same_snapshot(ahead[1], plain[1])  # after the reply to the longer call
+    assert ahead[2] == plain[2] and plain[2]
+
+
+def test_first_note_and_chords_leave_on_time_although_drawing_takes_time() -> None:
+    engine = SlowEngine(MODEL)
+    chords = 0
+    for seed in range(3, 6):
+        performer, _, sink = make(engine, seed=seed, reply_min_notes=16)
+        play(performer, call_messages(SCALE))
+        finish(performer)
+        report = performer.reply_reports()[-1]
+        assert report.reaction_ms == 0.0
+        assert report.schedule_error_max_ms == 0.0
+        times = [t for t, _ in sink.note_ons()]
+        chords += sum(1 for a, b in itertools.pairwise(times) if a == b)
+    assert chords >= 3
+    # Drawn at the deadline instead, the first note leaves after the drawing.
+    performer, _, sink = make(engine, seed=3, speculate_before_s=0.0)
+    play(performer, call_messages(SCALE))
+    finish(performer)
+    reaction_ms = performer.reply_reports()[-1].reaction_ms
+    assert reaction_ms is not None and reaction_ms >= 2000 * SlowEngine.STEP_S
+
+
+def drive_reply(reply: Reply, stop_when: Any) -> tuple[list[Timed], float]:
+    """Play a reply on simulated time, drawing ahead after each send, until
+    ``stop_when(reply, now_s)`` after a moment's sends; the messages and that moment."""
+    sent: list[Timed] = []
+    while True:
+        now_s = reply.next_due_s()
+        assert now_s is not None, "the reply ended first"
+        while timed := reply.advance(now_s):
+            sent.extend(timed)
+        reply.draw_ahead()
+        if stop_when(reply, now_s):
+            return sent, now_s
+
+
+def reply_stopped(stop_when: Any) -> tuple[TracingEngine, int, Reply, list[Timed], float, int]:
+    """A reply to SCALE on a traced engine, stopped when ``stop_when`` says: the engine, the
+    number of the call's tokens, the reply, its messages, when it stopped, the events it had
+    drawn ahead then."""
+    engine = TracingEngine(MODEL, seed=3)
+    conversation = Conversation(engine)
+    for time_s, message in call_messages(SCALE):
+        if message.type == "note_on":
+            conversation.note_on(message.note, message.velocity, time_s)
+        else:
+            conversation.note_off(message.note, time_s)
+    call_tokens = len(engine.trace)
+    reply = Reply(
+        conversation,
+        start_s=CALL_END_S,
+        phrase_end_s=CALL_END_S,
+        notes=40,
+        max_s=20.0,
+        channel=0,
+        max_note_s=5.0,
+    )
+    reply.draw_ahead()
+    sent, now_s = drive_reply(reply, stop_when)
+    drawn_ahead = reply.drawn_ahead
+    sent += reply.stop(now_s)
+    reply.settle()
+    return engine, call_tokens, reply, sent, now_s, drawn_ahead
+
+
+def test_stopping_rolls_back_every_event_drawn_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    engine, call_tokens, reply, sent, now_s, drawn_ahead = reply_stopped(
+        lambda reply, _: reply.drawn_ahead >= 3
+    )
+    assert drawn_ahead >= 3 and reply.notes_played >= 1
+    # The state is the conversation as played: rebuilt from the tokens it holds, it is the
+    # same, and those tokens are exactly the call and the notes that were sent.
+    fresh = Engine(MODEL)
+    for token in engine.trace:
+        fresh.feed(token)
+    assert np.array_equal(fresh.get_state().h, engine.get_state().h)
+    assert np.array_equal(fresh.logits, engine.logits)
+    decoded = decode_tokens(engine.trace[call_tokens:], engine.vocabulary)
+    sent_on = [(t, m.note) for t, m in sent if m.type == "note_on"]
+    assert [n.pitch for n in decoded] == [pitch for _, pitch in sent_on]
+    assert all(m.type != "note_on" for t, m in sent if t > now_s)
+    # Drawn one event at a time, the same reply plays the same and leaves the same state:
+    # the random streams were rolled back with the events.
+    monkeypatch.setattr(daemon.reply, "MAX_DRAWN_AHEAD", 1)
+    single_engine, _, single, single_sent, _, single_drawn = reply_stopped(
+        lambda _, time_s: time_s == now_s
+    )
+    assert single_drawn == 1 and single.notes_played == reply.notes_played
+    assert [(t, str(m)) for t, m in single_sent] == [(t, str(m)) for t, m in sent]
+    assert single_engine.trace == engine.trace
+    assert_same_snapshot(snapshot(single_engine), snapshot(engine))
 
 
 # The player interrupts -------------------------------------------------------------------------

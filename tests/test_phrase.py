@@ -36,6 +36,18 @@ def test_call_ends_after_the_gap_with_no_key_held() -> None:
     assert phrase.deadline() is None and not phrase.in_call
 
 
+def test_the_pending_call_is_the_call_the_deadline_brings() -> None:
+    phrase = PhraseDetector(GAP)
+    phrase.note_on(A, 1.0)
+    assert phrase.pending_call() is None  # a key held: no deadline yet
+    phrase.note_off(A, 1.3)
+    pending = phrase.pending_call()
+    assert pending is not None and pending.ended_s == phrase.deadline() == 1.3 + GAP
+    assert phrase.in_call  # looking ahead does not end the call
+    assert phrase.poll(1.3 + GAP) == pending
+    assert phrase.pending_call() is None
+
+
 def test_a_held_key_keeps_the_call_going_for_ever() -> None:
     phrase = PhraseDetector(GAP)
     phrase.note_on(A, 0.0)
