@@ -13,15 +13,21 @@ Four parts, each printed as a table row and kept in the JSON:
    and stamps the first reply note arriving at its own input; reaction = that arrival -
    (the moment the probe sent the phrase's last message + the phrase gap). The daemon's own
    figure (first note sent - the phrase end it declared) comes from its "reply" log lines.
-4. Timing: the daemon's schedule error (message sent - planned time, its own measurement,
-   the worst per reply), and the JACK delivery time from one client's send to another's
-   callback, measured with the probe on the same server. A message reaches a listener at
-   most the sum of the two after its planned time.
+4. Timing. Exact: for every reply message, its arrival at the probe's input minus the time
+   the daemon planned it for. The daemon and the probe run on the same machine, where
+   ``time.monotonic()`` (CLOCK_MONOTONIC) is one clock for every process; the planned times
+   come from the daemon's debug log, one line per reply written after its last message
+   (:func:`daemon.reply.format_planned`), and are paired with the arrivals in order.
+   Beside it, its two parts measured apart: the daemon's schedule error (message sent -
+   planned time, its own measurement, the worst per reply) and the JACK delivery time from
+   one client's send to another's callback, measured with the probe on the same server;
+   their p99s add up to a bound on the exact figure's p99.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import platform
@@ -42,7 +48,8 @@ from daemon.settings import DEFAULT_MODEL
 if TYPE_CHECKING:
     from daemon.engine import Engine
     from daemon.jack_server import JackServer
-    from daemon.probe import MidiProbe
+    from daemon.probe import MidiProbe, Timed
+    from daemon.reply import PlannedNote
 
 WINDOW_EVENTS = 30  # the naive approach's sliding window
 REPLY_EVENTS = 32
@@ -58,6 +65,7 @@ TARGETS = {  # name: (limit, "in JACK periods added to the limit")
     "ready_s": (2.0, 0),
 }
 REPLY_LINE = re.compile(r"daemon\.live: reply (.*)$")
+PLANNED_LINE = re.compile(r"daemon\.performer: reply messages .*\bplanned=(\S*)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -234,7 +242,7 @@ def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, A
 
 
 def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
-    from daemon.ports import virtual_port_names
+    from daemon.port_names import virtual_port_names
     from daemon.probe import DaemonProcess, MidiProbe
 
     names = virtual_port_names("jack", "AntiphonBench")
@@ -243,11 +251,15 @@ def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict
         *("--seed", str(seed), "--osc-port", "0", "--phrase-gap", str(PHRASE_GAP_S)),
         *("--reply-max-s", str(REPLY_MAX_S)),
     ]
-    daemon = DaemonProcess(run_args, env=env).start()
+    # At debug level the daemon logs the planned time of every reply message (once a reply
+    # has ended, so the logging does not delay the music).
+    daemon = DaemonProcess(run_args, env=env, log_level="debug").start()
     try:
         probe = MidiProbe("jack", names.input_listed, names.output_listed, name="BenchProbe")
         try:
             calls_played = _play_calls(probe, calls, seed)
+            time.sleep(REPLY_MAX_S + 0.2)  # the last reply has ended: all of it arrived
+            arrivals = probe.all_received()
         finally:
             probe.close()
         transport = _measure_transport()
@@ -266,6 +278,7 @@ def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict
         **_split_reaction(answered, replies),
         **_internal_figures(replies),
         "transport_ms": percentiles(transport),
+        **exact_timing(_planned_notes(daemon.lines), arrivals),
     }
 
 
@@ -327,6 +340,40 @@ def _reply_lines(lines: list[str]) -> list[dict[str, str]]:
     return replies
 
 
+def _planned_notes(lines: list[str]) -> list[PlannedNote]:
+    from daemon.reply import parse_planned
+
+    planned = []
+    for line in lines:
+        found = PLANNED_LINE.search(line)
+        if found:
+            planned.extend(parse_planned(found.group(1)))
+    return planned
+
+
+def exact_timing(planned: list[PlannedNote], arrivals: list[Timed]) -> dict[str, Any]:
+    """Arrival at the probe - planned time, per reply message, in ms.
+
+    The daemon's messages reach the probe in the order they were sent; the two sequences of
+    (note-on?, pitch) are aligned (:class:`difflib.SequenceMatcher`), so a message lost on
+    the way, or one that was not a reply's, leaves the others paired right. Those left
+    unpaired are counted.
+    """
+    notes = [t for t in arrivals if t.message.type in ("note_on", "note_off")]
+    heard = [(m.type == "note_on" and m.velocity > 0, m.note) for m in (t.message for t in notes)]
+    sent = [(on, pitch) for _, on, pitch in planned]
+    matcher = difflib.SequenceMatcher(None, sent, heard, autojunk=False)
+    errors_ms = [
+        1000.0 * (notes[block.b + i].time_s - planned[block.a + i][0])
+        for block in matcher.get_matching_blocks()
+        for i in range(block.size)
+    ]
+    return {
+        "timing_error_ms": percentiles(errors_ms) if errors_ms else None,
+        "timing_error_unpaired": len(sent) + len(heard) - 2 * len(errors_ms),
+    }
+
+
 def _internal_figures(replies: list[dict[str, str]]) -> dict[str, Any]:
     reaction = [float(r["reaction_ms"]) for r in replies if r.get("reaction_ms") != "None"]
     errors = [float(r["schedule_error_max_ms"]) for r in replies if "schedule_error_max_ms" in r]
@@ -365,16 +412,19 @@ def machine() -> dict[str, Any]:
     }
 
 
-def judge(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    period_ms = (results.get("jack") or {}).get("period_ms") or 0.0
+def timing_error_bound_ms(results: dict[str, Any]) -> float | None:
+    """A bound on the exact timing error's p99: schedule error p99 + JACK delivery p99."""
     schedule = results.get("schedule_error_worst_per_reply_ms")
     transport = results.get("transport_ms")
+    return schedule["p99"] + transport["p99"] if schedule and transport else None
+
+
+def judge(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    period_ms = (results.get("jack") or {}).get("period_ms") or 0.0
     measured = {
         "step_p99_ms": results["step_ms"]["p99"],
         "reaction_p99_ms": (results.get("reaction_ms") or {}).get("p99"),
-        "timing_error_p99_ms": schedule["p99"] + transport["p99"]
-        if schedule and transport
-        else None,
+        "timing_error_p99_ms": (results.get("timing_error_ms") or {}).get("p99"),
         "peak_rss_mb": results.get("peak_rss_mb"),
         "ready_s": results.get("ready_s"),
     }
@@ -397,6 +447,10 @@ def _row(name: str, figures: dict[str, Any] | None, unit: str = "ms") -> str:
         f"{name:<48} p50 {figures['p50']:8.3f} {unit}   p99 {figures['p99']:8.3f} {unit}"
         f"   (n={figures['n']})"
     )
+
+
+def _ms(value: float | None) -> str:
+    return "(not measured)" if value is None else f"{value:.3f} ms"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -431,6 +485,10 @@ def table(results: dict[str, Any]) -> str:
                 results["schedule_error_worst_per_reply_ms"],
             ),
             _row("JACK delivery client -> client", results["transport_ms"]),
+            _row("output timing error, exact: arrival - planned", results["timing_error_ms"])
+            + f"   {results['timing_error_unpaired']} unpaired",
+            f"{'  bound: schedule error p99 + delivery p99':<48} "
+            + _ms(timing_error_bound_ms(results)),
             f"{'start to ready':<48} {results['ready_s']:.2f} s",
             f"{'peak RSS (VmHWM)':<48} {results['peak_rss_mb']:.0f} MB",
             f"{'exit status after SIGTERM':<48} {results['exit_code_after_sigterm']}",
@@ -448,7 +506,7 @@ def table(results: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> int:
     from daemon.jack_server import JackServerError, jackd_available
     from daemon.model_file import ModelError
-    from daemon.ports import PortError
+    from daemon.port_names import PortError
     from daemon.probe import DaemonError
 
     if args.calls < 1 or args.steps < 100:
@@ -469,6 +527,7 @@ def run(args: argparse.Namespace) -> int:
     except (ModelError, PortError, JackServerError, DaemonError) as err:
         print(f"antiphon bench: {err}", file=sys.stderr)
         return 2
+    results["timing_error_bound_p99_ms"] = timing_error_bound_ms(results)
     results["targets"] = judge(results)
     print(table(results))
     if args.json:

@@ -19,11 +19,13 @@ downs and other droppable input are dropped and counted. Note-offs for keys whos
 through, the pedal release after a pedal down that went through, and All Notes Off while
 anything is held always go through (at most one per held key beyond the limit), so a flood
 never leaves the call, the model or a thru note hanging. A note-off whose note-on was dropped
-is dropped too.
+is dropped too. After ``held_key_timeout_s`` with nothing queued, the keys and the pedal that
+went through count as released, as the performer takes them (a lost note-off).
 """
 
 from __future__ import annotations
 
+import math
 import queue
 
 import mido
@@ -77,12 +79,14 @@ class InputGate:
         self.listen_channel = None if listen is None else listen - 1  # mido counts from 0
         self.end_phrase_cc = settings.end_phrase_cc
         self.echo_window_s = settings.echo_window_ms / 1000.0
+        self.held_timeout_s = settings.held_key_timeout_s
         self.dropped = 0
         self.echoes = 0
         self.closed = False
         self._sent_at: dict[tuple[int, int, int, int], float] = {}
         self._keys_through: set[tuple[int, int]] = set()  # note-on queued, note-off not yet
         self._pedal_through = False
+        self._last_queued_s = -math.inf
 
     def submit(self, message: mido.Message, time_s: float) -> None:
         """Queue a message the performer should hear, or drop it (see the module docstring)."""
@@ -93,6 +97,9 @@ class InputGate:
         if self.listen_channel is not None and channel != self.listen_channel:
             return
         key = (channel, data1)
+        if time_s - self._last_queued_s >= self.held_timeout_s:
+            self._keys_through.clear()  # the performer has released them by now
+            self._pedal_through = False
         if self.echo_window_s > 0.0 and not (code == NOTE_OFF and key in self._keys_through):
             sent_s = self._sent_at.pop(_echo_key(item), None)
             if sent_s is not None and time_s - sent_s <= self.echo_window_s:
@@ -100,6 +107,7 @@ class InputGate:
                 return
         if self._admit(code, key, data2, self.queue.qsize() >= self.limit):
             self.queue.put(item)
+            self._last_queued_s = time_s
         else:
             self.dropped += 1
 

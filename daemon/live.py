@@ -1,9 +1,20 @@
 """``antiphon run``: the daemon's process. Settings, model, ports, the performer's thread, signals.
 
 Start-up: settings -> model -> output port -> performer -> stage services made (they may tap
-the input and output) -> input port -> performer's thread -> services started -> "ready".
-Shut-down runs the other way, and every path out, an exception's included, goes through the
-performer's ``close()``: note-offs for every sounding note and All Notes Off.
+the input and output) -> the recorder started -> input port -> performer's thread -> the other
+services started -> "ready".
+Shut-down runs the other way: the services (systemd hears STOPPING first), the input's callback
+deregistered, the performer's thread stopped; every path out, an exception's included, goes
+through the performer's ``close()``: note-offs for every sounding note and All Notes Off. The
+recorder alone stops after that, so the recording holds those last note-offs too.
+
+Exit statuses (``sysexits.h`` names), so a supervisor knows whether trying again can help:
+0 a clean stop (SIGTERM, SIGINT); 1 a crash (a bug: the traceback is logged); 69
+``EX_UNAVAILABLE``, no MIDI system or a port that cannot be opened now (JACK not up yet at
+boot, an OSC port in use): it may go away; 78 ``EX_CONFIG``, a bad config file or setting, a
+model or mapping file that cannot be used, a recording folder that cannot be written, MIDI
+ports asked for what this machine cannot do: restarting cannot help, the config must change
+(the systemd units do not restart on it).
 
 The main thread only waits: SIGINT and SIGTERM set an event and nothing else. The MIDI input
 arrives on the MIDI system's thread and is handed to ``Performer.submit``; one performer
@@ -13,13 +24,13 @@ thread owns the engine and sends everything that goes out.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -47,7 +58,9 @@ PERFORMER_STOP_WAIT_S = 2.0
 # thread holds it; Python's default of 5 ms would make it miss cycles, and lose their events.
 GIL_SWITCH_INTERVAL_S = 0.0002
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: may work later (no MIDI system yet)
+EXIT_CONFIG = 78  # EX_CONFIG: will not work until the configuration changes
 
 Tap = Callable[[mido.Message, float], None]
 """Sees a message and its ``time.monotonic()``; on the MIDI or performer thread: never block."""
@@ -67,7 +80,8 @@ class Stage:
 
     ``input_taps`` see every input message after the performer got it (on the MIDI thread);
     ``output_taps`` see every message sent (on the performer's thread). Both must return at
-    once: append to a queue, set a flag.
+    once: append to a queue, set a flag. ``witnesses`` are the services that only watch
+    (the recorder): they start first and stop last, after the performer's last note-offs.
     """
 
     settings: Settings
@@ -76,14 +90,15 @@ class Stage:
     ports: MidiPorts
     input_taps: list[Tap] = field(default_factory=list)
     output_taps: list[Tap] = field(default_factory=list)
+    witnesses: list[Service] = field(default_factory=list)
 
 
 def stage_services(stage: Stage) -> list[Service]:
     """The services to run for these settings; started in order once the ports are open and
-    the performer plays, stopped in reverse before anything closes.
+    the performer plays, stopped in reverse before the performer closes.
 
     This is where the OSC server, the session recorder, the systemd notifier and the status
-    view are made (they may add taps to ``stage``).
+    view are made (they may add taps to ``stage``). The recorder goes to ``stage.witnesses``.
     """
     from daemon.osc import control_services
     from daemon.recorder import SessionRecorder
@@ -96,7 +111,7 @@ def stage_services(stage: Stage) -> list[Service]:
         recorder = SessionRecorder(Path(stage.settings.record))
         stage.input_taps.append(recorder.player)
         stage.output_taps.append(recorder.antiphon)
-        services.append(recorder)
+        stage.witnesses.append(recorder)
     services.extend(control_services(stage.settings, performer, stage.input_taps))
     services.append(make_status_view(stage.settings.tui, performer.status))
     # Last: systemd hears READY=1 once everything else runs.
@@ -128,27 +143,30 @@ def run(args: argparse.Namespace) -> int:
         settings, sources = resolve_settings(args)
     except SettingsError as err:
         print(f"antiphon run: {err}", file=sys.stderr)
-        return EXIT_UNUSABLE
+        return EXIT_CONFIG
     if args.print_config:
         print(describe_settings(settings, sources))
         return EXIT_OK
     # Heavy imports (onnxruntime, rtmidi) only now: `antiphon --help` stays light.
     from daemon.control import ControlError
     from daemon.model_file import ModelError
-    from daemon.osc import OscError
-    from daemon.ports import PortError
+    from daemon.osc import OscError, OscSettingError
+    from daemon.port_names import PortError, PortSetupError
     from daemon.recorder import RecorderError
 
     stop = threading.Event()
     with _stop_on_signals(stop):
         try:
             return play(settings, sources, stop)
-        except (ModelError, PortError, RecorderError, ControlError, OscError) as err:
+        except (ModelError, ControlError, RecorderError, OscSettingError, PortSetupError) as err:
             print(f"antiphon run: {err}", file=sys.stderr)
-            return EXIT_UNUSABLE
+            return EXIT_CONFIG
+        except (PortError, OscError) as err:
+            print(f"antiphon run: {err}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
 
 
-@contextmanager
+@contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     def handle(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -201,32 +219,43 @@ def _perform(stage: Stage, stop: threading.Event) -> int:
             tap(message, time_s)
 
     performer.add_listener(_log_reply)
-    ports.open_input(hear, stage.settings.input_port)
-    performer_stop = threading.Event()
     failed = threading.Event()
-    thread = threading.Thread(
-        target=_run_performer, args=(performer, performer_stop, failed, stop), name="performer"
-    )
-    thread.start()
-    started: list[Service] = []
-    try:
+    with contextlib.ExitStack() as on_exit:
+        # Undone in reverse, each step even if one before it fails: the services (systemd
+        # hears STOPPING first), the input's callback, the performer's thread, its last
+        # note-offs, and only then the witnesses (the recording gets those note-offs).
+        for witness in stage.witnesses:
+            witness.start()
+            on_exit.callback(witness.stop)
+        on_exit.callback(performer.close)
+        ports.open_input(hear, stage.settings.input_port)
+        performer_stop = threading.Event()
+        thread = threading.Thread(
+            target=_run_performer, args=(performer, performer_stop, failed, stop), name="performer"
+        )
+        thread.start()
+        on_exit.callback(_stop_performer, ports, performer_stop, thread)
         for service in services:
             service.start()
-            started.append(service)
+            on_exit.callback(service.stop)
         log.info("%s %s", READY_MARK, ports.describe())
         stop.wait()
         log.info("stopping")
-    finally:
-        for service in reversed(started):
-            service.stop()
-        ports.stop_input()
-        performer_stop.set()
-        thread.join(PERFORMER_STOP_WAIT_S)
-        if thread.is_alive():
-            log.error(
-                "the performer did not stop in %g s; releasing notes anyway", PERFORMER_STOP_WAIT_S
-            )
     return EXIT_FAILED if failed.is_set() else EXIT_OK
+
+
+def _stop_performer(
+    ports: MidiPorts, performer_stop: threading.Event, thread: threading.Thread
+) -> None:
+    """Deregister the input's callback (nothing reaches the performer after it), then stop
+    the performer's thread, which releases every sounding note on its way out."""
+    ports.stop_input()
+    performer_stop.set()
+    thread.join(PERFORMER_STOP_WAIT_S)
+    if thread.is_alive():
+        log.error(
+            "the performer did not stop in %g s; releasing notes anyway", PERFORMER_STOP_WAIT_S
+        )
 
 
 def _log_reply(topic: str, value: object) -> None:

@@ -64,16 +64,21 @@ class OscError(RuntimeError):
     """The OSC server or feedback address cannot be set up; the message is one line."""
 
 
+class OscSettingError(OscError):
+    """An OSC setting that cannot be used as written (not HOST:PORT): no retry can help."""
+
+
 def parse_host_port(text: str, what: str = "osc_feedback") -> Address:
     """``HOST:PORT`` (``[::1]:9001`` for IPv6) as a resolved ``(host, port)``.
 
     Raises:
-        OscError: not HOST:PORT, a port outside 1..65535, or a host that does not resolve.
+        OscSettingError: not HOST:PORT, or a port outside 1..65535.
+        OscError: a host that does not resolve (the name service may come up later).
     """
     host, _, port_text = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise OscError(f"{what}: expected HOST:PORT, like 127.0.0.1:9001 (got {text!r})")
+        raise OscSettingError(f"{what}: expected HOST:PORT, like 127.0.0.1:9001 (got {text!r})")
     try:
         info = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_DGRAM)
     except socket.gaierror as err:

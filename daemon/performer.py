@@ -32,6 +32,8 @@ Input hygiene, echo suppression and the flood policy live in :mod:`daemon.intake
 
 The player's All Notes Off / All Sound Off (CC123 / CC120) ends the player's held notes and
 stops the reply. With ``thru``, the player's notes (not the pedal) are echoed to the output.
+Keys still held after ``held_key_timeout_s`` with no input at all lost their note-off, most
+likely: they count as released then, the same way (see :meth:`PhraseDetector.release_stale`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from daemon.model_file import ModelError
 from daemon.notes import ALL_NOTES_OFF_CC, SoundingNotes
 from daemon.parameters import PARAMETER_NAMES, ParameterError, Parameters
 from daemon.phrase import Call, PhraseDetector, reply_length_bounds
-from daemon.reply import Reply, ReplyReport, Timed
+from daemon.reply import Reply, ReplyReport, Timed, format_planned
 from daemon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ class Performer:
         self._params_lock = threading.Lock()  # only between control threads that set
         self._applied: Parameters | None = None
         self._conversation = Conversation(engine)
-        self._phrase = PhraseDetector(self._params.phrase_gap_s)
+        self._phrase = PhraseDetector(self._params.phrase_gap_s, settings.held_key_timeout_s)
         self._reply: Reply | None = None
         self._speculate_before_s = speculate_before_s
         self._speculation: _Speculation | None = None
@@ -319,11 +321,12 @@ class Performer:
         if self._gate.waiting or not self._commands.empty():
             return self._clock()  # input or commands waiting: now
         reply = self._reply
-        deadline_s = self._phrase.deadline()
+        phrase = self._phrase
         due_s = reply.next_due_s() if reply is not None else self._speculation_due_s()
-        if deadline_s is None or due_s is None:
-            return due_s if deadline_s is None else deadline_s
-        return min(deadline_s, due_s)
+        for other_s in (phrase.deadline(), phrase.stale_due_s()):
+            if other_s is not None and (due_s is None or other_s < due_s):
+                due_s = other_s
+        return due_s
 
     def turning(self, within_s: float = TURNING_WITHIN_S) -> bool:
         """Whether :meth:`run` went round its loop within ``within_s`` (it does at least every
@@ -358,6 +361,7 @@ class Performer:
     def _take(self, item: Item) -> None:
         """One of the player's events, fed as it arrives."""
         code, time_s, channel, data1, data2 = item
+        self._release_stale(time_s)  # held keys that timed out before this event
         self._withdraw_speculation()  # the call goes on (or ends now)
         params = self._apply_parameters()
         reply = self._reply
@@ -397,6 +401,7 @@ class Performer:
             self._withdraw_speculation()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
+        self._release_stale(now_s)
         call = self._phrase.poll(now_s)
         if call is not None:
             self._answer(call, now_s)
@@ -413,6 +418,27 @@ class Performer:
         if dropped != self._drops_logged and now_s - self._drops_logged_s >= DROP_LOG_INTERVAL_S:
             log.warning("input flood: %d messages dropped so far", dropped)
             self._drops_logged, self._drops_logged_s = dropped, now_s
+
+    def _release_stale(self, now_s: float) -> None:
+        """Keys held with no input at all for ``held_key_timeout_s`` (a lost note-off, most
+        likely) count as released then: the call can end, thru notes stop, the model hears
+        every note end and the pedal lift."""
+        phrase = self._phrase
+        due_s = phrase.stale_due_s()
+        if due_s is None or now_s < due_s:
+            return
+        keys = phrase.release_stale(now_s)
+        log.warning(
+            "no input for %g s with %d key(s) held (%s): taken as released; a lost note-off?",
+            phrase.held_timeout_s,
+            len(keys),
+            " ".join(f"{pitch}/ch{channel + 1}" for channel, pitch in keys),
+        )
+        self._withdraw_speculation()
+        if self._reply is not None:
+            self._reply.rewind()  # the player's side is fed first, as in _take
+        self._release_thru()
+        self._conversation.all_notes_off(due_s)
 
     def _answer(self, call: Call, now_s: float) -> None:
         params = self._apply_parameters()  # new parameters withdraw the speculation
@@ -504,7 +530,13 @@ class Performer:
         self.replies += 1
         report = reply.report()
         self._reports = (*self._reports[-(REPORTS_KEPT - 1) :], report)
-        log.debug("reply: %s", report)
+        if log.isEnabledFor(logging.DEBUG):  # after the last message: off the hot path
+            log.debug("reply: %s", report)
+            log.debug(
+                "reply messages phrase_end_s=%.6f planned=%s",
+                report.phrase_end_s,
+                format_planned(reply.sent),
+            )
         self._notify("replying", False)
         self._notify("reply", report.to_dict())
 

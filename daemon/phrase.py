@@ -37,10 +37,15 @@ class PhraseDetector:
     released while the sustain pedal is down: such a key counts as held until the pedal
     lifts) and ``gap_s`` has passed since the last key, pedal or note event; or at once by
     :meth:`end_now` (a foot switch). ``gap_s`` may be changed at any time.
+
+    A key still sounding after ``held_timeout_s`` with no event at all (None: never) most
+    likely lost its note-off on the way: :meth:`release_stale` then takes every sounding key,
+    and the pedal, as released at that moment, and the call can end.
     """
 
-    def __init__(self, gap_s: float) -> None:
+    def __init__(self, gap_s: float, held_timeout_s: float | None = None) -> None:
         self.gap_s = gap_s
+        self.held_timeout_s = held_timeout_s
         self._held: set[Key] = set()
         self._sustained: set[Key] = set()  # released while the pedal was down
         self._pedal_down = False
@@ -85,6 +90,27 @@ class PhraseDetector:
         self._held.clear()
         self._sustained.clear()
         self._last_event_s = time_s
+
+    def stale_due_s(self) -> float | None:
+        """When the keys sounding now count as released if nothing happens before; None when
+        nothing sounds (or there is no timeout)."""
+        if self.held_timeout_s is None or not self.sounding:
+            return None
+        return self._last_event_s + self.held_timeout_s
+
+    def release_stale(self, now_s: float) -> list[Key]:
+        """The keys taken as released, if :meth:`stale_due_s` has come by ``now_s``: nothing
+        is held or sustained any more, the pedal counts as up, and the release is the last
+        event (at the due time), from which the gap runs. Otherwise nothing changes: []."""
+        due_s = self.stale_due_s()
+        if due_s is None or now_s < due_s:
+            return []
+        released = sorted(self._held | self._sustained)
+        self._held.clear()
+        self._sustained.clear()
+        self._pedal_down = False
+        self._last_event_s = due_s
+        return released
 
     def deadline(self) -> float | None:
         """When the call will be over if nothing else happens; None: no call, or a key held."""

@@ -3,20 +3,7 @@
 Ports are opened with python-rtmidi directly, the library under mido's rtmidi backend, because
 mido cannot give a client name to a port that connects to an existing device, and the daemon
 wants every port it makes to carry its name. Messages are still mido ``Message`` objects.
-
-Names the daemon's virtual ports get (``port_name`` setting, default "Antiphon"):
-
-    ========  ===========================  ============================
-    system    input (play into this)       output (replies come out)
-    ========  ===========================  ============================
-    JACK      ``Antiphon-in:in``           ``Antiphon-out:out``
-    ALSA      ``Antiphon-in:in 128:0``     ``Antiphon-out:out 129:0``
-    CoreMIDI  ``Antiphon-in``              ``Antiphon-out``
-    ========  ===========================  ============================
-
-(JACK gives each rtmidi port its own client, and two clients cannot share a name, hence the
-``-in``/``-out`` clients; ALSA shows the same client and port names plus the client:port
-numbers it assigned; Windows MM has no virtual ports: connect to a loopMIDI port by name.)
+How the ports are named and how a name is matched live in :mod:`daemon.port_names`.
 
 Input arrives on the MIDI system's own thread (inside the JACK process cycle with JACK): the
 callback stamps the message with ``time.monotonic()`` and hands it on, nothing else. A port
@@ -35,10 +22,25 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import mido
 import rtmidi
+
+from daemon.port_names import (
+    API_LABEL,
+    MIDI_APIS,
+    PortError,
+    PortNotFound,
+    PortSetupError,
+    VirtualPortNames,
+    auto_order,
+    check_api,
+    match_port,
+    no_midi_system,
+    own_port_clash,
+    port_listing,
+    virtual_port_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +53,10 @@ RTMIDI_API_OF = {
     "coremidi": rtmidi.API_MACOSX_CORE,
     "windows": rtmidi.API_WINDOWS_MM,
 }
-API_LABEL = {"alsa": "ALSA", "jack": "JACK", "coremidi": "CoreMIDI", "windows": "Windows MM"}
 ALSA_SEQUENCER = "/dev/snd/seq"
 WATCH_INTERVAL_S = 1.0
 CHANNELS = 16
 ALL_NOTES_OFF_CC = 123
-
-
-class PortError(RuntimeError):
-    """A MIDI port or MIDI system that cannot be used; the message is one line for the user."""
-
-
-class PortNotFound(PortError):
-    """No port matches a name (it may be a device that is not plugged in yet)."""
 
 
 # MIDI systems ------------------------------------------------------------------------------
@@ -73,17 +66,6 @@ def compiled_apis() -> list[str]:
     """The MIDI systems this python-rtmidi build supports, by their ``--midi-api`` names."""
     compiled = set(rtmidi.get_compiled_api())
     return [name for name, api in RTMIDI_API_OF.items() if api in compiled]
-
-
-def auto_order() -> list[str]:
-    """The systems ``--midi-api auto`` tries, in order, on this platform."""
-    if sys.platform.startswith("linux"):
-        return ["alsa", "jack"]
-    if sys.platform == "darwin":
-        return ["coremidi", "jack"]
-    if sys.platform == "win32":
-        return ["windows"]
-    return compiled_apis()
 
 
 @contextlib.contextmanager
@@ -116,10 +98,7 @@ def _unavailable_reason(api: str, err: rtmidi.RtMidiError) -> str:
 
 def probe_api(api: str) -> None:
     """Check that a MIDI system can be used now; :class:`PortError` saying why not."""
-    if api not in RTMIDI_API_OF:
-        raise PortError(f"unknown MIDI system '{api}' (use one of {', '.join(RTMIDI_API_OF)})")
-    if api not in compiled_apis():
-        raise PortError(f"this python-rtmidi was built without {API_LABEL[api]} support")
+    check_api(api, compiled_apis())
     if api == "alsa" and not os.path.exists(ALSA_SEQUENCER):
         raise PortError(f"no ALSA sequencer ({ALSA_SEQUENCER} missing)")
     try:
@@ -137,77 +116,14 @@ def choose_api(choice: str) -> str:
         probe_api(choice)
         return choice
     reasons = []
-    for api in auto_order():
+    for api in auto_order(compiled_apis()):
         try:
             probe_api(api)
         except PortError as err:
             reasons.append(str(err))
             continue
         return api
-    advice = {
-        "linux": "start JACK (`jackd -d dummy` or your audio setup) or load the ALSA sequencer "
-        "(`sudo modprobe snd-seq`), then retry",
-        "darwin": "CoreMIDI should always be there; check Audio MIDI Setup",
-    }.get(sys.platform, "install a MIDI system python-rtmidi supports")
-    raise PortError(" and ".join(reasons) + ": " + advice)
-
-
-# Names -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VirtualPortNames:
-    """The ports ``antiphon run`` makes: rtmidi client and port names, and the listed names."""
-
-    input_client: str
-    input_port: str
-    input_listed: str  # as JACK, CoreMIDI and ALSA (plus " 128:0") list it
-    output_client: str
-    output_port: str
-    output_listed: str
-
-    def is_own(self, listed_name: str) -> bool:
-        """Whether a name in a port list is one of this daemon's ports (never connect to it)."""
-        return any(
-            listed_name == own or listed_name.startswith(own + " ")
-            for own in (self.input_listed, self.output_listed)
-        )
-
-
-def virtual_port_names(api: str, port_name: str) -> VirtualPortNames:
-    """Client and port names for ``port_name`` on a MIDI system (see the module docstring)."""
-    if api == "coremidi":
-        # CoreMIDI programs list endpoints by their own name, so it must say whose it is.
-        return VirtualPortNames(
-            port_name, f"{port_name}-in", f"{port_name}-in",
-            port_name, f"{port_name}-out", f"{port_name}-out",
-        )  # fmt: skip
-    return VirtualPortNames(
-        f"{port_name}-in", "in", f"{port_name}-in:in",
-        f"{port_name}-out", "out", f"{port_name}-out:out",
-    )  # fmt: skip
-
-
-def match_port(pattern: str, names: Sequence[str], kind: str = "port") -> str:
-    """The one name in ``names`` that ``pattern`` means: equal or a part of it, any case.
-
-    An exact match wins over partial ones ("KeyStep" finds "Arturia KeyStep 37 MIDI 1").
-    No match or several partial matches raise :class:`PortError` listing the candidates.
-    """
-    wanted = pattern.casefold()
-    exact = [name for name in names if name.casefold() == wanted]
-    if len(exact) == 1:
-        return exact[0]
-    found = exact or [name for name in names if wanted in name.casefold()]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        known = ", ".join(f"'{n}'" for n in names) or "none"
-        raise PortNotFound(f"no MIDI {kind} matches '{pattern}' (there are: {known})")
-    candidates = ", ".join(f"'{n}'" for n in found)
-    raise PortError(
-        f"'{pattern}' matches several MIDI {kind}s: {candidates}; give more of the name"
-    )
+    raise no_midi_system(reasons)
 
 
 # Ports -------------------------------------------------------------------------------------
@@ -269,7 +185,7 @@ class _Endpoint:
                 return
             listed = self._rt.get_ports()
             try:
-                target = match_port(self.pattern, self._others(listed), self.kind)
+                target = match_port(self.pattern, self.names.others(listed), self.kind)
             except PortNotFound as err:
                 self.absent = True
                 log.warning("%s; waiting for it", err)
@@ -279,9 +195,6 @@ class _Endpoint:
         except rtmidi.RtMidiError as err:
             wanted = self.pattern or self.own_name
             raise PortError(f"cannot open the MIDI {self.kind} '{wanted}': {err}") from err
-
-    def _others(self, listed: Sequence[str]) -> list[str]:
-        return [n for n in listed if not self.names.is_own(n)]
 
     def check(self, present: Sequence[str]) -> None:
         """Notice the device going away or coming back, given the names listed now."""
@@ -298,7 +211,7 @@ class _Endpoint:
                 )
             return
         try:
-            target = match_port(self.pattern, self._others(present), self.kind)
+            target = match_port(self.pattern, self.names.others(present), self.kind)
         except PortError:
             return  # not there yet (or ambiguous): look again next time
         try:
@@ -484,7 +397,7 @@ class MidiPorts:
         self.names = virtual_port_names(self.api, port_name)
         self._refuse_name_clash()
         if self.api == "windows" and output_port is None:
-            raise PortError(
+            raise PortSetupError(
                 "Windows MM has no virtual ports: make one with loopMIDI and pass --output-port"
             )
         self.output = MidiOutput(self.api, self.names, output_port)
@@ -499,7 +412,7 @@ class MidiPorts:
     def open_input(self, handler: MessageHandler, input_port: str | None = None) -> None:
         """Open the input (virtual, or connected to ``input_port`` found by name)."""
         if self.api == "windows" and input_port is None:
-            raise PortError(
+            raise PortSetupError(
                 "Windows MM has no virtual ports: make one with loopMIDI and pass --input-port"
             )
         self.input = MidiInput(self.api, self.names, handler, input_port)
@@ -512,14 +425,10 @@ class MidiPorts:
         self._watcher.start()
 
     def _refuse_name_clash(self) -> None:
-        # JACK would quietly rename our client to "Antiphon-in-01"; say so instead.
         inputs, outputs = list_ports(self.api)
-        taken = sorted(n for n in inputs + outputs if self.names.is_own(n))
-        if taken:
-            raise PortError(
-                f"a MIDI port named '{taken[0]}' already exists (another antiphon running?): "
-                "choose another --port-name"
-            )
+        clash = own_port_clash(self.names, inputs + outputs)
+        if clash is not None:
+            raise clash
 
     def describe(self) -> str:
         """One line for the log: where to play and where the replies come out."""
@@ -565,7 +474,7 @@ def list_ports(api: str) -> tuple[list[str], list[str]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--midi-api",
-        choices=["all", *RTMIDI_API_OF],
+        choices=["all", *MIDI_APIS],
         default="all",
         help="which MIDI system to list (default: every one this build supports)",
     )
@@ -586,17 +495,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"{label}: not available: {err}")
             continue
         working += 1
-        names = virtual_port_names(api, args.port_name)
-        print(f"{label}:")
-        print("  inputs (what --input-port accepts):")
-        for name in inputs or ["(none)"]:
-            print(f"    {name}")
-        print("  outputs (what --output-port accepts):")
-        for name in outputs or ["(none)"]:
-            print(f"    {name}")
-        if api != "windows":
-            print(
-                f"  antiphon run makes the virtual ports '{names.input_listed}' (play into it)"
-                f" and '{names.output_listed}' (replies)"
-            )
+        print(port_listing(api, inputs, outputs, args.port_name))
     return 0 if working else 1

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import mido
 
-from daemon.ports import MidiInput, MidiOutput, PortError, virtual_port_names
+from daemon.port_names import PortError, virtual_port_names
+from daemon.ports import MidiInput, MidiOutput
 
 READY_MARK = "ready:"  # what daemon.live logs once its ports are open and it listens
 SUSTAIN_CC = 64
@@ -103,12 +104,14 @@ class MidiProbe:
     """A performer and a listener on the daemon's ports, under the client name ``name``.
 
     Its output connects to the daemon's input and its input to the daemon's output; every
-    message received is kept with its arrival time (``time.monotonic()``).
+    message received is kept with its arrival time (``time.monotonic()``): :meth:`received`
+    since the last :meth:`clear`, :meth:`all_received` since the probe opened.
     """
 
     def __init__(self, api: str, daemon_input: str, daemon_output: str, name: str = "Probe"):
         names = virtual_port_names(api, name)
-        self._received: list[Timed] = []
+        self._all: list[Timed] = []
+        self._cleared = 0  # how many of them clear() put aside
         self._changed = threading.Condition()
         self._output = MidiOutput(api, names, pattern=daemon_input)
         self._input = MidiInput(api, names, self._record, pattern=daemon_output)
@@ -121,16 +124,20 @@ class MidiProbe:
 
     def _record(self, message: mido.Message, received_s: float) -> None:
         with self._changed:
-            self._received.append(Timed(received_s, message))
+            self._all.append(Timed(received_s, message))
             self._changed.notify_all()
 
     def received(self, since_s: float = 0.0) -> list[Timed]:
         with self._changed:
-            return [t for t in self._received if t.time_s >= since_s]
+            return [t for t in self._all[self._cleared :] if t.time_s >= since_s]
+
+    def all_received(self) -> list[Timed]:
+        with self._changed:
+            return list(self._all)
 
     def clear(self) -> None:
         with self._changed:
-            self._received.clear()
+            self._cleared = len(self._all)
 
     def send(self, message: mido.Message) -> float:
         """Send one message now; the ``time.monotonic()`` right after it left."""
@@ -152,7 +159,7 @@ class MidiProbe:
         """Block until ``condition(received)`` holds (checked on each arrival) or time is up."""
         deadline = time.monotonic() + timeout_s
         with self._changed:
-            while not condition(self._received):
+            while not condition(self._all[self._cleared :]):
                 left_s = deadline - time.monotonic()
                 if left_s <= 0:
                     return False
@@ -203,9 +210,11 @@ def measure_delivery(api: str, messages: int, name: str = "Delivery") -> list[fl
 class DaemonProcess:
     """``antiphon run`` as a separate process, its log collected line by line."""
 
-    def __init__(self, run_args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, run_args: Sequence[str], env: dict[str, str] | None = None, log_level: str = "info"
+    ) -> None:
         self.command = [
-            sys.executable, "-m", "daemon.cli", "--log-level", "info", "run", *run_args,
+            sys.executable, "-m", "daemon.cli", "--log-level", log_level, "run", *run_args,
         ]  # fmt: skip
         self.env = env
         self.lines: list[str] = []

@@ -54,6 +54,7 @@ LOOKAHEAD_S = 0.010
 MAX_DRAWN_AHEAD = 8  # bounds the work thrown away when the player interrupts
 
 Timed = tuple[float, mido.Message]  # (planned time, message)
+PlannedNote = tuple[float, bool, int]  # (planned time, note-on?, pitch)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,35 @@ class ReplyReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def format_planned(sent: list[Timed]) -> str:
+    """The notes a reply sent with their planned times, compact: ``+60@12.345678`` for a
+    note-on, ``-60@12.567890`` for a note-off, comma-separated, in the order they were sent.
+
+    ``antiphon bench`` reads it back (:func:`parse_planned`) from the daemon's debug log, to
+    compare with when each message arrived at a listener (the same ``time.monotonic()``).
+    """
+    return ",".join(
+        f"{'+' if m.type == 'note_on' and m.velocity > 0 else '-'}{m.note}@{planned_s:.6f}"
+        for planned_s, m in sent
+        if m.type in ("note_on", "note_off")
+    )
+
+
+def parse_planned(text: str) -> list[PlannedNote]:
+    """:func:`format_planned` read back.
+
+    Raises:
+        ValueError: not in that format.
+    """
+    notes = []
+    for item in filter(None, text.split(",")):
+        event, _, time_text = item.partition("@")
+        if event[:1] not in ("+", "-"):
+            raise ValueError(f"not a planned note: {item!r}")
+        notes.append((float(time_text), event[0] == "+", int(event[1:])))
+    return notes
 
 
 class _Mark:
@@ -170,7 +200,7 @@ class Reply:
         self._first_note_sent_s: float | None = None
         self._error_total_s = 0.0
         self._error_max_s = 0.0
-        self._sent = 0
+        self.sent: list[Timed] = []  # every message sent, with its planned time
 
     # Scheduling ---------------------------------------------------------------------------
 
@@ -272,7 +302,7 @@ class Reply:
         """Undo a reply that has played nothing (one made before its call was over, when the
         call went on): the pause it fed and every event it drew leave the state, the random
         streams and the stream's clock are back where they were. The reply is then done."""
-        assert self._sent == 0 and self.notes_played == 0, "withdrawing a reply that played"
+        assert not self.sent and self.notes_played == 0, "withdrawing a reply that played"
         self._drawn.clear()
         self._start_mark.restore(self._conversation.engine)
         self._conversation.writer.clock_s = self._clock_before_s
@@ -417,7 +447,7 @@ class Reply:
         error_s = sent_s - planned_s
         self._error_total_s += abs(error_s)
         self._error_max_s = max(self._error_max_s, abs(error_s))
-        self._sent += 1
+        self.sent.append((planned_s, message))
         if self._first_note_sent_s is None and message.type == "note_on":
             self._first_note_sent_s = sent_s
         self._last_s = max(self._last_s, planned_s)
@@ -432,6 +462,6 @@ class Reply:
             notes=self.notes_played,
             seconds=self._last_s - self.start_s,
             interrupted=self.interrupted,
-            schedule_error_mean_ms=1000.0 * self._error_total_s / max(1, self._sent),
+            schedule_error_mean_ms=1000.0 * self._error_total_s / max(1, len(self.sent)),
             schedule_error_max_ms=1000.0 * self._error_max_s,
         )

@@ -125,6 +125,12 @@ class Settings:
     max_note_s: float = _setting(
         5.0, "release any reply note held longer than this", check=_between(0.05, 60)
     )
+    held_key_timeout_s: float = _setting(
+        8.0,
+        "with no input at all for this long, keys still held are taken as released "
+        "(a lost note-off)",
+        check=_between(1, 600),
+    )
     # OSC
     osc_port: int | None = _setting(
         9000, "UDP port of the OSC control surface (0: off)", check=_between(0, 65535)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from daemon.jack_server import SERVER_ENV, JackServer
-from daemon.ports import virtual_port_names
+from daemon.port_names import virtual_port_names
 from daemon.probe import DaemonProcess, MidiProbe, human_phrase, load_phrase
 
 ROOT = Path(__file__).resolve().parent.parent

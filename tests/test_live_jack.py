@@ -16,7 +16,8 @@ import mido
 import pytest
 
 from daemon.jack_server import JackServer
-from daemon.ports import MidiInput, MidiOutput, MidiPorts, PortError, virtual_port_names
+from daemon.port_names import PortError, virtual_port_names
+from daemon.ports import MidiInput, MidiOutput, MidiPorts
 from daemon.probe import (
     DaemonProcess,
     MidiProbe,

@@ -38,7 +38,7 @@ from daemon.jack_server import JackServer
 from daemon.mapping import CcControl, ControlMapping, parse_mapping
 from daemon.osc import OscControl, OscError, control_services, encode, parse_host_port
 from daemon.performer import ManualClock, Performer
-from daemon.ports import virtual_port_names
+from daemon.port_names import virtual_port_names
 from daemon.probe import DaemonProcess, MidiProbe, Timed, note_ons, sounding_notes
 from daemon.settings import DEFAULT_MODEL, Settings
 from tests.test_performer import SCALE, ListSink, call_messages, finish, play

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import random
 import shutil
 import threading
@@ -523,6 +524,42 @@ def test_note_on_with_velocity_zero_ends_the_note() -> None:
     )
     finish(performer)
     assert sink.note_ons()[0][0] == pytest.approx(0.3 + GAP)
+
+
+def test_a_key_whose_note_off_was_lost_counts_as_released_after_the_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = TracingEngine(MODEL, seed=3)
+    performer, _, sink = make(engine, seed=3, thru=True, output_channel=2, held_key_timeout_s=3.0)
+    lost_pitch, lost_on_s, _ = SCALE[-1]  # the last input: its note-on; its note-off is lost
+    call = [(t, m) for t, m in call_messages(SCALE) if not (t > lost_on_s and m.note == lost_pitch)]
+    with caplog.at_level(logging.WARNING, logger="daemon.performer"):
+        play(performer, call)
+        finish(performer)
+    released_s = lost_on_s + 3.0
+    assert sink.note_ons(channel=1)[0][0] == pytest.approx(released_s + GAP)  # then answered
+    assert (released_s, "note_off", lost_pitch) in [(t, m.type, m.note) for t, m in sink.sent]
+    assert sink.sounding() == set()  # the thru copy of the lost key was ended too
+    warnings = [r for r in caplog.records if "taken as released" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+    # The model heard the key end when it was taken as released (a 3 s pause decodes to
+    # within half a time-shift bin, about 0.1 s there).
+    heard = decode_tokens(engine.trace, engine.vocabulary)
+    lost = next(n for n in heard if n.pitch == lost_pitch and n.onset_s > lost_on_s - 0.05)
+    assert lost.offset_s == pytest.approx(released_s, abs=0.15)
+
+
+@pytest.mark.parametrize(("silence_s", "kept"), [(1.0, True), (5.0, False)])
+def test_the_gate_forgets_keys_held_past_the_timeout(silence_s: float, kept: bool) -> None:
+    gate = InputGate(Settings(model=str(MODEL), input_queue_size=16, held_key_timeout_s=2.0))
+    gate.submit(mido.Message("note_on", note=60, velocity=80), 0.0)
+    assert gate.take(0.0) is not None
+    for pitch in range(40, 56):  # the queue fills up
+        gate.submit(mido.Message("note_on", note=pitch, velocity=80), silence_s)
+    gate.submit(mido.Message("note_off", note=60), silence_s + 0.01)
+    # A held key's note-off always gets through a full queue; one that the performer has
+    # already taken as released (no input for the timeout) is a stray note-off, dropped.
+    assert gate.dropped == (0 if kept else 1)
 
 
 def test_clock_sensing_and_sysex_take_no_room_in_the_queue() -> None:

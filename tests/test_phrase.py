@@ -85,6 +85,47 @@ def test_a_pedal_pressed_after_the_keys_were_released_does_not_hold_the_call() -
     assert phrase.deadline() == 0.3 + GAP
 
 
+def test_keys_held_with_no_input_for_the_timeout_count_as_released() -> None:
+    phrase = PhraseDetector(GAP, held_timeout_s=8.0)
+    phrase.note_on(A, 1.0)
+    phrase.note_on(B, 1.2)
+    phrase.note_off(A, 1.5)  # B's note-off never comes
+    assert phrase.stale_due_s() == 9.5 and phrase.deadline() is None
+    assert phrase.release_stale(9.49) == [] and phrase.sounding
+    assert phrase.release_stale(9.5) == [B]
+    assert not phrase.sounding and phrase.stale_due_s() is None
+    assert phrase.deadline() == 9.5 + GAP  # released at the timeout; then the gap
+    call = phrase.poll(9.5 + GAP)
+    assert call is not None and (call.notes, call.last_sound_s) == (2, 9.5)
+
+
+def test_any_input_restarts_the_held_key_timeout() -> None:
+    phrase = PhraseDetector(GAP, held_timeout_s=3.0)
+    phrase.note_on(A, 0.0)
+    phrase.sustain(True, 2.0)
+    phrase.sustain(False, 4.0)
+    phrase.note_off(B, 6.5)  # a stray note-off is input too
+    assert phrase.release_stale(9.4) == []
+    assert phrase.release_stale(9.5) == [A]
+
+
+def test_a_stale_release_lifts_the_pedal_and_its_sustained_keys() -> None:
+    phrase = PhraseDetector(GAP, held_timeout_s=8.0)
+    phrase.sustain(True, 0.0)  # its release will be lost
+    phrase.note_on(A, 0.1)
+    phrase.note_off(A, 0.2)
+    assert phrase.release_stale(8.2) == [A]
+    phrase.note_on(B, 9.0)
+    phrase.note_off(B, 9.1)
+    assert phrase.deadline() == 9.1 + GAP  # B is not taken as sustained by a pedal now up
+
+
+def test_without_a_timeout_a_held_key_is_never_released() -> None:
+    phrase = PhraseDetector(GAP)
+    phrase.note_on(A, 0.0)
+    assert phrase.stale_due_s() is None and phrase.release_stale(1e9) == []
+
+
 def test_foot_switch_ends_the_call_at_once_even_with_keys_held() -> None:
     phrase = PhraseDetector(GAP)
     assert phrase.end_now(0.5) is None  # no call yet

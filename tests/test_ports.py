@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.ports import PortError, choose_api, compiled_apis, match_port, virtual_port_names
+from daemon.port_names import (
+    PortError,
+    PortNotFound,
+    PortSetupError,
+    auto_order,
+    check_api,
+    match_port,
+    no_midi_system,
+    own_port_clash,
+    port_listing,
+    virtual_port_names,
+)
+from daemon.ports import choose_api, compiled_apis
 from daemon.probe import human_phrase, sounding_notes
 
 DEVICES = [
@@ -24,7 +38,7 @@ def test_part_of_a_name_finds_the_device_in_any_case() -> None:
 
 
 def test_ambiguous_part_lists_every_candidate_on_one_line() -> None:
-    with pytest.raises(PortError) as caught:
+    with pytest.raises(PortSetupError) as caught:  # the config must say more: no retry helps
         match_port("MIDI", DEVICES, "input")
     message = str(caught.value)
     assert "\n" not in message
@@ -33,7 +47,7 @@ def test_ambiguous_part_lists_every_candidate_on_one_line() -> None:
 
 
 def test_no_match_names_the_ports_there_are() -> None:
-    with pytest.raises(PortError, match=r"no MIDI output matches 'Launchpad'.*nanoKONTROL2"):
+    with pytest.raises(PortNotFound, match=r"no MIDI output matches 'Launchpad'.*nanoKONTROL2"):
         match_port("Launchpad", DEVICES, "output")
 
 
@@ -100,3 +114,56 @@ def test_without_a_jack_server_the_error_is_one_line_naming_it(
 def test_an_unknown_midi_system_is_refused() -> None:
     with pytest.raises(PortError, match="unknown MIDI system 'oss'"):
         choose_api("oss")
+
+
+def test_the_naming_module_never_loads_rtmidi() -> None:
+    code = "import sys, daemon.port_names; print('rtmidi' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "False"
+
+
+def test_auto_tries_the_systems_of_each_platform_in_order() -> None:
+    assert auto_order(["alsa", "jack"], "linux") == ["alsa", "jack"]
+    assert auto_order(["coremidi", "jack"], "darwin") == ["coremidi", "jack"]
+    assert auto_order(["windows"], "win32") == ["windows"]
+    assert auto_order(["jack"], "freebsd14") == ["jack"]  # elsewhere: what the build has
+
+
+def test_no_midi_system_gives_each_reason_and_what_to_do_in_one_line() -> None:
+    error = no_midi_system(["no ALSA sequencer (/dev/snd/seq missing)", "no JACK server running"])
+    message = str(error)
+    assert type(error) is PortError  # it may come up by itself: worth a retry
+    assert "\n" not in message
+    assert message.startswith("no ALSA sequencer (/dev/snd/seq missing) and no JACK server")
+    assert "modprobe snd-seq" in message
+
+
+def test_a_system_unknown_or_not_built_in_is_a_setup_error() -> None:
+    check_api("jack", ["alsa", "jack"])
+    with pytest.raises(PortSetupError, match="unknown MIDI system 'oss'"):
+        check_api("oss", ["alsa", "jack"])
+    with pytest.raises(PortSetupError, match="built without CoreMIDI support"):
+        check_api("coremidi", ["alsa", "jack"])
+
+
+def test_a_port_of_ours_already_there_is_refused_naming_it() -> None:
+    names = virtual_port_names("alsa", "Antiphon")
+    assert own_port_clash(names, DEVICES) is None
+    clash = own_port_clash(names, [*DEVICES, "Antiphon-out:out 129:0"])
+    assert clash is not None and "'Antiphon-out:out 129:0' already exists" in str(clash)
+
+
+def test_the_listing_shows_both_directions_and_our_own_port_names() -> None:
+    text = port_listing("jack", ["system:capture_1"], [], "Stage")
+    assert text.splitlines() == [
+        "JACK:",
+        "  inputs (what --input-port accepts):",
+        "    system:capture_1",
+        "  outputs (what --output-port accepts):",
+        "    (none)",
+        "  antiphon run makes the virtual ports 'Stage-in:in' (play into it) and 'Stage-out:out'"
+        " (replies)",
+    ]
+    assert "virtual ports" not in port_listing("windows", [], ["loopMIDI Port"], "Stage")

@@ -24,8 +24,9 @@ import mido
 import pytest
 
 from daemon.jack_server import JackServer
+from daemon.live import EXIT_CONFIG, EXIT_UNAVAILABLE
 from daemon.performer import IDLE_WAIT_S, TURNING_WITHIN_S
-from daemon.ports import virtual_port_names
+from daemon.port_names import virtual_port_names
 from daemon.probe import MidiProbe, Timed, note_ons, sounding_notes
 from daemon.sdnotify import SystemdNotifier, SystemdService
 
@@ -210,6 +211,10 @@ def test_both_units_are_notify_services_that_restart_and_have_a_watchdog() -> No
     for unit in (USER_UNIT, SYSTEM_UNIT):
         assert unit_values(unit, "Type") == ["notify"]
         assert unit_values(unit, "Restart") == ["on-failure"]
+        # Not after a configuration error (or a bad command line): only a change fixes those.
+        (prevent,) = unit_values(unit, "RestartPreventExitStatus")
+        assert set(prevent.split()) == {str(EXIT_CONFIG), "2"}
+        assert str(EXIT_UNAVAILABLE) not in prevent.split()
         # A healthy performer turns every IDLE_WAIT_S; a hung one is caught within the timeout.
         assert IDLE_WAIT_S < TURNING_WITHIN_S <= float(unit_values(unit, "WatchdogSec")[0])
         assert int(unit_values(unit, "Nice")[0]) < 0
@@ -303,13 +308,14 @@ def test_the_daemon_started_as_the_unit_starts_it_stops_cleanly_on_sigterm(
     notify_socket.drain()
     assert any("WATCHDOG" in m for m in notify_socket.messages)
     assert "STOPPING" in notify_socket.messages[-1]
-    # The recording: the call whole; the reply as played until the recorder stopped (the
-    # services stop just before the performer's last notes), every note in it ended.
+    # The recording: the call whole, and the reply exactly as the listener heard it, the
+    # note-offs and All Notes Off sent on SIGTERM included (the recorder stops after the
+    # performer has closed): every note Antiphon started, Antiphon ended, in the file too.
     (recording,) = sessions.glob("*.mid")
     player, antiphon = mido.MidiFile(recording).tracks
     assert sum(m.type == "note_on" and m.velocity > 0 for m in player) == 14
-    recorded = [m.note for m in antiphon if m.type == "note_on" and m.velocity > 0]
-    heard = [t.message.note for t in note_ons(received)]
-    assert len(recorded) >= 2 and recorded == heard[: len(recorded)]
-    in_file = [Timed(0.0, m) for m in antiphon if not m.is_meta]
-    assert sounding_notes(in_file) == set()
+    recorded = [m for m in antiphon if not m.is_meta]
+    assert len(note_ons([Timed(0.0, m) for m in recorded])) >= 2
+    assert [m.bytes() for m in recorded] == [t.message.bytes() for t in received]
+    assert recorded[-1].is_cc(123)  # the performer's last message on the way out
+    assert sounding_notes([Timed(0.0, m) for m in recorded]) == set()
