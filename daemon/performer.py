@@ -1,32 +1,20 @@
 """The performer: the one thread that owns the engine, hears the player and plays the replies.
 
-Threads and who touches what:
-
-- The MIDI input callback calls :meth:`Performer.submit`: input hygiene, the echo check and
-  the flood policy (:class:`~daemon.intake.InputGate`), then one put on a queue. It never
-  blocks and never runs inference.
-- :meth:`Performer.run` is the performer's thread: it blocks on that queue with a timeout
-  until the next due moment (the call's end and shortly before it, the next reply event, a
-  note's maximum length) and does all the work: it feeds the player's events to the engine
-  as they arrive, detects the end of the call, generates and plays the reply, and sends
-  every output message.
-- Control threads (OSC, CLI) call :meth:`Performer.set_parameter` (an immutable
-  :class:`~daemon.parameters.Parameters` swapped in by reference) and the commands
-  (:meth:`panic`, :meth:`reset`, :meth:`save_state`, :meth:`load_state`,
-  :meth:`switch_model`), which are queued for the performer's thread. Loading a new model
-  happens in the caller's thread; only the swap is queued, and it waits for the reply to end.
+Other threads reach it only through what it inherits from
+:class:`~daemon.performer_controls.PerformerControls`: the MIDI callback's ``submit``, the
+parameters, the commands, listeners and status, which queue what they ask and never block.
+:meth:`Performer.run` is the performer's thread: it blocks on that queue with a timeout until
+the next due moment (the call's end and shortly before it, the next reply event, a note's
+maximum length) and does all the work: it feeds the player's events to the engine as they
+arrive, detects the end of the call, generates and plays the reply, runs the commands (a
+model swap waits for the reply to end) and sends every output message
+(:class:`~daemon.outlet.Outlet`).
 
 For tests and files (``antiphon respond``), :meth:`process_until` drives the same logic on a
 :class:`ManualClock` without threads or sleeping.
 
-Answering on time: ``speculate_before_s`` (20 ms) before the call's deadline, the performer
-already makes the reply as it will be at the deadline (the pause up to the deadline fed, its
-first events drawn, see :mod:`daemon.reply`), so that at the deadline it only sends. If
-anything comes first (the player's input, a command, a parameter change), that speculative
-reply is withdrawn without a trace, random streams included: a reply is the same whether it
-was made ahead or at the deadline. 20 ms is well above the few ms drawing takes even on a
-busy machine, and a player who goes on within the last 20 ms of the gap is rare, so little
-work is thrown away; drawing when the silence starts would throw it away at every pause.
+Answering on time: shortly before the call's deadline the reply is already made, and
+withdrawn without a trace if anything comes first (:mod:`daemon.speculation`).
 
 Input hygiene, echo suppression and the flood policy live in :mod:`daemon.intake`.
 
@@ -40,26 +28,24 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import queue
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import mido
-
-from daemon.conversation import Conversation
 from daemon.engine import Engine, EngineState
-from daemon.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, SUSTAIN, WAKE, InputGate, Item
-from daemon.model_file import ModelError
-from daemon.notes import ALL_NOTES_OFF_CC, SoundingNotes
-from daemon.parameters import PARAMETER_NAMES, ParameterError, Parameters
-from daemon.phrase import Call, PhraseDetector, reply_length_bounds
-from daemon.reply import Reply, ReplyReport, Timed, format_planned
+from daemon.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, SUSTAIN, WAKE, Item
+from daemon.outlet import MidiSink, Outlet
+from daemon.parameters import ParameterError, Parameters
+from daemon.performer_controls import STATE_SLOTS, PerformerControls
+from daemon.phrase import Call, PhraseDetector
+from daemon.reply import Reply, Timed, format_planned
 from daemon.settings import Settings
+from daemon.speculation import SPECULATE_BEFORE_S, Speculator
+
+# Also importable from here, where callers have always found them.
+__all__ = ["STATE_SLOTS", "ManualClock", "MidiSink", "ParameterError", "Performer"]
 
 log = logging.getLogger(__name__)
 
@@ -67,32 +53,11 @@ IDLE_WAIT_S = 0.5  # longest block on the queue, so a stop request is seen witho
 TURNING_WITHIN_S = 5.0  # a loop this late means the performer's thread hangs
 CLOSE_WAIT_S = 1.0  # how long close() waits for a running performer thread to finish
 DROP_LOG_INTERVAL_S = 5.0
-STATE_SLOTS = 128
 REPORTS_KEPT = 256
-SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
 # A call noticed later than this after its end (a busy machine, a backlog of input) is
 # answered from now rather than from its end: better a late reply than a rushed one.
 MAX_START_LATE_S = 0.030
 PR_SET_TIMERSLACK = 29  # Linux prctl: how long the kernel may defer this thread's timed waits
-
-Listener = Callable[[str, object], None]
-
-
-class MidiSink(Protocol):
-    """Where the performer's messages go (an output port; a list in tests and files).
-
-    ``send`` must return quickly and must not raise for a lost device (log and drop).
-    """
-
-    def send(self, message: mido.Message) -> None: ...
-
-
-@dataclass
-class _Speculation:
-    """A reply made before its call was over, for the call as it will end if nothing comes."""
-
-    call: Call
-    reply: Reply
 
 
 class ManualClock:
@@ -108,8 +73,8 @@ class ManualClock:
         self.now_s = max(self.now_s, time_s)
 
 
-class Performer:
-    """Call and response on one input and one output.
+class Performer(PerformerControls):
+    """Call and response on one input and one output: the performer's thread.
 
     Args:
         settings: the daemon's settings (the live-tunable ones become :attr:`parameters`).
@@ -130,30 +95,14 @@ class Performer:
         clock: Callable[[], float] = time.monotonic,
         speculate_before_s: float = SPECULATE_BEFORE_S,
     ) -> None:
-        self.settings = settings
-        self._sink = sink
+        super().__init__(settings, engine)
         self._clock = clock
-        self._params = Parameters.from_settings(settings)
-        self._params_lock = threading.Lock()  # only between control threads that set
+        self._outlet = Outlet(sink, clock, self._gate)
         self._applied: Parameters | None = None
-        self._conversation = Conversation(engine)
         self._phrase = PhraseDetector(self._params.phrase_gap_s, settings.held_key_timeout_s)
-        self._reply: Reply | None = None
-        self._speculate_before_s = speculate_before_s
-        self._speculation: _Speculation | None = None
-        self._speculated_for_s: float | None = None  # the deadline last speculated for
-        self._thru = SoundingNotes()
-        self._reply_channels: set[int] = set()  # every channel a reply has sounded on
+        self._speculator = Speculator(self._conversation, speculate_before_s)
         self._slots: dict[int, EngineState] = {}
         self._next_engine: Engine | None = None
-        self._listeners: tuple[Listener, ...] = ()
-        self._gate = InputGate(settings)  # the MIDI callback thread's side
-        self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-        # Counters and figures.
-        self.notes_in = 0
-        self.notes_out = 0
-        self.replies = 0
-        self._reports: tuple[ReplyReport, ...] = ()
         self._drops_logged = 0
         self._drops_logged_s = -DROP_LOG_INTERVAL_S
         # Lifecycle.
@@ -161,117 +110,7 @@ class Performer:
         self._run_exited = threading.Event()
         self._turned_s: float | None = None  # when run() last went round its loop
         self._stop_requested = False
-        self._closed = False
         self._close_lock = threading.Lock()
-
-    # The MIDI callback's side ---------------------------------------------------------------
-
-    def submit(self, message: mido.Message, time_s: float) -> None:
-        """Hand over one input message (from the MIDI callback thread; never blocks).
-
-        Call from one thread at a time. ``time_s`` is when it arrived, on the performer's clock.
-        """
-        self._gate.submit(message, time_s)
-
-    @property
-    def dropped(self) -> int:
-        """Input messages dropped by the flood policy."""
-        return self._gate.dropped
-
-    @property
-    def echoes(self) -> int:
-        """Input messages dropped as echoes of Antiphon's own output."""
-        return self._gate.echoes
-
-    # Control (any thread) ---------------------------------------------------------------------
-
-    @property
-    def parameters(self) -> Parameters:
-        return self._params
-
-    def set_parameter(self, name: str, value: object) -> None:
-        """Change a live parameter; it applies from the performer's next event.
-
-        Raises:
-            ParameterError: unknown name or a value out of range (nothing changes).
-        """
-        with self._params_lock:
-            self._params = self._params.with_value(name, value)
-            applied = getattr(self._params, name)
-        self._wake()
-        self._notify(name, applied)
-
-    def add_listener(self, listener: Listener) -> None:
-        """Call ``listener(topic, value)`` on changes: a parameter's name and new value (on
-        the setter's thread); "replying" True/False, "reply" (a report dict), "model",
-        "state", "panic", "error" (on the performer's thread). It must return quickly."""
-        self._listeners = (*self._listeners, listener)
-
-    def remove_listener(self, listener: Listener) -> None:
-        self._listeners = tuple(x for x in self._listeners if x is not listener)
-
-    def panic(self) -> None:
-        """Every sounding note off now (reply and thru), All Notes Off on every channel used."""
-        self._command("panic")
-
-    def reset(self) -> None:
-        """Stop any reply and clear the recurrent state: the model forgets the performance."""
-        self._command("reset")
-
-    def save_state(self, slot: int) -> None:
-        """Keep a copy of the recurrent state in ``slot`` (0-127)."""
-        self._command("save", _check_slot(slot))
-
-    def load_state(self, slot: int) -> None:
-        """Stop any reply and go back to the state saved in ``slot``."""
-        self._command("load", _check_slot(slot))
-
-    def switch_model(self, path: str | Path) -> None:
-        """Load another model (in the caller's thread) and swap it in between replies.
-
-        The new model starts from a fresh state; saved state slots are cleared.
-
-        Raises:
-            ModelError: the file cannot be used, or its codec differs from the current one.
-        """
-        current = self._conversation.engine
-        engine = Engine(path, temperature=current.temperature, noise=current.noise)
-        if engine.info.codec != current.info.codec:
-            raise ModelError(f"{path}: its codec differs from the playing model's; restart")
-        self._command("swap", engine)
-
-    def status(self) -> dict[str, Any]:
-        """Every parameter, what the performer is doing, the last reply's figures, counters."""
-        reply, reports = self._reply, self._reports
-        return {
-            **{name: getattr(self._params, name) for name in PARAMETER_NAMES},
-            "state": "closed" if self._closed else "replying" if reply else "listening",
-            "model": str(self._conversation.engine.path),
-            "notes_in": self.notes_in,
-            "notes_out": self.notes_out,
-            "dropped": self.dropped,
-            "echoes": self.echoes,
-            "replies": self.replies,
-            "last_reply": reports[-1].to_dict() if reports else None,
-        }
-
-    def reply_reports(self) -> tuple[ReplyReport, ...]:
-        """The figures of the last replies, oldest first."""
-        return self._reports
-
-    def _command(self, name: str, argument: object = None) -> None:
-        self._commands.put((name, argument))
-        self._wake()
-
-    def _wake(self) -> None:
-        self._gate.wake()
-
-    def _notify(self, topic: str, value: object) -> None:
-        for listener in self._listeners:
-            try:
-                listener(topic, value)
-            except Exception:  # a broken listener must not stop the music; it is logged
-                log.exception("listener %r failed on %s", listener, topic)
 
     # The performer's thread -------------------------------------------------------------------
 
@@ -334,10 +173,6 @@ class Performer:
         turned_s = self._turned_s
         return turned_s is not None and self._clock() - turned_s < within_s
 
-    @property
-    def replying(self) -> bool:
-        return self._reply is not None
-
     def _drain(self) -> None:
         while (item := self._gate.take(0.0)) is not None:
             if item[0] != WAKE:
@@ -346,7 +181,7 @@ class Performer:
     def _apply_parameters(self) -> Parameters:
         params = self._params
         if params is not self._applied:
-            self._withdraw_speculation()  # made with the parameters of before
+            self._speculator.withdraw()  # made with the parameters of before
             engine = self._conversation.engine
             reply = self._reply
             if reply is not None:
@@ -362,7 +197,7 @@ class Performer:
         """One of the player's events, fed as it arrives."""
         code, time_s, channel, data1, data2 = item
         self._release_stale(time_s)  # held keys that timed out before this event
-        self._withdraw_speculation()  # the call goes on (or ends now)
+        self._speculator.withdraw()  # the call goes on (or ends now)
         params = self._apply_parameters()
         reply = self._reply
         if reply is not None:
@@ -375,18 +210,18 @@ class Performer:
                 log.debug("the player went on before the call was answered")
             self.notes_in += 1
             if params.thru:
-                self._emit_now(self._thru.start(channel, data1, data2, time_s))
+                self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))
             phrase.note_on(key, time_s)
             conversation.note_on(data1, data2, time_s)
         elif code == NOTE_OFF:
-            self._emit_now(self._thru.stop(channel, data1))
+            self._outlet.send_all(self._outlet.thru.stop(channel, data1))
             phrase.note_off(key, time_s)
             conversation.note_off(data1, time_s)
         elif code == SUSTAIN:
             phrase.sustain(data2 >= 64, time_s)
             conversation.sustain(data2, time_s)
         elif code == ALL_OFF:
-            self._release_thru()
+            self._outlet.release_thru()
             phrase.all_notes_off(time_s)
             conversation.all_notes_off(time_s)
         elif code == END_PHRASE:
@@ -398,7 +233,7 @@ class Performer:
         """Everything due at ``now_s``: commands, the call's end, the reply's events."""
         while not self._commands.empty():  # only this thread takes: then a get succeeds
             name, argument = self._commands.get(False)
-            self._withdraw_speculation()
+            self._speculator.withdraw()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
         self._release_stale(now_s)
@@ -434,59 +269,33 @@ class Performer:
             len(keys),
             " ".join(f"{pitch}/ch{channel + 1}" for channel, pitch in keys),
         )
-        self._withdraw_speculation()
+        self._speculator.withdraw()
         if self._reply is not None:
             self._reply.rewind()  # the player's side is fed first, as in _take
-        self._release_thru()
+        self._outlet.release_thru()
         self._conversation.all_notes_off(due_s)
 
     def _answer(self, call: Call, now_s: float) -> None:
         params = self._apply_parameters()  # new parameters withdraw the speculation
-        speculation, self._speculation = self._speculation, None
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
         start_s = call.ended_s if now_s - call.ended_s <= MAX_START_LATE_S else now_s
         answering = params.mode == "call_response"
-        if speculation is not None and not (
-            answering and speculation.call == call and start_s == call.ended_s
-        ):
-            speculation.reply.withdraw()
-            speculation = None
+        reply = self._speculator.take(call, start_s, answering)
         if not answering:
             return
-        reply = speculation.reply if speculation else self._prepare(call, start_s, params)
+        if reply is None:
+            reply = self._speculator.prepare(call, start_s, params)
         if reply is None:
             return
         self._reply = reply
         self._play(reply, now_s, starting=True)  # the first note, at once
 
-    def _prepare(self, call: Call, start_s: float, params: Parameters) -> Reply | None:
-        """The reply to ``call`` starting at ``start_s``, its first events drawn; None when the
-        engine has heard nothing since a reset (after a reset, the pause alone is a start)."""
-        notes, max_s = reply_length_bounds(call.notes, call.seconds, params)
-        reply = Reply(
-            self._conversation,
-            start_s=start_s,
-            phrase_end_s=call.ended_s,
-            notes=notes,
-            max_s=max_s,
-            channel=params.output_channel - 1,
-            max_note_s=params.max_note_s,
-        )
-        if not self._conversation.engine.ready:
-            reply.withdraw()
-            return None
-        reply.draw_ahead()
-        return reply
-
     def _speculation_due_s(self) -> float | None:
         """When to make the reply ahead of the call's deadline (None: not now, or done)."""
-        if self._speculation is not None or self._reply is not None:
+        if self._reply is not None:
             return None
-        deadline_s = self._phrase.deadline()
-        if deadline_s is None or deadline_s == self._speculated_for_s:
-            return None
-        return deadline_s - self._speculate_before_s
+        return self._speculator.due_s(self._phrase.deadline())
 
     def _speculate(self, now_s: float) -> None:
         due_s = self._speculation_due_s()
@@ -494,20 +303,8 @@ class Performer:
             return
         params = self._apply_parameters()
         call = self._phrase.pending_call()
-        if call is None:
-            return
-        self._speculated_for_s = call.ended_s
-        if params.mode != "call_response":
-            return
-        reply = self._prepare(call, call.ended_s, params)
-        if reply is not None:
-            self._speculation = _Speculation(call, reply)
-
-    def _withdraw_speculation(self) -> None:
-        speculation, self._speculation = self._speculation, None
-        if speculation is not None:
-            speculation.reply.withdraw()
-        self._speculated_for_s = None
+        if call is not None:
+            self._speculator.make_ahead(call, params)
 
     def _play(self, reply: Reply, now_s: float, *, starting: bool = False) -> None:
         """Send the reply's events due by ``now_s``, then draw the coming ones ahead."""
@@ -579,35 +376,14 @@ class Performer:
 
     # Output -------------------------------------------------------------------------------------
 
-    def _emit_now(self, messages: list[mido.Message]) -> None:
-        for message in messages:
-            self._send(message)
-
     def _emit(self, timed: list[Timed], reply: Reply) -> None:
-        for planned_s, message in timed:
-            sent_s = self._send(message)
-            reply.record_send(planned_s, sent_s, message)
-            if message.type == "note_on":
-                self.notes_out += 1
-                self._reply_channels.add(message.channel)
-
-    def _send(self, message: mido.Message) -> float:
-        self._sink.send(message)
-        sent_s = self._clock()
-        self._gate.sent(message, sent_s)
-        return sent_s
-
-    def _release_thru(self) -> None:
-        for channel, pitch in self._thru:
-            self._emit_now(self._thru.stop(channel, pitch))
+        self.notes_out += self._outlet.emit(timed, reply)
 
     def _release_everything(self, now_s: float) -> None:
-        self._withdraw_speculation()
+        self._speculator.withdraw()
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
-        self._emit_now(self._thru.release_all())  # with All Notes Off on the thru channels
-        for channel in sorted(self._reply_channels - self._thru.channels_used):
-            self._send(mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF_CC))
+        self._outlet.release_all()
 
     # Lifecycle ------------------------------------------------------------------------------------
 
@@ -639,9 +415,3 @@ def _tighten_timer_slack() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
         except (OSError, AttributeError) as err:  # no libc to ask: the default slack stays
             log.debug("timer slack unchanged: %s", err)
-
-
-def _check_slot(slot: int) -> int:
-    if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < STATE_SLOTS:
-        raise ParameterError(f"state slot must be a whole number 0-{STATE_SLOTS - 1}, got {slot!r}")
-    return slot

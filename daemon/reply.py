@@ -11,7 +11,7 @@ player plays, a note reaches its maximum length, the reply is stopped. With the 
 streams rolled back too, what a reply plays does not depend on how far ahead it was drawn.
 
 A reply can also be made before its call is over (the performer does so a few ms before the
-deadline, see :mod:`daemon.performer`) and, as long as it has played nothing, withdrawn
+deadline, see :mod:`daemon.speculation`) and, as long as it has played nothing, withdrawn
 (:meth:`Reply.withdraw`): the pause it fed and the events it drew leave no trace.
 
 How a reply is shaped (the mask of tokens the engine may sample):

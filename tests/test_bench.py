@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.bench import (
+from daemon.bench_report import (
     Call,
     _planned_notes,
     _reply_lines,

@@ -1,0 +1,273 @@
+"""The bench's figures from its raw measurements, the verdicts and the report; no measuring.
+
+Raw in (timings in ms, the calls' send and arrival times, the probe's arrivals, the daemon's
+log lines), figures out: percentiles; the daemon's "reply" lines and planned message times
+read back from its log; calls paired with the replies they caused; the exact timing error
+(arrival - planned, paired message by message); the verdicts against the targets; the table
+:mod:`daemon.bench` prints. Pure except :func:`machine`, which reads what the machine is.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import platform
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from daemon.probe import Timed
+    from daemon.reply import PlannedNote
+
+# The bench's set-up, which its figures are read against.
+REPLY_EVENTS = 32  # the reply whose compute time is timed
+PHRASE_GAP_S = 0.35  # the daemon's phrase gap: the reaction counts from the call's end + gap
+TARGETS = {  # name: (limit, "in JACK periods added to the limit")
+    "step_p99_ms": (0.3, 0),
+    "reaction_p99_ms": (3.0, 1),
+    "timing_error_p99_ms": (1.0, 1),
+    "peak_rss_mb": (250.0, 0),
+    "ready_s": (2.0, 0),
+}
+REPLY_LINE = re.compile(r"daemon\.live: reply (.*)$")
+PLANNED_LINE = re.compile(r"daemon\.performer: reply messages .*\bplanned=(\S*)")
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    import numpy as np
+
+    data = np.asarray(values_ms, dtype=np.float64)
+    return {
+        "p50": float(np.percentile(data, 50)),
+        "p99": float(np.percentile(data, 99)),
+        "max": float(data.max()),
+        "n": int(data.size),
+    }
+
+
+@dataclass
+class Call:
+    """One call of the bench: when its last message left, when the reply's first note came."""
+
+    last_sent_s: float
+    first_note_s: float | None
+
+    @property
+    def reply_s(self) -> float:
+        assert self.first_note_s is not None, "an unanswered call"
+        return self.first_note_s
+
+
+# The daemon on JACK --------------------------------------------------------------------------
+
+
+def live_figures(
+    calls_played: list[Call], arrivals: list[Timed], transport_ms: list[float], lines: list[str]
+) -> dict[str, Any]:
+    """The figures of the calls played to the daemon: reaction, its two parts, the daemon's own
+    figures from its log, the JACK delivery time, the exact timing error."""
+    replies = _reply_lines(lines)
+    answered = [c for c in calls_played if c.first_note_s is not None]
+    reaction = [1000.0 * (c.reply_s - c.last_sent_s - PHRASE_GAP_S) for c in answered]
+    return {
+        "reaction_ms": percentiles(reaction) if reaction else None,
+        "unanswered_calls": len(calls_played) - len(answered),
+        **_split_reaction(answered, replies),
+        **_internal_figures(replies),
+        "transport_ms": percentiles(transport_ms),
+        **exact_timing(_planned_notes(lines), arrivals),
+    }
+
+
+def _split_reaction(answered: list[Call], replies: list[dict[str, str]]) -> dict[str, Any]:
+    """The reaction in two: the call's last message reaching the daemon (the phrase end it
+    declares, less the gap), and the daemon's declared phrase end to the first note arriving.
+    Calls and reply lines are paired by that phrase end (within 50 ms)."""
+    ends_s = [float(r["phrase_end_s"]) for r in replies if "phrase_end_s" in r]
+    heard_ms, answer_ms = [], []
+    for call in answered:
+        expected_s = call.last_sent_s + PHRASE_GAP_S
+        declared_s = min(ends_s, key=lambda end_s: abs(end_s - expected_s), default=None)
+        if declared_s is None or abs(declared_s - expected_s) > 0.05:
+            continue
+        heard_ms.append(1000.0 * (declared_s - expected_s))
+        answer_ms.append(1000.0 * (call.reply_s - declared_s))
+    return {
+        "call_heard_ms": percentiles(heard_ms) if heard_ms else None,
+        "declared_end_to_first_note_ms": percentiles(answer_ms) if answer_ms else None,
+    }
+
+
+def _reply_lines(lines: list[str]) -> list[dict[str, str]]:
+    replies = []
+    for line in lines:
+        found = REPLY_LINE.search(line)
+        if found:
+            replies.append(dict(pair.split("=", 1) for pair in found.group(1).split()))
+    return replies
+
+
+def _planned_notes(lines: list[str]) -> list[PlannedNote]:
+    from daemon.reply import parse_planned
+
+    planned = []
+    for line in lines:
+        found = PLANNED_LINE.search(line)
+        if found:
+            planned.extend(parse_planned(found.group(1)))
+    return planned
+
+
+def exact_timing(planned: list[PlannedNote], arrivals: list[Timed]) -> dict[str, Any]:
+    """Arrival at the probe - planned time, per reply message, in ms.
+
+    The daemon's messages reach the probe in the order they were sent; the two sequences of
+    (note-on?, pitch) are aligned (:class:`difflib.SequenceMatcher`), so a message lost on
+    the way, or one that was not a reply's, leaves the others paired right. Those left
+    unpaired are counted.
+    """
+    notes = [t for t in arrivals if t.message.type in ("note_on", "note_off")]
+    heard = [(m.type == "note_on" and m.velocity > 0, m.note) for m in (t.message for t in notes)]
+    sent = [(on, pitch) for _, on, pitch in planned]
+    matcher = difflib.SequenceMatcher(None, sent, heard, autojunk=False)
+    errors_ms = [
+        1000.0 * (notes[block.b + i].time_s - planned[block.a + i][0])
+        for block in matcher.get_matching_blocks()
+        for i in range(block.size)
+    ]
+    return {
+        "timing_error_ms": percentiles(errors_ms) if errors_ms else None,
+        "timing_error_unpaired": len(sent) + len(heard) - 2 * len(errors_ms),
+    }
+
+
+def _internal_figures(replies: list[dict[str, str]]) -> dict[str, Any]:
+    reaction = [float(r["reaction_ms"]) for r in replies if r.get("reaction_ms") != "None"]
+    errors = [float(r["schedule_error_max_ms"]) for r in replies if "schedule_error_max_ms" in r]
+    return {
+        "replies_logged": len(replies),
+        "reaction_internal_ms": percentiles(reaction) if reaction else None,
+        "schedule_error_worst_per_reply_ms": percentiles(errors) if errors else None,
+    }
+
+
+# The report ----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or "unknown"
+    versions: dict[str, str | None] = {}
+    for package in ("onnxruntime", "python-rtmidi", "mido", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        **versions,
+    }
+
+
+def timing_error_bound_ms(results: dict[str, Any]) -> float | None:
+    """A bound on the exact timing error's p99: schedule error p99 + JACK delivery p99."""
+    schedule = results.get("schedule_error_worst_per_reply_ms")
+    transport = results.get("transport_ms")
+    return schedule["p99"] + transport["p99"] if schedule and transport else None
+
+
+def judge(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    period_ms = (results.get("jack") or {}).get("period_ms") or 0.0
+    measured = {
+        "step_p99_ms": results["step_ms"]["p99"],
+        "reaction_p99_ms": (results.get("reaction_ms") or {}).get("p99"),
+        "timing_error_p99_ms": (results.get("timing_error_ms") or {}).get("p99"),
+        "peak_rss_mb": results.get("peak_rss_mb"),
+        "ready_s": results.get("ready_s"),
+    }
+    verdicts = {}
+    for name, (limit, periods) in TARGETS.items():
+        target = limit + periods * period_ms
+        value = measured[name]
+        verdicts[name] = {
+            "target": target,
+            "measured": value,
+            "met": None if value is None else bool(value <= target),
+        }
+    return verdicts
+
+
+def _row(name: str, figures: dict[str, Any] | None, unit: str = "ms") -> str:
+    if not figures:
+        return f"{name:<48} (not measured)"
+    return (
+        f"{name:<48} p50 {figures['p50']:8.3f} {unit}   p99 {figures['p99']:8.3f} {unit}"
+        f"   (n={figures['n']})"
+    )
+
+
+def _ms(value: float | None) -> str:
+    return "(not measured)" if value is None else f"{value:.3f} ms"
+
+
+def table(results: dict[str, Any]) -> str:
+    jack = results.get("jack") or {}
+    naive = results["naive"]
+    host = results["machine"]
+    lines = [
+        f"Antiphon bench, {results['date']}, {host['cpu']}, {host['cores']} cores "
+        f"(load {host['load_average_1min']:.1f}), onnxruntime {host['onnxruntime']}",
+        f"model {results['model']} ({results['layers']} x {results['hidden']} LSTM)",
+        _row("inference step (feed, 1 thread)", results["step_ms"]),
+        _row("draw (sample)", results["sample_ms"]),
+        _row(f"{REPLY_EVENTS}-event reply compute", results["reply32_ms"]),
+        f"{'naive 30-event window per event':<48} {naive['naive_per_event_ms']:.3f} ms vs "
+        f"{naive['incremental_per_event_ms']:.3f} ms incremental: {naive['ratio']:.1f}x",
+    ]
+    if jack:
+        lines += [
+            f"JACK period {jack['period_frames']} frames at {jack['sample_rate']} Hz = "
+            f"{jack['period_ms']:.2f} ms "
+            + ("(own jackd -d dummy" if jack["started_by_bench"] else "(the running server")
+            + (f", {jack['xruns']} overruns)" if jack["xruns"] is not None else ")"),
+            _row("reaction: first note at client - (last sent + gap)", results["reaction_ms"]),
+            _row("  of which: last message reaches the daemon", results["call_heard_ms"]),
+            _row(
+                "  of which: declared phrase end -> first note",
+                results["declared_end_to_first_note_ms"],
+            ),
+            _row("reaction inside the daemon (its log)", results["reaction_internal_ms"]),
+            _row(
+                "schedule error, worst per reply (daemon)",
+                results["schedule_error_worst_per_reply_ms"],
+            ),
+            _row("JACK delivery client -> client", results["transport_ms"]),
+            _row("output timing error, exact: arrival - planned", results["timing_error_ms"])
+            + f"   {results['timing_error_unpaired']} unpaired",
+            f"{'  bound: schedule error p99 + delivery p99':<48} "
+            + _ms(timing_error_bound_ms(results)),
+            f"{'start to ready':<48} {results['ready_s']:.2f} s",
+            f"{'peak RSS (VmHWM)':<48} {results['peak_rss_mb']:.0f} MB",
+            f"{'exit status after SIGTERM':<48} {results['exit_code_after_sigterm']}",
+            f"{'calls unanswered':<48} {results['unanswered_calls']} of {results['calls']}",
+        ]
+    lines.append("targets:")
+    for name, verdict in results["targets"].items():
+        value = verdict["measured"]
+        shown = "n/a" if value is None else f"{value:.3f}"
+        state = {True: "met", False: "MISSED", None: "not measured"}[verdict["met"]]
+        lines.append(f"  {name:<24} {shown:>10} <= {verdict['target']:.3f}  {state}")
+    return "\n".join(lines)

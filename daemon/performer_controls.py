@@ -1,0 +1,187 @@
+"""The performer as other threads see it: what they may call, and how it reaches the engine.
+
+Nothing here runs inference, touches the recurrent state or blocks on slow work:
+
+- The MIDI input callback calls :meth:`PerformerControls.submit`: input hygiene, the echo
+  check and the flood policy (:class:`~daemon.intake.InputGate`), then one put on a queue.
+- Control threads (OSC, CLI) call :meth:`~PerformerControls.set_parameter` (an immutable
+  :class:`~daemon.parameters.Parameters` swapped in by reference) and the commands
+  (:meth:`~PerformerControls.panic`, :meth:`~PerformerControls.reset`,
+  :meth:`~PerformerControls.save_state`, :meth:`~PerformerControls.load_state`,
+  :meth:`~PerformerControls.switch_model`), which are queued for the performer's thread and
+  wake it. Loading a new model happens in the caller's thread; only the swap is queued.
+- Status and figures are read from values the performer's thread swaps in whole.
+
+The performer's thread (:class:`~daemon.performer.Performer`, a subclass) takes the input
+and the commands from here and does the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import mido
+
+from daemon.conversation import Conversation
+from daemon.engine import Engine
+from daemon.intake import InputGate
+from daemon.model_file import ModelError
+from daemon.parameters import PARAMETER_NAMES, ParameterError, Parameters
+from daemon.reply import Reply, ReplyReport
+from daemon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATE_SLOTS = 128
+
+Listener = Callable[[str, object], None]
+
+
+class PerformerControls:
+    """The thread-safe side of the performer: input hand-over, parameters, commands, listeners,
+    status. Every call returns at once: it swaps an immutable value or puts on a queue.
+
+    Args:
+        settings: the daemon's settings (the live-tunable ones become :attr:`parameters`).
+        engine: the loaded model; the performer owns it from now on.
+    """
+
+    def __init__(self, settings: Settings, engine: Engine) -> None:
+        self.settings = settings
+        self._params = Parameters.from_settings(settings)
+        self._params_lock = threading.Lock()  # only between control threads that set
+        self._listeners: tuple[Listener, ...] = ()
+        self._gate = InputGate(settings)  # the MIDI callback thread's side
+        self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        # Written by the performer's thread, read by status() from any thread.
+        self._conversation = Conversation(engine)
+        self._reply: Reply | None = None
+        self._reports: tuple[ReplyReport, ...] = ()
+        self._closed = False
+        self.notes_in = 0
+        self.notes_out = 0
+        self.replies = 0
+
+    # The MIDI callback's side ---------------------------------------------------------------
+
+    def submit(self, message: mido.Message, time_s: float) -> None:
+        """Hand over one input message (from the MIDI callback thread; never blocks).
+
+        Call from one thread at a time. ``time_s`` is when it arrived, on the performer's clock.
+        """
+        self._gate.submit(message, time_s)
+
+    @property
+    def dropped(self) -> int:
+        """Input messages dropped by the flood policy."""
+        return self._gate.dropped
+
+    @property
+    def echoes(self) -> int:
+        """Input messages dropped as echoes of Antiphon's own output."""
+        return self._gate.echoes
+
+    # Control (any thread) ---------------------------------------------------------------------
+
+    @property
+    def parameters(self) -> Parameters:
+        return self._params
+
+    def set_parameter(self, name: str, value: object) -> None:
+        """Change a live parameter; it applies from the performer's next event.
+
+        Raises:
+            ParameterError: unknown name or a value out of range (nothing changes).
+        """
+        with self._params_lock:
+            self._params = self._params.with_value(name, value)
+            applied = getattr(self._params, name)
+        self._wake()
+        self._notify(name, applied)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(topic, value)`` on changes: a parameter's name and new value (on
+        the setter's thread); "replying" True/False, "reply" (a report dict), "model",
+        "state", "panic", "error" (on the performer's thread). It must return quickly."""
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    def panic(self) -> None:
+        """Every sounding note off now (reply and thru), All Notes Off on every channel used."""
+        self._command("panic")
+
+    def reset(self) -> None:
+        """Stop any reply and clear the recurrent state: the model forgets the performance."""
+        self._command("reset")
+
+    def save_state(self, slot: int) -> None:
+        """Keep a copy of the recurrent state in ``slot`` (0-127)."""
+        self._command("save", _check_slot(slot))
+
+    def load_state(self, slot: int) -> None:
+        """Stop any reply and go back to the state saved in ``slot``."""
+        self._command("load", _check_slot(slot))
+
+    def switch_model(self, path: str | Path) -> None:
+        """Load another model (in the caller's thread) and swap it in between replies.
+
+        The new model starts from a fresh state; saved state slots are cleared.
+
+        Raises:
+            ModelError: the file cannot be used, or its codec differs from the current one.
+        """
+        current = self._conversation.engine
+        engine = Engine(path, temperature=current.temperature, noise=current.noise)
+        if engine.info.codec != current.info.codec:
+            raise ModelError(f"{path}: its codec differs from the playing model's; restart")
+        self._command("swap", engine)
+
+    def status(self) -> dict[str, Any]:
+        """Every parameter, what the performer is doing, the last reply's figures, counters."""
+        reply, reports = self._reply, self._reports
+        return {
+            **{name: getattr(self._params, name) for name in PARAMETER_NAMES},
+            "state": "closed" if self._closed else "replying" if reply else "listening",
+            "model": str(self._conversation.engine.path),
+            "notes_in": self.notes_in,
+            "notes_out": self.notes_out,
+            "dropped": self.dropped,
+            "echoes": self.echoes,
+            "replies": self.replies,
+            "last_reply": reports[-1].to_dict() if reports else None,
+        }
+
+    def reply_reports(self) -> tuple[ReplyReport, ...]:
+        """The figures of the last replies, oldest first."""
+        return self._reports
+
+    @property
+    def replying(self) -> bool:
+        return self._reply is not None
+
+    def _command(self, name: str, argument: object = None) -> None:
+        self._commands.put((name, argument))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._gate.wake()
+
+    def _notify(self, topic: str, value: object) -> None:
+        for listener in self._listeners:
+            try:
+                listener(topic, value)
+            except Exception:  # a broken listener must not stop the music; it is logged
+                log.exception("listener %r failed on %s", listener, topic)
+
+
+def _check_slot(slot: int) -> int:
+    if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < STATE_SLOTS:
+        raise ParameterError(f"state slot must be a whole number 0-{STATE_SLOTS - 1}, got {slot!r}")
+    return slot

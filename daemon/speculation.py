@@ -1,0 +1,101 @@
+"""Answering on time: the reply made ahead of the call's deadline, kept or withdrawn.
+
+``SPECULATE_BEFORE_S`` (20 ms) before the call's deadline, the performer already makes the
+reply as it will be at the deadline (the pause up to the deadline fed, its first events
+drawn, see :mod:`daemon.reply`), so that at the deadline it only sends. If anything comes
+first (the player's input, a command, a parameter change), that speculative reply is
+withdrawn without a trace, random streams included: a reply is the same whether it was made
+ahead or at the deadline. 20 ms is well above the few ms drawing takes even on a busy
+machine, and a player who goes on within the last 20 ms of the gap is rare, so little work
+is thrown away; drawing when the silence starts would throw it away at every pause.
+
+Used on the performer's thread only (:mod:`daemon.performer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon.conversation import Conversation
+from daemon.parameters import Parameters
+from daemon.phrase import Call, reply_length_bounds
+from daemon.reply import Reply
+
+SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
+
+
+@dataclass
+class _Speculation:
+    """A reply made before its call was over, for the call as it will end if nothing comes."""
+
+    call: Call
+    reply: Reply
+
+
+class Speculator:
+    """Makes replies: at once, or ahead of the call's deadline and handed over if still wanted.
+
+    Args:
+        conversation: what the replies are drawn from and fed to.
+        before_s: how long before the call's deadline the reply is made; 0 makes it at the
+            deadline.
+    """
+
+    def __init__(self, conversation: Conversation, before_s: float = SPECULATE_BEFORE_S) -> None:
+        self._conversation = conversation
+        self._before_s = before_s
+        self._ahead: _Speculation | None = None
+        self._made_for_s: float | None = None  # the deadline last speculated for
+
+    def prepare(self, call: Call, start_s: float, params: Parameters) -> Reply | None:
+        """The reply to ``call`` starting at ``start_s``, its first events drawn; None when the
+        engine has heard nothing since a reset (after a reset, the pause alone is a start)."""
+        notes, max_s = reply_length_bounds(call.notes, call.seconds, params)
+        reply = Reply(
+            self._conversation,
+            start_s=start_s,
+            phrase_end_s=call.ended_s,
+            notes=notes,
+            max_s=max_s,
+            channel=params.output_channel - 1,
+            max_note_s=params.max_note_s,
+        )
+        if not self._conversation.engine.ready:
+            reply.withdraw()
+            return None
+        reply.draw_ahead()
+        return reply
+
+    def due_s(self, deadline_s: float | None) -> float | None:
+        """When to make the reply ahead of a call's deadline ``deadline_s`` (None: there is
+        none, or it is made, or it was made for this deadline and withdrawn)."""
+        if self._ahead is not None or deadline_s is None or deadline_s == self._made_for_s:
+            return None
+        return deadline_s - self._before_s
+
+    def make_ahead(self, call: Call, params: Parameters) -> None:
+        """Make the reply to ``call`` (not over yet) as it will start at the call's end."""
+        self._made_for_s = call.ended_s
+        if params.mode != "call_response":
+            return
+        reply = self.prepare(call, call.ended_s, params)
+        if reply is not None:
+            self._ahead = _Speculation(call, reply)
+
+    def take(self, call: Call, start_s: float, answering: bool) -> Reply | None:
+        """The reply made ahead if it is the one wanted now (``answering`` ``call``, starting
+        at its end); otherwise it is withdrawn and the answer is None."""
+        speculation, self._ahead = self._ahead, None
+        if speculation is None:
+            return None
+        if answering and speculation.call == call and start_s == call.ended_s:
+            return speculation.reply
+        speculation.reply.withdraw()
+        return None
+
+    def withdraw(self) -> None:
+        """Something came before the deadline: the reply made ahead goes, without a trace."""
+        speculation, self._ahead = self._ahead, None
+        if speculation is not None:
+            speculation.reply.withdraw()
+        self._made_for_s = None
