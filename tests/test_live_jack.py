@@ -33,8 +33,10 @@ pytestmark = [pytest.mark.jack]
 PHRASE_GAP_S = 0.35
 REPLY_MAX_S = 2.0
 LATE_BOUND_S = 0.1  # generous: the reply must start within this after the phrase gap
-ANSWER_TIMEOUT_S = PHRASE_GAP_S + 3.0
-SETTLE_TIMEOUT_S = REPLY_MAX_S + 3.0
+# How long to wait before giving up: a passing test waits only as long as the daemon takes;
+# the margin is for a loaded 2-core machine, where a flood was once answered after 3.4 s.
+ANSWER_TIMEOUT_S = PHRASE_GAP_S + 8.0
+SETTLE_TIMEOUT_S = REPLY_MAX_S + 8.0
 
 
 def daemon_args(port_name: str, *extra: str) -> list[str]:
