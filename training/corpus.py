@@ -166,10 +166,19 @@ def parse_source(source: Source, include_drums: bool = False) -> Performance:
             score = symusic.Score(source.path, ttype="second")
     except (RuntimeError, ValueError, OSError) as err:
         raise SkippedFile(f"not a readable MIDI file ({_first_line(err)})") from err
+    except _music21_error() as err:
+        raise SkippedFile(f"music21 cannot render it ({_first_line(err)})") from err
     notes = score_notes(score, include_drums)
     if len(notes) == 0:
         raise SkippedFile("no notes")
     return Performance(source, notes)
+
+
+def _music21_error() -> type[Exception]:
+    """The base of music21's own errors (badly formed repeats in a folk tune, say)."""
+    from music21.exceptions21 import Music21Exception
+
+    return Music21Exception
 
 
 def _render_music21(source: Source) -> bytes:
