@@ -32,7 +32,6 @@ import numpy as np
 
 PITCHES = 128
 SUSTAIN_CC = 64
-DRUM_CHANNEL = 9  # MIDI channel 10, counted from zero
 
 
 class CodecError(ValueError):
@@ -183,10 +182,6 @@ class Vocabulary:
         if i >= len(shifts) - 1:
             return (shifts[-1] - shifts[-2]) / 2 + shifts[0] / 2
         return (shifts[i + 1] - shifts[i - 1]) / 2
-
-
-def vocabulary_for(config: CodecConfig) -> Vocabulary:
-    return Vocabulary(config)
 
 
 class NoteEvent(NamedTuple):
