@@ -13,18 +13,26 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from daemon.logs import configure_logging
+from antiphon.daemon.stage.logs import configure_logging
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("run", "daemon.live", "run the co-improviser on live MIDI ports"),
-    ("ports", "daemon.ports", "list the MIDI ports this machine has"),
-    ("respond", "daemon.respond", "answer a call given as a MIDI file, into a MIDI file"),
-    ("bench", "daemon.bench", "measure inference, reaction latency and timing"),
-    ("corpus", "training.corpus_command", "build a training corpus from MIDI files"),
-    ("train", "training.train_command", "train the note LSTM on a corpus"),
-    ("export", "training.export_command", "export a checkpoint to a self-describing ONNX model"),
-    ("eval", "training.eval_command", "score a model against a Markov baseline on held-out data"),
-    ("plot", "daemon.plot", "draw a recorded session as a piano roll (PNG)"),
+    ("run", "antiphon.daemon.stage.live", "run the co-improviser on live MIDI ports"),
+    ("ports", "antiphon.daemon.midi.ports", "list the MIDI ports this machine has"),
+    ("respond", "antiphon.daemon.respond", "answer a call given as a MIDI file, into a MIDI file"),
+    ("bench", "antiphon.daemon.tools.bench", "measure inference, reaction latency and timing"),
+    ("corpus", "antiphon.training.corpus_command", "build a training corpus from MIDI files"),
+    ("train", "antiphon.training.train_command", "train the note LSTM on a corpus"),
+    (
+        "export",
+        "antiphon.training.export_command",
+        "export a checkpoint to a self-describing ONNX model",
+    ),
+    (
+        "eval",
+        "antiphon.training.eval_command",
+        "score a model against a Markov baseline on held-out data",
+    ),
+    ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 
 # Modules that only the optional extras provide, and the extra that brings each one.

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mido
-
-from daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
+from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
 
 if TYPE_CHECKING:  # onnxruntime loads only when a reply is made, not for ``--help``
-    from daemon.engine import Engine
+    from antiphon.daemon.musician.engine import Engine
 
 TICKS_PER_BEAT = 480
 TEMPO = 500_000  # microseconds per beat: 120 bpm, so a second is 960 ticks
@@ -86,7 +85,7 @@ def read_call(path: Path) -> list[TimedMessage]:
 
 def respond(call: list[TimedMessage], settings: Settings, engine: Engine) -> list[TimedMessage]:
     """Antiphon's notes for a call, simulated: (time in seconds, message) in time order."""
-    from daemon.performer import ManualClock, Performer
+    from antiphon.daemon.musician.performer import ManualClock, Performer
 
     clock = ManualClock()
     output: list[TimedMessage] = []
@@ -131,8 +130,8 @@ def write_midi(path: Path, reply: list[TimedMessage], call: list[TimedMessage] |
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.engine import Engine
-    from daemon.model_file import ModelError
+    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.model_file import ModelError
 
     values = {name: getattr(args, name) for name in RESPOND_SETTINGS}
     try:

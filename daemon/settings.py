@@ -11,16 +11,34 @@ import argparse
 import dataclasses
 import difflib
 import math
+import os
 import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "exported_models"
-DEFAULT_MODEL = DEFAULT_MODELS_DIR / "antiphon-piano.onnx"
+# The shipped models are package data of ``antiphon.exported_models``; in an installed wheel and
+# in an editable install alike they are plain files in a folder.
+INSTALLED_MODELS_DIR = Path(str(files("antiphon.exported_models")))
+DEFAULT_MODEL = INSTALLED_MODELS_DIR / "antiphon-piano.onnx"
+
+
+def user_models_dir() -> Path:
+    """The user's own models: ``$XDG_DATA_HOME/antiphon/models`` (``~/.local/share/...``)."""
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "antiphon" / "models"
+
+
+def model_folders(models_dir: str) -> tuple[Path, ...]:
+    """The folders ``/antiphon/model`` may load from: ``models_dir`` when set, else the
+    installed models and then the user's folder."""
+    if models_dir:
+        return (Path(models_dir),)
+    return (INSTALLED_MODELS_DIR, user_models_dir())
 
 
 class SettingsError(ValueError):
@@ -93,7 +111,10 @@ class Settings:
     # Model and sampling
     model: str = _setting(str(DEFAULT_MODEL), "the ONNX model to play with", path=True)
     models_dir: str = _setting(
-        str(DEFAULT_MODELS_DIR), "folder of models that OSC may switch to", path=True
+        "",
+        "folder of models that OSC may switch to (default: the installed models, then "
+        "~/.local/share/antiphon/models)",
+        path=True,
     )
     seed: int | None = _setting(None, "random seed, for replies that repeat exactly")
     temperature: float = _setting(
@@ -272,7 +293,7 @@ def load_toml(path: Path) -> dict[str, Any]:
             values[key] = check_value(key, value)
         except SettingsError as err:
             raise SettingsError(f"{path}: {err}") from None
-        if SETTINGS_FIELDS[key].metadata["path"]:
+        if SETTINGS_FIELDS[key].metadata["path"] and values[key]:
             values[key] = str(path.parent / Path(values[key]).expanduser())
     return values
 

@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemon.jack_server import SERVER_ENV, JackServer
-from daemon.port_names import virtual_port_names
-from daemon.probe import DaemonProcess, MidiProbe, human_phrase, load_phrase
+from antiphon.daemon.midi.port_names import virtual_port_names
+from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer
+from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, human_phrase, load_phrase
 
 ROOT = Path(__file__).resolve().parent.parent
 CALL = ROOT / "tests" / "data" / "call.mid"
-REPLY_MARK = "daemon.live: reply "  # the line daemon.live logs when a reply has finished
+REPLY_MARK = "antiphon.daemon.stage.live: reply "  # the line antiphon.daemon.stage.live logs when a reply has finished
 
 
 def wait_for_replies(daemon: DaemonProcess, count: int, timeout_s: float = 15.0) -> None:
@@ -71,7 +71,7 @@ def main() -> int:
         return 1
     (recording,) = sessions.glob("*.mid")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "daemon.cli", "plot", str(recording), "-o", str(args.out)]
+    command = [sys.executable, "-m", "antiphon.daemon.cli", "plot", str(recording), "-o", str(args.out)]
     return subprocess.run(command, check=False).returncode
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.probe import Timed
 
-from daemon.jack_server import JackServer
-from daemon.probe import Timed
 from tests.jack_server import recorded_call, session_jack_server
 
 

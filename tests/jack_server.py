@@ -1,7 +1,8 @@
 """A real JACK server for the tests: one per session, private to it, always stopped.
 
 The server itself (``jackd --no-realtime -d dummy``, a unique name) is
-:class:`daemon.jack_server.JackServer`, shared with ``antiphon bench``. Here it becomes a
+:class:`antiphon.daemon.tools.jack_server.JackServer`, shared with ``antiphon bench``. Here it
+becomes a
 session fixture: skipped with the reason when jackd is not installed, and this process's
 ``JACK_DEFAULT_SERVER`` pointed at it while it runs, so the tests' own rtmidi clients and the
 daemons they start all meet on it and on nothing else.
@@ -14,9 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from daemon.jack_server import SERVER_ENV, JackServer, jackd_available
-from daemon.probe import Timed, load_phrase
+from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, jackd_available
+from antiphon.daemon.tools.probe import Timed, load_phrase
 
 DATA = Path(__file__).parent / "data"
 # Tests check behaviour, not timing, and share two busy cores: at 128 frames a non-realtime

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import mido
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from daemon.bench_report import (
+from antiphon.daemon.musician.reply import format_planned, parse_planned
+from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.tools.bench_report import (
     Call,
     _planned_notes,
     _reply_lines,
@@ -22,10 +21,10 @@ from daemon.bench_report import (
     percentiles,
     timing_error_bound_ms,
 )
-from daemon.jack_server import JackServer
-from daemon.probe import Timed
-from daemon.reply import format_planned, parse_planned
-from daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.probe import Timed
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def test_percentiles_of_known_values() -> None:
@@ -37,9 +36,10 @@ def test_percentiles_of_known_values() -> None:
 
 def test_reply_lines_are_read_back_as_their_facts() -> None:
     lines = [
-        "2025-05-01 21:30:05.123 INFO daemon.live: ready: JACK: input 'A-in:in' (virtual)",
-        "2025-05-01 21:30:07.001 INFO daemon.live: reply phrase_end_s=12.500 reaction_ms=1.250 "
-        "notes=5 interrupted=False",
+        "2025-05-01 21:30:05.123 INFO antiphon.daemon.stage.live: "
+        "ready: JACK: input 'A-in:in' (virtual)",
+        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=12.500 reaction_ms=1.250 notes=5 interrupted=False",
     ]
     assert _reply_lines(lines) == [
         {"phrase_end_s": "12.500", "reaction_ms": "1.250", "notes": "5", "interrupted": "False"}
@@ -92,11 +92,12 @@ def test_planned_notes_read_back_as_they_were_written(notes: list[tuple[float, b
 
 def test_the_planned_times_come_from_the_daemons_debug_lines() -> None:
     lines = [
-        "2025-05-01 21:30:07.001 DEBUG daemon.performer: reply messages phrase_end_s=12.500000 "
-        "planned=+60@12.500000,-60@12.750000",
-        "2025-05-01 21:30:07.001 INFO daemon.live: reply phrase_end_s=12.500 notes=1",
-        "2025-05-01 21:30:09.001 DEBUG daemon.performer: reply messages phrase_end_s=14.0 "
-        "planned=+62@14.000000",
+        "2025-05-01 21:30:07.001 DEBUG antiphon.daemon.musician.performer: "
+        "reply messages phrase_end_s=12.500000 planned=+60@12.500000,-60@12.750000",
+        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=12.500 notes=1",
+        "2025-05-01 21:30:09.001 DEBUG antiphon.daemon.musician.performer: "
+        "reply messages phrase_end_s=14.0 planned=+62@14.000000",
     ]
     assert _planned_notes(lines) == [(12.5, True, 60), (12.75, False, 60), (14.0, True, 62)]
 
@@ -127,7 +128,7 @@ def test_exact_timing_pairs_each_arrival_with_its_planned_message() -> None:
 def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "bench", "--model", str(DEFAULT_MODEL),
+        [sys.executable, "-m", "antiphon.daemon.cli", "bench", "--model", str(DEFAULT_MODEL),
          "--calls", "2", "--steps", "200", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

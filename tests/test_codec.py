@@ -8,10 +8,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from daemon.codec import (
+from antiphon.daemon.codec import (
     PEDAL,
     CodecConfig,
     CodecError,
@@ -26,6 +23,8 @@ from daemon.codec import (
     key_events_to_notes,
     notes_to_events,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 VOCAB = Vocabulary(CodecConfig())
 VELOCITY_TOLERANCE = 127 / CodecConfig().velocity_bins / 2 + 1
@@ -258,7 +257,7 @@ def write_performance_file(path: Path, seed: int) -> list[KeyEvent]:
 
 
 def test_round_trip_over_real_midi_files(tmp_path: Path) -> None:
-    from training.corpus import Source, parse_source
+    from antiphon.training.corpus import Source, parse_source
 
     for seed in range(5):
         path = tmp_path / f"performance{seed}.mid"
@@ -275,7 +274,7 @@ ASAP = Path(__file__).resolve().parents[2] / "shared" / "data" / "asap-piano"
 @pytest.mark.skipif(not ASAP.is_dir(), reason="the asap-piano data is not beside this checkout")
 def test_round_trip_over_recorded_human_performances() -> None:
     """Extra assurance where the training data is at hand; the suite does not need it."""
-    from training.corpus import folder_sources, parse_source
+    from antiphon.training.corpus import folder_sources, parse_source
 
     for source in folder_sources(ASAP, "folder")[::150]:
         performance = parse_source(source)

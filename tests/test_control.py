@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from pythonosc.osc_message_builder import OscMessageBuilder
-
-from daemon import performer
-from daemon.control import (
+from antiphon.daemon.musician import performer
+from antiphon.daemon.settings import Settings, SettingsError
+from antiphon.daemon.surface.datagrams import (
+    MAX_BUNDLE_MESSAGES,
+    MAX_DATAGRAM_BYTES,
+    ControlSurface,
+    decode_packet,
+)
+from antiphon.daemon.surface.mapping import ControlMapping, load_mapping, parse_mapping
+from antiphon.daemon.surface.parameters import PARAMETER_NAMES, Parameters
+from antiphon.daemon.surface.vocabulary import (
     NAMESPACE,
     PARAMETERS,
     STATE_SLOTS,
@@ -27,10 +32,9 @@ from daemon.control import (
     SetParameter,
     status_messages,
 )
-from daemon.mapping import ControlMapping, load_mapping, parse_mapping
-from daemon.parameters import PARAMETER_NAMES, Parameters
-from daemon.settings import Settings, SettingsError
-from daemon.surface import MAX_BUNDLE_MESSAGES, MAX_DATAGRAM_BYTES, ControlSurface, decode_packet
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 CURRENT = {p.name: getattr(Settings(), p.name) for p in PARAMETERS}
 
@@ -83,7 +87,7 @@ def bundle(*elements: bytes) -> bytes:
 def surface(tmp_path: Path) -> ControlSurface:
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "other.onnx").write_bytes(b"not really a model")
-    return ControlSurface(parse_mapping(_toml(TOUCHOSC_MAPPING)), tmp_path / "models")
+    return ControlSurface(parse_mapping(_toml(TOUCHOSC_MAPPING)), [tmp_path / "models"])
 
 
 def _toml(text: str) -> dict[str, object]:
@@ -222,7 +226,7 @@ def test_reply_bounds_in_any_order_apply_one_by_one_without_crossing(
 ) -> None:
     low, high = min(low, high), max(low, high)
     parameters = Parameters.from_settings(Settings(reply_min_notes=low, reply_max_notes=high))
-    surface = ControlSurface(ControlMapping(), Path("/nonexistent"))
+    surface = ControlSurface(ControlMapping(), [Path("/nonexistent")])
     data = bundle(*(message(f"/antiphon/reply_{which}_notes", n) for which, n in changes))
     current = {"reply_min_notes": low, "reply_max_notes": high}
     for command in surface.decode(data, current).commands:
@@ -254,7 +258,7 @@ def test_state_slots_and_status_ports(surface: ControlSurface) -> None:
 
 
 def test_model_switch_stays_inside_the_models_folder(surface: ControlSurface) -> None:
-    root = surface.models_dir.resolve()
+    root = surface.models_dirs[0].resolve()
     for name in ("other.onnx", "other", str(root / "other.onnx")):
         assert decode(surface, message("/antiphon/model", name)) == [
             Action("model", root / "other.onnx")
@@ -268,9 +272,9 @@ def test_model_switch_stays_inside_the_models_folder(surface: ControlSurface) ->
 
 
 def test_a_symlink_out_of_the_models_folder_is_refused(surface: ControlSurface) -> None:
-    elsewhere = surface.models_dir.parent / "elsewhere.onnx"
+    elsewhere = surface.models_dirs[0].parent / "elsewhere.onnx"
     elsewhere.write_bytes(b"x")
-    (surface.models_dir / "link.onnx").symlink_to(elsewhere)
+    (surface.models_dirs[0] / "link.onnx").symlink_to(elsewhere)
     with pytest.raises(ControlError, match="outside the models folder"):
         surface.decode(message("/antiphon/model", "link.onnx"), CURRENT)
 
@@ -347,7 +351,7 @@ def test_datagrams_built_by_liblo_decode_as_sent(surface: ControlSurface) -> Non
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200))
 def test_garbage_bytes_decode_or_raise_control_error(data: bytes) -> None:
-    surface = ControlSurface(parse_mapping(_toml(TOUCHOSC_MAPPING)), Path("/nonexistent"))
+    surface = ControlSurface(parse_mapping(_toml(TOUCHOSC_MAPPING)), [Path("/nonexistent")])
     try:
         surface.decode(data, CURRENT)
     except ControlError as err:
@@ -379,7 +383,7 @@ def plausible_messages(draw: st.DrawFn) -> bytes:
 def test_near_miss_datagrams_apply_whole_or_not_at_all(
     messages: list[bytes], as_bundle: bool
 ) -> None:
-    surface = ControlSurface(parse_mapping(_toml(TOUCHOSC_MAPPING)), Path("/nonexistent"))
+    surface = ControlSurface(parse_mapping(_toml(TOUCHOSC_MAPPING)), [Path("/nonexistent")])
     data = bundle(*messages) if as_bundle else messages[0]
     try:
         commands = surface.decode(data, CURRENT).commands
@@ -401,7 +405,7 @@ def test_near_miss_datagrams_apply_whole_or_not_at_all(
 )
 def test_any_float_is_clamped_into_range_or_refused(parameter: object, value: float) -> None:
     assert isinstance(parameter, type(PARAMETERS[0]))
-    surface = ControlSurface(ControlMapping(), Path("/nonexistent"))
+    surface = ControlSurface(ControlMapping(), [Path("/nonexistent")])
     try:
         [command] = surface.decode(message(parameter.address, value), CURRENT).commands
     except ControlError:

@@ -11,10 +11,7 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from training.corpus import (
+from antiphon.training.corpus import (
     SPLITS,
     build_corpus,
     iter_manifest,
@@ -22,6 +19,8 @@ from training.corpus import (
     load_split,
     split_pieces,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from .test_codec import write_performance_file
 
@@ -50,7 +49,7 @@ def test_bad_files_are_skipped_with_one_warning_each(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     make_folder(tmp_path / "midi")
-    with caplog.at_level(logging.WARNING, logger="training.corpus"):
+    with caplog.at_level(logging.WARNING, logger="antiphon.training.corpus"):
         summary = build_corpus(tmp_path / "out", folders=[tmp_path / "midi"], piece_by="folder")
     assert summary.performances == 12
     assert summary.pieces == 6
@@ -107,7 +106,16 @@ def test_music21_corpus_renders_to_performances(tmp_path: Path) -> None:
 
 def test_corpus_command_prints_a_summary_and_refuses_a_missing_folder(tmp_path: Path) -> None:
     make_folder(tmp_path / "midi")
-    command = [sys.executable, "-m", "daemon.cli", "corpus", "--piece-by", "folder", "--jobs", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "antiphon.daemon.cli",
+        "corpus",
+        "--piece-by",
+        "folder",
+        "--jobs",
+        "2",
+    ]
     done = subprocess.run(
         [*command, str(tmp_path / "midi"), "--out", str(tmp_path / "out")],
         capture_output=True,

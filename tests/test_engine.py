@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import antiphon.daemon.musician.engine
 import numpy as np
 import pytest
-
-import daemon.engine
-from daemon.codec import Note, TokenKind, encode_notes
-from daemon.engine import Engine, EngineError
-from daemon.model_file import ModelError, load_model, resolve_model_path
+from antiphon.daemon.codec import Note, TokenKind, encode_notes
+from antiphon.daemon.musician.engine import Engine, EngineError
+from antiphon.daemon.musician.model_file import ModelError, load_model, resolve_model_path
 
 MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
 
@@ -34,7 +33,7 @@ def call_tokens(engine: Engine) -> list[int]:
     return [int(t) for t in encode_notes(notes, engine.vocabulary)]
 
 
-def primed(engine: Engine) -> daemon.engine.EngineState:
+def primed(engine: Engine) -> antiphon.daemon.musician.engine.EngineState:
     for token in call_tokens(engine):
         engine.feed(token)
     return engine.get_state()
@@ -129,11 +128,24 @@ def test_model_names_outside_the_models_folder_are_refused(tmp_path: Path) -> No
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "duo.onnx").write_bytes(b"x")
     (tmp_path / "secret.onnx").write_bytes(b"x")
-    assert resolve_model_path("duo", tmp_path / "models") == tmp_path / "models" / "duo.onnx"
+    folders = [tmp_path / "models"]
+    assert resolve_model_path("duo", folders) == tmp_path / "models" / "duo.onnx"
     with pytest.raises(ModelError, match="outside"):
-        resolve_model_path("../secret.onnx", tmp_path / "models")
+        resolve_model_path("../secret.onnx", folders)
     with pytest.raises(ModelError, match="no model"):
-        resolve_model_path("absent", tmp_path / "models")
+        resolve_model_path("absent", folders)
+
+
+def test_a_model_is_looked_for_in_each_folder_in_turn(tmp_path: Path) -> None:
+    installed, user = tmp_path / "installed", tmp_path / "user"
+    for folder in (installed, user):
+        folder.mkdir()
+        (folder / "both.onnx").write_bytes(b"x")
+    (user / "mine.onnx").write_bytes(b"x")
+    assert resolve_model_path("both", [installed, user]) == installed / "both.onnx"
+    assert resolve_model_path("mine.onnx", [installed, user]) == user / "mine.onnx"
+    with pytest.raises(ModelError, match="no model theirs.onnx in .*installed or .*user"):
+        resolve_model_path("theirs", [installed, user])
 
 
 # State -----------------------------------------------------------------------------------------
@@ -296,7 +308,9 @@ def test_distance_from_the_noise_free_reply_grows_with_noise(engine: Engine) -> 
 def test_a_jump_picks_another_token_of_the_same_kind(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(daemon.engine, "JUMP_RATE_AT_FULL", 1.0)  # every draw jumps
+    monkeypatch.setattr(
+        antiphon.daemon.musician.engine, "JUMP_RATE_AT_FULL", 1.0
+    )  # every draw jumps
     start = primed(engine)
     vocabulary = engine.vocabulary
     for seed in range(40):

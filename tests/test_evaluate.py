@@ -12,13 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from daemon.cli import COMMANDS
-from daemon.codec import CodecConfig, Vocabulary
-from tests.tiny_corpus import write_tiny_corpus
-from training import eval_command
-from training.corpus import load_split
-from training.evaluate import (
+from antiphon.daemon.cli import COMMANDS
+from antiphon.daemon.codec import CodecConfig, Vocabulary
+from antiphon.training import eval_command
+from antiphon.training.corpus import load_split
+from antiphon.training.evaluate import (
     EvalError,
     EvalReport,
     OnnxScorer,
@@ -27,9 +25,11 @@ from training.evaluate import (
     piece_stream,
     windows,
 )
-from training.export import export_model
-from training.markov import Score
-from training.model import NoteLSTM
+from antiphon.training.export import export_model
+from antiphon.training.markov import Score
+from antiphon.training.model import NoteLSTM
+
+from tests.tiny_corpus import write_tiny_corpus
 
 torch.set_num_threads(1)
 
@@ -268,14 +268,16 @@ def test_split_must_be_held_out(corpus: Path, model_path: Path) -> None:
 
 
 def test_eval_is_the_antiphon_eval_subcommand() -> None:
-    assert ("eval", "training.eval_command") in [(name, module) for name, module, _ in COMMANDS]
+    assert ("eval", "antiphon.training.eval_command") in [
+        (name, module) for name, module, _ in COMMANDS
+    ]
 
 
 def test_eval_needs_neither_torch_nor_heavy_imports_to_load() -> None:
     code = (
-        "import sys, training.eval_command\n"
+        "import sys, antiphon.training.eval_command\n"
         "assert not {'numpy', 'onnxruntime', 'torch'} & set(sys.modules), sys.modules.keys()\n"
-        "import training.evaluate\n"
+        "import antiphon.training.evaluate\n"
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

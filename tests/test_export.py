@@ -11,13 +11,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from antiphon.daemon.codec import CodecConfig, Vocabulary, encode_notes, notes_from_array
+from antiphon.training import export_command
+from antiphon.training.export import export_model
+from antiphon.training.model import NoteLSTM, NoteLSTMStep
+from antiphon.training.train import TrainConfig, train
 
-from daemon.codec import CodecConfig, Vocabulary, encode_notes, notes_from_array
 from tests.tiny_corpus import scale_notes, write_tiny_corpus
-from training import export_command
-from training.export import export_model
-from training.model import NoteLSTM, NoteLSTMStep
-from training.train import TrainConfig, train
 
 torch.set_num_threads(1)
 

@@ -10,15 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from daemon.ports import compiled_apis
+from antiphon.daemon.midi.ports import compiled_apis
 
 pytestmark = [pytest.mark.system]
 
 
 def run_daemon(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", "run", *args],
+        [sys.executable, "-m", "antiphon.daemon.cli", "run", *args],
         capture_output=True,
         text=True,
         timeout=60,

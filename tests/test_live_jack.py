@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator
 
 import mido
 import pytest
-
-from daemon.jack_server import JackServer
-from daemon.port_names import PortError, virtual_port_names
-from daemon.ports import MidiInput, MidiOutput, MidiPorts
-from daemon.probe import (
+from antiphon.daemon.midi.port_names import PortError, virtual_port_names
+from antiphon.daemon.midi.ports import MidiInput, MidiOutput, MidiPorts
+from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.probe import (
     DaemonProcess,
     MidiProbe,
     Timed,
@@ -26,7 +26,6 @@ from daemon.probe import (
     note_ons,
     sounding_notes,
 )
-from daemon.settings import DEFAULT_MODEL
 
 pytestmark = [pytest.mark.jack]
 
@@ -109,7 +108,7 @@ def test_playing_again_interrupts_the_reply_with_note_offs(
     probe.send(mido.Message("note_off", note=72))
 
 
-REPLY_LINE = "daemon.live: reply "
+REPLY_LINE = "antiphon.daemon.stage.live: reply "
 
 
 def _replies_logged(daemon: DaemonProcess) -> int:

@@ -7,10 +7,9 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from antiphon.training.markov import FALLBACK_DISCOUNTS, MarkovBaseline, MarkovError
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from training.markov import FALLBACK_DISCOUNTS, MarkovBaseline, MarkovError
 
 Context = tuple[int, ...]
 

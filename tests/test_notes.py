@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import mido
+from antiphon.daemon.midi.notes import ALL_NOTES_OFF_CC, SoundingNotes
 from hypothesis import given
 from hypothesis import strategies as st
-
-from daemon.notes import ALL_NOTES_OFF_CC, SoundingNotes
 
 
 class Synth:

@@ -2,8 +2,9 @@
 
 Two kinds of test:
 
-- In this process: :class:`~daemon.osc.OscControl` on a real socket drives a real
-  :class:`~daemon.performer.Performer` and engine on a simulated clock, so what a parameter
+- In this process: :class:`~antiphon.daemon.surface.osc.OscControl` on a real socket drives a real
+  :class:`~antiphon.daemon.musician.performer.Performer` and engine on a simulated clock, so what a
+  parameter
   does to the music can be measured exactly (the same seed gives the same reply).
 - Against ``antiphon run`` as a process on real JACK MIDI ports, played by a real rtmidi
   client: every address, the status reply, the feedback address, every kind of bad datagram,
@@ -28,19 +29,25 @@ from typing import Any
 import mido
 import numpy as np
 import pytest
+from antiphon.daemon.midi.port_names import virtual_port_names
+from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.performer import ManualClock, Performer
+from antiphon.daemon.settings import DEFAULT_MODEL, Settings
+from antiphon.daemon.surface.mapping import CcControl, ControlMapping, parse_mapping
+from antiphon.daemon.surface.osc import (
+    OscControl,
+    OscError,
+    control_services,
+    encode,
+    parse_host_port,
+)
+from antiphon.daemon.surface.vocabulary import ControlError
+from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed, note_ons, sounding_notes
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_server import BlockingOSCUDPServer
 
-from daemon.control import ControlError
-from daemon.engine import Engine
-from daemon.jack_server import JackServer
-from daemon.mapping import CcControl, ControlMapping, parse_mapping
-from daemon.osc import OscControl, OscError, control_services, encode, parse_host_port
-from daemon.performer import ManualClock, Performer
-from daemon.port_names import virtual_port_names
-from daemon.probe import DaemonProcess, MidiProbe, Timed, note_ons, sounding_notes
-from daemon.settings import DEFAULT_MODEL, Settings
 from tests.test_performer import SCALE, ListSink, call_messages, finish, play
 
 pytestmark = [

@@ -17,23 +17,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import antiphon.daemon.musician.reply
 import mido
 import numpy as np
 import pytest
+from antiphon.daemon.codec import decode_tokens
+from antiphon.daemon.midi.intake import NOTE_OFF, NOTE_ON, InputGate
+from antiphon.daemon.musician.conversation import Conversation
+from antiphon.daemon.musician.engine import Engine, EngineState
+from antiphon.daemon.musician.model_file import ModelError
+from antiphon.daemon.musician.performer import ManualClock, Performer
+from antiphon.daemon.musician.phrase import reply_length_bounds
+from antiphon.daemon.musician.reply import Reply, Timed
+from antiphon.daemon.settings import Settings
+from antiphon.daemon.surface.parameters import ParameterError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import daemon.reply
-from daemon.codec import decode_tokens
-from daemon.conversation import Conversation
-from daemon.engine import Engine, EngineState
-from daemon.intake import NOTE_OFF, NOTE_ON, InputGate
-from daemon.model_file import ModelError
-from daemon.parameters import ParameterError
-from daemon.performer import ManualClock, Performer
-from daemon.phrase import reply_length_bounds
-from daemon.reply import Reply, Timed
-from daemon.settings import Settings
 from tests.test_notes import Synth
 
 MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
@@ -435,7 +435,7 @@ def test_stopping_rolls_back_every_event_drawn_ahead(monkeypatch: pytest.MonkeyP
     assert all(m.type != "note_on" for t, m in sent if t > now_s)
     # Drawn one event at a time, the same reply plays the same and leaves the same state:
     # the random streams were rolled back with the events.
-    monkeypatch.setattr(daemon.reply, "MAX_DRAWN_AHEAD", 1)
+    monkeypatch.setattr(antiphon.daemon.musician.reply, "MAX_DRAWN_AHEAD", 1)
     single_engine, _, single, single_sent, _, single_drawn = reply_stopped(
         lambda _, time_s: time_s == now_s
     )
@@ -535,7 +535,7 @@ def test_a_key_whose_note_off_was_lost_counts_as_released_after_the_timeout(
     performer, _, sink = make(engine, seed=3, thru=True, output_channel=2, held_key_timeout_s=3.0)
     lost_pitch, lost_on_s, _ = SCALE[-1]  # the last input: its note-on; its note-off is lost
     call = [(t, m) for t, m in call_messages(SCALE) if not (t > lost_on_s and m.note == lost_pitch)]
-    with caplog.at_level(logging.WARNING, logger="daemon.performer"):
+    with caplog.at_level(logging.WARNING, logger="antiphon.daemon.musician.performer"):
         play(performer, call)
         finish(performer)
     released_s = lost_on_s + 3.0

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from daemon.phrase import (
+from antiphon.daemon.musician.phrase import (
     MIN_REPLY_WINDOW_S,
     REPLY_TIME_FACTOR,
     PhraseDetector,
     reply_length_bounds,
 )
-from daemon.settings import Settings
+from antiphon.daemon.settings import Settings
+from hypothesis import given
+from hypothesis import strategies as st
 
 GAP = 0.35
 A, B = (0, 60), (0, 64)

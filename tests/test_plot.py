@@ -8,10 +8,10 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
+from antiphon.daemon.stage.recorder import SessionRecorder
+from antiphon.daemon.tools import plot
+from antiphon.daemon.tools.plot import Session, read_session, turns
 
-from daemon import plot
-from daemon.plot import Session, read_session, turns
-from daemon.recorder import SessionRecorder
 from tests.jack_server import recorded_call
 
 image = pytest.importorskip("matplotlib.image")

@@ -7,10 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from daemon.port_names import (
+from antiphon.daemon.midi.port_names import (
     PortError,
     PortNotFound,
     PortSetupError,
@@ -22,8 +19,10 @@ from daemon.port_names import (
     port_listing,
     virtual_port_names,
 )
-from daemon.ports import choose_api, compiled_apis
-from daemon.probe import human_phrase, sounding_notes
+from antiphon.daemon.midi.ports import choose_api, compiled_apis
+from antiphon.daemon.tools.probe import human_phrase, sounding_notes
+from hypothesis import given
+from hypothesis import strategies as st
 
 DEVICES = [
     "Arturia KeyStep 37:Arturia KeyStep 37 MIDI 1 24:0",
@@ -117,7 +116,7 @@ def test_an_unknown_midi_system_is_refused() -> None:
 
 
 def test_the_naming_module_never_loads_rtmidi() -> None:
-    code = "import sys, daemon.port_names; print('rtmidi' in sys.modules)"
+    code = "import sys, antiphon.daemon.midi.port_names; print('rtmidi' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import mido
 import pytest
+from antiphon.daemon.stage.recorder import TRACK_NAMES, RecorderError, SessionRecorder, session_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from daemon.recorder import TRACK_NAMES, RecorderError, SessionRecorder, session_path
 
 START = datetime(2025, 5, 1, 21, 30, 5)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import mido
 import pytest
+from antiphon.daemon import respond
 
-from daemon import respond
 from tests.test_notes import Synth
 
 MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"

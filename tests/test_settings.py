@@ -10,10 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from daemon.settings import (
+from antiphon.daemon.settings import (
     SETTINGS_FIELDS,
     Settings,
     SettingsError,
@@ -22,6 +19,8 @@ from daemon.settings import (
     load_toml,
     resolve_settings,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "systemd" / "antiphon.toml"
 
@@ -180,7 +179,7 @@ def test_the_example_file_names_every_setting_and_each_value_is_valid(tmp_path: 
 
 def antiphon(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *argv],
+        [sys.executable, "-m", "antiphon.daemon.cli", *argv],
         capture_output=True,
         text=True,
         check=False,

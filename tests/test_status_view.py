@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from daemon.logs import configure_logging
-from daemon.status_view import (
+from antiphon.daemon.stage.logs import configure_logging
+from antiphon.daemon.stage.status_view import (
     StatusLog,
     TerminalView,
     make_status_view,
@@ -37,14 +36,16 @@ STATUS: dict[str, Any] = {
 
 
 def test_the_panel_says_what_antiphon_does_and_fits_the_terminal() -> None:
-    lines = render_panel(STATUS, ["WARNING daemon.ports: gone"], width=60, uptime_s=3725)
+    lines = render_panel(
+        STATUS, ["WARNING antiphon.daemon.midi.ports: gone"], width=60, uptime_s=3725
+    )
     assert lines[0] == "ANTIPHON  REPLYING  up 1:02:05  model antiphon-piano.onnx"
     text = "\n".join(lines)
     for shown in ("notes_in 120", "notes_out 98", "dropped 3", "reaction_ms 3.21"):
         assert shown in text
     assert "temperature 0.8" in text and "thru no" in text
     assert "81234" not in text  # a clock reading means nothing to the performer
-    assert lines[-1] == "  WARNING daemon.ports: gone"
+    assert lines[-1] == "  WARNING antiphon.daemon.midi.ports: gone"
     assert all(len(line) <= 60 for line in lines)
 
 
@@ -61,7 +62,7 @@ def test_status_lines_are_logged_only_when_something_changed(
 ) -> None:
     status = dict(STATUS)
     view = StatusLog(lambda: status, interval_s=3600)
-    with caplog.at_level(logging.INFO, logger="daemon.status_view"):
+    with caplog.at_level(logging.INFO, logger="antiphon.daemon.stage.status_view"):
         view.log_if_changed()
         view.log_if_changed()
         status["notes_in"] = 121
@@ -129,7 +130,7 @@ def test_on_a_terminal_the_view_redraws_and_takes_the_log_lines_into_the_panel(
         assert isinstance(view, TerminalView)
         view.start()
         assert terminal_handler not in root.handlers
-        logging.getLogger("daemon.ports").warning("MIDI input 'KeyStep' is gone")
+        logging.getLogger("antiphon.daemon.midi.ports").warning("MIDI input 'KeyStep' is gone")
         view.draw()
         view.stop()
         assert terminal_handler in root.handlers  # logging goes back to the terminal
@@ -139,7 +140,8 @@ def test_on_a_terminal_the_view_redraws_and_takes_the_log_lines_into_the_panel(
     assert "\x1b[H" in screen and "ANTIPHON  REPLYING" in screen
     # In the panel: indented, with the time of day.
     assert re.search(
-        r"\n  \d\d:\d\d:\d\d WARNING daemon.ports: MIDI input 'KeyStep' is gone", screen
+        r"\n  \d\d:\d\d:\d\d WARNING antiphon.daemon.midi.ports: MIDI input 'KeyStep' is gone",
+        screen,
     )
     assert "\x1b[?25h" in screen  # the cursor is back
     assert "status state=replying" in screen  # the last status, logged to the terminal

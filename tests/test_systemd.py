@@ -22,13 +22,12 @@ from pathlib import Path
 
 import mido
 import pytest
-
-from daemon.jack_server import JackServer
-from daemon.live import EXIT_CONFIG, EXIT_UNAVAILABLE
-from daemon.performer import IDLE_WAIT_S, TURNING_WITHIN_S
-from daemon.port_names import virtual_port_names
-from daemon.probe import MidiProbe, Timed, note_ons, sounding_notes
-from daemon.sdnotify import SystemdNotifier, SystemdService
+from antiphon.daemon.midi.port_names import virtual_port_names
+from antiphon.daemon.musician.performer import IDLE_WAIT_S, TURNING_WITHIN_S
+from antiphon.daemon.stage.live import EXIT_CONFIG, EXIT_UNAVAILABLE
+from antiphon.daemon.stage.sdnotify import SystemdNotifier, SystemdService
+from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.probe import MidiProbe, Timed, note_ons, sounding_notes
 
 UNITS = Path(__file__).resolve().parent.parent / "systemd"
 USER_UNIT = UNITS / "antiphon.service"

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from antiphon.daemon.codec import CodecConfig, Vocabulary
+from antiphon.training.batches import IGNORE, Augmentation, StreamBatches, augment_notes
+from antiphon.training.train import TrainConfig, load_checkpoint, train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.codec import CodecConfig, Vocabulary
 from tests.tiny_corpus import scale_notes, write_tiny_corpus
-from training.batches import IGNORE, Augmentation, StreamBatches, augment_notes
-from training.train import TrainConfig, load_checkpoint, train
 
 torch.set_num_threads(1)
 
@@ -157,7 +157,7 @@ def test_resume_continues_exactly_where_the_run_stopped(corpus: Path, tmp_path: 
 DDP_SCRIPT = """
 import sys
 import torch
-from training.train import TrainConfig, Trainer
+from antiphon.training.train import TrainConfig, Trainer
 
 config = TrainConfig(corpus_dir=sys.argv[1], out_dir=sys.argv[2], epochs=2, batch_size=2,
                      window=32, embedding=16, hidden=32, threads=1, warmup_steps=5)

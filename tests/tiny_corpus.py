@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from daemon.codec import CodecConfig
-from training.corpus import Performance, Source, write_corpus
+from antiphon.daemon.codec import CodecConfig
+from antiphon.training.corpus import Performance, Source, write_corpus
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 

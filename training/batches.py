@@ -22,8 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from daemon.codec import Vocabulary, encode_notes, notes_from_array
+from antiphon.daemon.codec import Vocabulary, encode_notes, notes_from_array
 
 IGNORE = -100  # target of a padded position: no loss there (torch's default ignore_index)
 

@@ -2,7 +2,8 @@
 
 Sources are folders of .mid/.midi files (searched recursively) and the music21 package's
 public corpus (Bach chorales, folk tune collections) rendered to MIDI. Each performance is
-stored as its sounding notes (sustain pedal applied, see :mod:`daemon.codec`), not as tokens,
+stored as its sounding notes (sustain pedal applied, see :mod:`antiphon.daemon.codec`), not as
+tokens,
 so training can augment (transpose, stretch, jitter) before encoding.
 
 Files are parsed with symusic (a C++ MIDI parser, about a hundred times faster than a pure
@@ -22,8 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from daemon.codec import PEDAL, SUSTAIN_CC, CodecConfig, KeyEvent, key_events_to_notes, notes_array
+from antiphon.daemon.codec import (
+    PEDAL,
+    SUSTAIN_CC,
+    CodecConfig,
+    KeyEvent,
+    key_events_to_notes,
+    notes_array,
+)
 
 log = logging.getLogger(__name__)
 

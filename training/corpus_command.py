@@ -1,4 +1,4 @@
-"""``antiphon corpus``: build a training corpus (see :mod:`training.corpus`)."""
+"""``antiphon corpus``: build a training corpus (see :mod:`antiphon.training.corpus`)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from antiphon.training.corpus import CorpusError, ParseResult, build_corpus
     from tqdm import tqdm
-
-    from training.corpus import CorpusError, ParseResult, build_corpus
 
     def progress(results: Iterable[ParseResult], total: int) -> Iterable[ParseResult]:
         return tqdm(results, total=total, unit="file", desc="parsing", disable=None)

@@ -44,10 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.codec import CodecError
-    from training.corpus import CorpusError
-    from training.evaluate import EvalError, evaluate
-    from training.markov import MarkovError
+    from antiphon.daemon.codec import CodecError
+    from antiphon.training.corpus import CorpusError
+    from antiphon.training.evaluate import EvalError, evaluate
+    from antiphon.training.markov import MarkovError
 
     try:
         report = evaluate(

@@ -8,7 +8,8 @@ performance. Two ways of carrying the state are scored on the same tokens:
 - windowed: the state is zeroed every ``window`` tokens (how the model saw data in training).
 
 If carried is much worse than windowed, the state drifts over long performances. Beside the
-model, a Kneser–Ney Markov baseline (:mod:`training.markov`) trained on the corpus's train split
+model, a Kneser–Ney Markov baseline (:mod:`antiphon.training.markov`) trained on the corpus's train
+split
 is scored on the very same tokens, order by order.
 
 A performance's first token has nothing before it to be predicted from, so every score covers
@@ -29,11 +30,10 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-
-from daemon.codec import Vocabulary, encode_notes, notes_from_array
-from daemon.model_file import ModelError, load_model, session_options
-from training.corpus import load_codec, load_split
-from training.markov import MarkovBaseline, Score
+from antiphon.daemon.codec import Vocabulary, encode_notes, notes_from_array
+from antiphon.daemon.musician.model_file import ModelError, load_model, session_options
+from antiphon.training.corpus import load_codec, load_split
+from antiphon.training.markov import MarkovBaseline, Score
 
 log = logging.getLogger(__name__)
 

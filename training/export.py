@@ -17,9 +17,8 @@ from typing import Any
 
 import onnx
 import torch
-
-from daemon.codec import CodecConfig
-from training.model import ModelConfig, NoteLSTM, NoteLSTMStep
+from antiphon.daemon.codec import CodecConfig
+from antiphon.training.model import ModelConfig, NoteLSTM, NoteLSTMStep
 
 FORMAT_VERSION = "1"
 OPSET = 17
@@ -142,7 +141,7 @@ def export_checkpoint(
     extra_facts: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export a training checkpoint; its training facts, updated by ``extra_facts``, go along."""
-    from training.train import load_checkpoint, model_from_checkpoint
+    from antiphon.training.train import load_checkpoint, model_from_checkpoint
 
     saved = load_checkpoint(checkpoint)
     model, codec = model_from_checkpoint(saved)

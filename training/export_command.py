@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.export import ExportError, export_checkpoint
-    from training.train import TrainingError
+    from antiphon.training.export import ExportError, export_checkpoint
+    from antiphon.training.train import TrainingError
 
     extra = None
     if args.facts is not None:

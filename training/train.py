@@ -27,18 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-
-from daemon.codec import CodecConfig, Vocabulary
-from training.batches import (
+from antiphon.daemon.codec import CodecConfig, Vocabulary
+from antiphon.training.batches import (
     IGNORE,
     NO_AUGMENTATION,
     Augmentation,
     StreamBatches,
     encode_performances,
 )
-from training.model import ModelConfig, NoteLSTM, State
+from antiphon.training.model import ModelConfig, NoteLSTM, State
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +241,7 @@ class Trainer:
     """One training run: build, (resume,) train, validate, checkpoint, stop."""
 
     def __init__(self, config: TrainConfig, resume: bool = False) -> None:
-        from training.corpus import load_codec, load_split
+        from antiphon.training.corpus import load_codec, load_split
 
         self.config = config
         self.ranks = start_ranks(config.device)

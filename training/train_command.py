@@ -1,7 +1,7 @@
 """``antiphon train CORPUS_DIR --out RUN_DIR``: train the note LSTM (torch imported in run).
 
 Multi-GPU or multi-node: start it under torchrun, e.g.
-``torchrun --nproc-per-node 4 -m daemon.cli train CORPUS --out RUN``.
+``torchrun --nproc-per-node 4 -m antiphon.daemon.cli train CORPUS --out RUN``.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from training.corpus import CorpusError
-    from training.train import TrainConfig, TrainingError, train
+    from antiphon.training.corpus import CorpusError
+    from antiphon.training.train import TrainConfig, TrainingError, train
 
     config = TrainConfig(
         corpus_dir=str(args.corpus_dir),

@@ -3,16 +3,18 @@
 Nothing here runs inference, touches the recurrent state or blocks on slow work:
 
 - The MIDI input callback calls :meth:`PerformerControls.submit`: input hygiene, the echo
-  check and the flood policy (:class:`~daemon.intake.InputGate`), then one put on a queue.
+  check and the flood policy (:class:`~antiphon.daemon.midi.intake.InputGate`), then one put on a
+  queue.
 - Control threads (OSC, CLI) call :meth:`~PerformerControls.set_parameter` (an immutable
-  :class:`~daemon.parameters.Parameters` swapped in by reference) and the commands
+  :class:`~antiphon.daemon.surface.parameters.Parameters` swapped in by reference) and the commands
   (:meth:`~PerformerControls.panic`, :meth:`~PerformerControls.reset`,
   :meth:`~PerformerControls.save_state`, :meth:`~PerformerControls.load_state`,
   :meth:`~PerformerControls.switch_model`), which are queued for the performer's thread and
   wake it. Loading a new model happens in the caller's thread; only the swap is queued.
 - Status and figures are read from values the performer's thread swaps in whole.
 
-The performer's thread (:class:`~daemon.performer.Performer`, a subclass) takes the input
+The performer's thread (:class:`~antiphon.daemon.musician.performer.Performer`, a subclass) takes
+the input
 and the commands from here and does the work.
 """
 
@@ -26,14 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import mido
-
-from daemon.conversation import Conversation
-from daemon.engine import Engine
-from daemon.intake import InputGate
-from daemon.model_file import ModelError
-from daemon.parameters import PARAMETER_NAMES, ParameterError, Parameters
-from daemon.reply import Reply, ReplyReport
-from daemon.settings import Settings
+from antiphon.daemon.midi.intake import InputGate
+from antiphon.daemon.musician.conversation import Conversation
+from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.model_file import ModelError
+from antiphon.daemon.musician.reply import Reply, ReplyReport
+from antiphon.daemon.settings import Settings
+from antiphon.daemon.surface.parameters import PARAMETER_NAMES, ParameterError, Parameters
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mido
-
-from daemon.control import (
+from antiphon.daemon.surface.vocabulary import (
     MAX_NOTES,
     MIN_NOTES,
     NAMESPACE,

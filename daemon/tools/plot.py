@@ -5,7 +5,8 @@ eyes, and in grey); darker is louder. Each call (a run of the player's notes wit
 between) and each reply gets a band of its colour along the top with its number, so the
 conversation reads left to right at a glance.
 
-Reads any MIDI file: a session recording (:mod:`daemon.recorder`) has the tracks "Player"
+Reads any MIDI file: a session recording (:mod:`antiphon.daemon.stage.recorder`) has the tracks
+"Player"
 and "Antiphon"; in another file the track named like Antiphon, else the last of two or more
 tracks with notes, is taken as Antiphon's. matplotlib is imported in :func:`run`, so the
 command line stays light and says in one line which extra to install when it is missing.
@@ -21,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mido
-
-from daemon.codec import PEDAL, KeyEvent, Note, key_events_to_notes
+from antiphon.daemon.codec import PEDAL, KeyEvent, Note, key_events_to_notes
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 The thru notes (the player's notes echoed with ``thru``) and the channels replies have
 sounded on are kept here, so that :meth:`Outlet.release_all` can end every note Antiphon
 started, on every exit path. Each message sent is also told to the input gate, which drops
-it when a device echoes it back (:mod:`daemon.intake`). Used on the performer's thread only.
+it when a device echoes it back (:mod:`antiphon.daemon.midi.intake`). Used on the performer's
+thread only.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 import mido
-
-from daemon.intake import InputGate
-from daemon.notes import ALL_NOTES_OFF_CC, SoundingNotes
-from daemon.reply import Reply, Timed
+from antiphon.daemon.midi.intake import InputGate
+from antiphon.daemon.midi.notes import ALL_NOTES_OFF_CC, SoundingNotes
+from antiphon.daemon.musician.reply import Reply, Timed
 
 
 class MidiSink(Protocol):

@@ -3,7 +3,8 @@
 The benchmark and the system tests share this: start ``antiphon run`` as a process and wait
 for it to say it is ready, play a phrase into its input port with the phrase's own timing,
 and record every message that comes out of its output port with the time it arrived.
-Ports are opened through :mod:`daemon.ports`, so this module never touches rtmidi itself.
+Ports are opened through :mod:`antiphon.daemon.midi.ports`, so this module never touches rtmidi
+itself.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mido
+from antiphon.daemon.midi.port_names import PortError, virtual_port_names
+from antiphon.daemon.midi.ports import MidiInput, MidiOutput
 
-from daemon.port_names import PortError, virtual_port_names
-from daemon.ports import MidiInput, MidiOutput
-
-READY_MARK = "ready:"  # what daemon.live logs once its ports are open and it listens
+READY_MARK = "ready:"  # what antiphon.daemon.stage.live logs once its ports are open and it listens
 SUSTAIN_CC = 64
 ALL_NOTES_OFF_CC = 123
 ALL_SOUND_OFF_CC = 120
@@ -214,7 +214,7 @@ class DaemonProcess:
         self, run_args: Sequence[str], env: dict[str, str] | None = None, log_level: str = "info"
     ) -> None:
         self.command = [
-            sys.executable, "-m", "daemon.cli", "--log-level", log_level, "run", *run_args,
+            sys.executable, "-m", "antiphon.daemon.cli", "--log-level", log_level, "run", *run_args,
         ]  # fmt: skip
         self.env = env
         self.lines: list[str] = []

@@ -8,7 +8,8 @@ back an unplayed reply event, and state slots).
 
 A step allocates nothing in Python's view: the session runs through two prebuilt IO bindings
 that read ``h``/``c`` from one pair of buffers and write the next state into the other, and
-the logits into a fixed array. One intra-op thread (see :func:`daemon.model_file.load_model`).
+the logits into a fixed array. One intra-op thread (see
+:func:`antiphon.daemon.musician.model_file.load_model`).
 The engine is not thread-safe: one thread (the Performer's) owns it.
 
 Sampling: the logits divided by the temperature, restricted to the tokens an optional
@@ -41,9 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-from daemon.codec import Vocabulary
-from daemon.model_file import load_model
+from antiphon.daemon.codec import Vocabulary
+from antiphon.daemon.musician.model_file import load_model
 
 STATE_NOISE_AT_FULL = 0.5  # perturbation std at noise 1, relative to the state's RMS
 JUMP_RATE_AT_FULL = 0.2  # chance that a sampled token is replaced by a jump, at noise 1
@@ -68,7 +68,7 @@ class EngineState:
 
 
 def kind_slice(vocabulary: Vocabulary, kind: int) -> slice:
-    """The token range of one :class:`~daemon.codec.TokenKind`."""
+    """The token range of one :class:`~antiphon.daemon.codec.TokenKind`."""
     starts = (
         vocabulary.note_on_base,
         vocabulary.note_off_base,
@@ -83,7 +83,7 @@ class Engine:
     """An exported model loaded once, with its recurrent state and seeded sampling.
 
     Args:
-        model_path: the ONNX file (see :mod:`daemon.model_file`).
+        model_path: the ONNX file (see :mod:`antiphon.daemon.musician.model_file`).
         seed: makes ``rng`` and ``noise_rng`` (and so every reply) repeat exactly; None
             draws fresh entropy.
         temperature: default sampling temperature (> 0).

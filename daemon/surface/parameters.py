@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.settings import SETTINGS_FIELDS, Settings
+from antiphon.daemon.settings import SETTINGS_FIELDS, Settings
 
 
 class ParameterError(ValueError):
@@ -21,7 +21,8 @@ class ParameterError(ValueError):
 
 @dataclass(frozen=True)
 class Parameters:
-    """The live-tunable part of :class:`~daemon.settings.Settings` (same names, same ranges)."""
+    """The live-tunable part of :class:`~antiphon.daemon.settings.Settings` (same names, same
+    ranges)."""
 
     temperature: float
     noise: float

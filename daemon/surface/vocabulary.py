@@ -1,6 +1,7 @@
 """The control vocabulary: the parameters a performance may change, the commands, and how a
-value is checked; shared by the OSC surface (:mod:`daemon.surface`, :mod:`daemon.osc`) and
-the mapping file (:mod:`daemon.mapping`). Pure: no sockets, no ports.
+value is checked; shared by the OSC surface (:mod:`antiphon.daemon.surface.datagrams`,
+:mod:`antiphon.daemon.surface.osc`) and
+the mapping file (:mod:`antiphon.daemon.surface.mapping`). Pure: no sockets, no ports.
 
 :data:`PARAMETERS` is the table the README's OSC table is written from: each parameter's
 address, type, range, and whether out-of-range numbers are clamped or refused.
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.model_file import ModelError
-from daemon.parameters import ParameterError
+from antiphon.daemon.musician.model_file import ModelError
+from antiphon.daemon.surface.parameters import ParameterError
 
 NAMESPACE = "/antiphon"
 STATE_SLOTS = 128  # as many as the performer keeps

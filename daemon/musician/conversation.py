@@ -1,10 +1,10 @@
 """The conversation: the one token stream that the player and Antiphon both write into.
 
 The engine's state is the whole performance: every event the player makes is encoded (pedal
-applied, times quantised with error feedback by :class:`~daemon.codec.StreamEncoder`) and
+applied, times quantised with error feedback by :class:`~antiphon.daemon.codec.StreamEncoder`) and
 fed as it arrives; the tokens of Antiphon's own replies are fed by the reply as it samples
 them and then committed here, so the encoder's clock follows them
-(:meth:`~daemon.codec.TokenWriter.follow`) and the player's next event is timed from the
+(:meth:`~antiphon.daemon.codec.TokenWriter.follow`) and the player's next event is timed from the
 reply's last one.
 
 Long silences are capped: a gap longer than ``max_silence_s`` (default 8 s, two of the
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from daemon.codec import NoteEvent, StreamEncoder, TokenWriter
-from daemon.engine import Engine
+from antiphon.daemon.codec import NoteEvent, StreamEncoder, TokenWriter
+from antiphon.daemon.musician.engine import Engine
 
 MAX_FED_SILENCE_S = 8.0
 

@@ -37,8 +37,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Protocol
 
 import mido
-
-from daemon.settings import (
+from antiphon.daemon.settings import (
     Settings,
     SettingsError,
     add_settings_arguments,
@@ -47,12 +46,14 @@ from daemon.settings import (
 )
 
 if TYPE_CHECKING:
-    from daemon.performer import Performer
-    from daemon.ports import MidiOutput, MidiPorts
+    from antiphon.daemon.midi.ports import MidiOutput, MidiPorts
+    from antiphon.daemon.musician.performer import Performer
 
 log = logging.getLogger(__name__)
 
-READY_MARK = "ready:"  # the log line that says the daemon listens (daemon.probe waits for it)
+READY_MARK = (
+    "ready:"  # the log line that says the daemon listens (antiphon.daemon.tools.probe waits for it)
+)
 PERFORMER_STOP_WAIT_S = 2.0
 # The MIDI callback runs inside the JACK cycle (a few ms) and must take the GIL from whatever
 # thread holds it; Python's default of 5 ms would make it miss cycles, and lose their events.
@@ -100,10 +101,10 @@ def stage_services(stage: Stage) -> list[Service]:
     This is where the OSC server, the session recorder, the systemd notifier and the status
     view are made (they may add taps to ``stage``). The recorder goes to ``stage.witnesses``.
     """
-    from daemon.osc import control_services
-    from daemon.recorder import SessionRecorder
-    from daemon.sdnotify import SystemdService
-    from daemon.status_view import make_status_view, summary
+    from antiphon.daemon.stage.recorder import SessionRecorder
+    from antiphon.daemon.stage.sdnotify import SystemdService
+    from antiphon.daemon.stage.status_view import make_status_view, summary
+    from antiphon.daemon.surface.osc import control_services
 
     services: list[Service] = []
     performer = stage.performer
@@ -148,11 +149,11 @@ def run(args: argparse.Namespace) -> int:
         print(describe_settings(settings, sources))
         return EXIT_OK
     # Heavy imports (onnxruntime, rtmidi) only now: `antiphon --help` stays light.
-    from daemon.control import ControlError
-    from daemon.model_file import ModelError
-    from daemon.osc import OscError, OscSettingError
-    from daemon.port_names import PortError, PortSetupError
-    from daemon.recorder import RecorderError
+    from antiphon.daemon.midi.port_names import PortError, PortSetupError
+    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.stage.recorder import RecorderError
+    from antiphon.daemon.surface.osc import OscError, OscSettingError
+    from antiphon.daemon.surface.vocabulary import ControlError
 
     stop = threading.Event()
     with _stop_on_signals(stop):
@@ -181,9 +182,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def play(settings: Settings, sources: dict[str, str], stop: threading.Event) -> int:
     """Play until ``stop`` is set (or the performer fails); the exit status."""
-    from daemon.engine import Engine
-    from daemon.performer import Performer
-    from daemon.ports import MidiPorts
+    from antiphon.daemon.midi.ports import MidiPorts
+    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.performer import Performer
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     engine = Engine(

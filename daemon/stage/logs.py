@@ -1,6 +1,7 @@
 """Log lines: plain text, one event per line, the same columns everywhere.
 
-``2025-05-01 21:30:05.123 WARNING daemon.ports: MIDI input 'KeyStep' is gone; ...``: a time,
+``2025-05-01 21:30:05.123 WARNING antiphon.daemon.midi.ports: MIDI input 'KeyStep' is gone; ...``:
+a time,
 the level, the module, the message (facts in it as ``key=value`` where there are several),
 so ``grep WARNING`` or ``grep status`` finds what it should. Under systemd, where stderr is
 the journal, the time is left to journald and each line starts with its syslog priority

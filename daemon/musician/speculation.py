@@ -2,24 +2,25 @@
 
 ``SPECULATE_BEFORE_S`` (20 ms) before the call's deadline, the performer already makes the
 reply as it will be at the deadline (the pause up to the deadline fed, its first events
-drawn, see :mod:`daemon.reply`), so that at the deadline it only sends. If anything comes
+drawn, see :mod:`antiphon.daemon.musician.reply`), so that at the deadline it only sends. If
+anything comes
 first (the player's input, a command, a parameter change), that speculative reply is
 withdrawn without a trace, random streams included: a reply is the same whether it was made
 ahead or at the deadline. 20 ms is well above the few ms drawing takes even on a busy
 machine, and a player who goes on within the last 20 ms of the gap is rare, so little work
 is thrown away; drawing when the silence starts would throw it away at every pause.
 
-Used on the performer's thread only (:mod:`daemon.performer`).
+Used on the performer's thread only (:mod:`antiphon.daemon.musician.performer`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.conversation import Conversation
-from daemon.parameters import Parameters
-from daemon.phrase import Call, reply_length_bounds
-from daemon.reply import Reply
+from antiphon.daemon.musician.conversation import Conversation
+from antiphon.daemon.musician.phrase import Call, reply_length_bounds
+from antiphon.daemon.musician.reply import Reply
+from antiphon.daemon.surface.parameters import Parameters
 
 SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
 

@@ -1,22 +1,23 @@
 """The performer: the one thread that owns the engine, hears the player and plays the replies.
 
 Other threads reach it only through what it inherits from
-:class:`~daemon.performer_controls.PerformerControls`: the MIDI callback's ``submit``, the
+:class:`~antiphon.daemon.musician.performer_controls.PerformerControls`: the MIDI callback's
+``submit``, the
 parameters, the commands, listeners and status, which queue what they ask and never block.
 :meth:`Performer.run` is the performer's thread: it blocks on that queue with a timeout until
 the next due moment (the call's end and shortly before it, the next reply event, a note's
 maximum length) and does all the work: it feeds the player's events to the engine as they
 arrive, detects the end of the call, generates and plays the reply, runs the commands (a
 model swap waits for the reply to end) and sends every output message
-(:class:`~daemon.outlet.Outlet`).
+(:class:`~antiphon.daemon.midi.outlet.Outlet`).
 
 For tests and files (``antiphon respond``), :meth:`process_until` drives the same logic on a
 :class:`ManualClock` without threads or sleeping.
 
 Answering on time: shortly before the call's deadline the reply is already made, and
-withdrawn without a trace if anything comes first (:mod:`daemon.speculation`).
+withdrawn without a trace if anything comes first (:mod:`antiphon.daemon.musician.speculation`).
 
-Input hygiene, echo suppression and the flood policy live in :mod:`daemon.intake`.
+Input hygiene, echo suppression and the flood policy live in :mod:`antiphon.daemon.midi.intake`.
 
 The player's All Notes Off / All Sound Off (CC123 / CC120) ends the player's held notes and
 stops the reply. With ``thru``, the player's notes (not the pedal) are echoed to the output.
@@ -34,15 +35,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from daemon.engine import Engine, EngineState
-from daemon.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, SUSTAIN, WAKE, Item
-from daemon.outlet import MidiSink, Outlet
-from daemon.parameters import ParameterError, Parameters
-from daemon.performer_controls import STATE_SLOTS, PerformerControls
-from daemon.phrase import Call, PhraseDetector
-from daemon.reply import Reply, Timed, format_planned
-from daemon.settings import Settings
-from daemon.speculation import SPECULATE_BEFORE_S, Speculator
+from antiphon.daemon.midi.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, SUSTAIN, WAKE, Item
+from antiphon.daemon.midi.outlet import MidiSink, Outlet
+from antiphon.daemon.musician.engine import Engine, EngineState
+from antiphon.daemon.musician.performer_controls import STATE_SLOTS, PerformerControls
+from antiphon.daemon.musician.phrase import Call, PhraseDetector
+from antiphon.daemon.musician.reply import Reply, Timed, format_planned
+from antiphon.daemon.musician.speculation import SPECULATE_BEFORE_S, Speculator
+from antiphon.daemon.settings import Settings
+from antiphon.daemon.surface.parameters import ParameterError, Parameters
 
 # Also importable from here, where callers have always found them.
 __all__ = ["STATE_SLOTS", "ManualClock", "MidiSink", "ParameterError", "Performer"]

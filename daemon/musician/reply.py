@@ -11,7 +11,8 @@ player plays, a note reaches its maximum length, the reply is stopped. With the 
 streams rolled back too, what a reply plays does not depend on how far ahead it was drawn.
 
 A reply can also be made before its call is over (the performer does so a few ms before the
-deadline, see :mod:`daemon.speculation`) and, as long as it has played nothing, withdrawn
+deadline, see :mod:`antiphon.daemon.musician.speculation`) and, as long as it has played nothing,
+withdrawn
 (:meth:`Reply.withdraw`): the pause it fed and the events it drew leave no trace.
 
 How a reply is shaped (the mask of tokens the engine may sample):
@@ -20,7 +21,7 @@ How a reply is shaped (the mask of tokens the engine may sample):
   masked, so the model can only choose a velocity and a pitch. The pause since the call's
   last sound has already been fed as time shifts, so the model knows where it is.
 - Note-offs are only allowed for pitches the reply has sounding (no stray note-offs).
-- After the note budget (:func:`~daemon.phrase.reply_length_bounds`), note-ons and
+- After the note budget (:func:`~antiphon.daemon.musician.phrase.reply_length_bounds`), note-ons and
   velocities are masked: the model may only release its notes and wait. Notes still sounding
   ``RELEASE_GRACE_S`` after the last note-on are released by force, as is everything at the
   reply's time bound. A note sounding ``max_note_s`` is released by force at once.
@@ -41,10 +42,9 @@ from typing import Any
 
 import mido
 import numpy as np
-
-from daemon.conversation import Conversation
-from daemon.engine import Engine, EngineState
-from daemon.notes import SoundingNotes
+from antiphon.daemon.midi.notes import SoundingNotes
+from antiphon.daemon.musician.conversation import Conversation
+from antiphon.daemon.musician.engine import Engine, EngineState
 
 RELEASE_GRACE_S = 1.5  # after the last note-on, time the model has to release its notes
 MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an event is stopped
@@ -143,7 +143,8 @@ class Reply:
         conversation: the token stream; its engine already holds the call.
         start_s: the pause up to here is fed (now), and the first note is due here.
         phrase_end_s: when the call ended (for the reaction time).
-        notes: note budget; max_s: time bound (see :func:`~daemon.phrase.reply_length_bounds`).
+        notes: note budget; max_s: time bound (see
+        :func:`~antiphon.daemon.musician.phrase.reply_length_bounds`).
         channel: MIDI channel 0-15 of the reply's notes.
         max_note_s: force-release any note sounding this long.
     """

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pythonosc import osc_message
-
-from daemon.control import (
+from antiphon.daemon.musician.model_file import ModelError, resolve_model_path
+from antiphon.daemon.surface.mapping import ControlMapping
+from antiphon.daemon.surface.vocabulary import (
     NAMESPACE,
     PARAMETER_BY_ADDRESS,
     STATE_SLOTS,
@@ -35,8 +35,7 @@ from daemon.control import (
     order_reply_bounds,
     type_name,
 )
-from daemon.mapping import ControlMapping
-from daemon.model_file import ModelError, resolve_model_path
+from pythonosc import osc_message
 
 MAX_DATAGRAM_BYTES = 4096
 MAX_BUNDLE_MESSAGES = 32
@@ -159,12 +158,12 @@ class ControlSurface:
 
     Args:
         mapping: mapped addresses and CCs.
-        models_dir: the only folder ``/antiphon/model`` may load from.
+        models_dirs: the only folders ``/antiphon/model`` may load from, searched in order.
     """
 
-    def __init__(self, mapping: ControlMapping, models_dir: Path) -> None:
+    def __init__(self, mapping: ControlMapping, models_dirs: Sequence[Path]) -> None:
         self.mapping = mapping
-        self.models_dir = models_dir
+        self.models_dirs = tuple(models_dirs)
 
     def decode(self, data: bytes, current: Mapping[str, Any]) -> Decoded:
         """The commands one datagram holds; ``current`` holds the parameters' values now.
@@ -207,7 +206,7 @@ class ControlSurface:
                 if not isinstance(requested, str):
                     raise ControlError(f"{address}: expected a string, got {type_name(requested)}")
                 try:
-                    path = resolve_model_path(requested, self.models_dir)
+                    path = resolve_model_path(requested, self.models_dirs)
                 except ModelError as err:
                     raise ControlError(f"{address}: {err}") from err
                 return Action(action, path), ""

@@ -4,7 +4,8 @@ Raw in (timings in ms, the calls' send and arrival times, the probe's arrivals, 
 log lines), figures out: percentiles; the daemon's "reply" lines and planned message times
 read back from its log; calls paired with the replies they caused; the exact timing error
 (arrival - planned, paired message by message); the verdicts against the targets; the table
-:mod:`daemon.bench` prints. Pure except :func:`machine`, which reads what the machine is.
+:mod:`antiphon.daemon.tools.bench` prints. Pure except :func:`machine`, which reads what the
+machine is.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from daemon.probe import Timed
-    from daemon.reply import PlannedNote
+    from antiphon.daemon.musician.reply import PlannedNote
+    from antiphon.daemon.tools.probe import Timed
 
 # The bench's set-up, which its figures are read against.
 REPLY_EVENTS = 32  # the reply whose compute time is timed
@@ -32,8 +33,8 @@ TARGETS = {  # name: (limit, "in JACK periods added to the limit")
     "peak_rss_mb": (250.0, 0),
     "ready_s": (2.0, 0),
 }
-REPLY_LINE = re.compile(r"daemon\.live: reply (.*)$")
-PLANNED_LINE = re.compile(r"daemon\.performer: reply messages .*\bplanned=(\S*)")
+REPLY_LINE = re.compile(r"daemon\.stage\.live: reply (.*)$")
+PLANNED_LINE = re.compile(r"daemon\.musician\.performer: reply messages .*\bplanned=(\S*)")
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -111,7 +112,7 @@ def _reply_lines(lines: list[str]) -> list[dict[str, str]]:
 
 
 def _planned_notes(lines: list[str]) -> list[PlannedNote]:
-    from daemon.reply import parse_planned
+    from antiphon.daemon.musician.reply import parse_planned
 
     planned = []
     for line in lines:

@@ -3,9 +3,11 @@
 A python-osc UDP server runs on its own thread. Each datagram is checked in this order:
 
 1. the sender is on the allowlist (``--osc-allow``), else it is dropped unparsed and counted;
-2. it is at most :data:`~daemon.surface.MAX_DATAGRAM_BYTES` (the socket reads one byte more,
+2. it is at most :data:`~antiphon.daemon.surface.datagrams.MAX_DATAGRAM_BYTES` (the socket reads
+one byte more,
    so a bigger one is seen whole as too big, never cut down into something that parses);
-3. :class:`~daemon.surface.ControlSurface` turns it into commands, the whole datagram or
+3. :class:`~antiphon.daemon.surface.datagrams.ControlSurface` turns it into commands, the whole
+datagram or
    nothing (a bundle with one bad message changes nothing);
 4. the commands go to the performer's thread-safe control API, in order.
 
@@ -31,12 +33,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from pythonosc.dispatcher import Dispatcher
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_server import BlockingOSCUDPServer
-
-from daemon.control import (
+from antiphon.daemon.settings import Settings, model_folders
+from antiphon.daemon.surface.datagrams import MAX_DATAGRAM_BYTES, ControlSurface
+from antiphon.daemon.surface.mapping import CcControl, ControlMapping, load_mapping
+from antiphon.daemon.surface.vocabulary import (
     NAMESPACE,
     PARAMETER_BY_NAME,
     Action,
@@ -48,9 +48,10 @@ from daemon.control import (
     apply_command,
     status_messages,
 )
-from daemon.mapping import CcControl, ControlMapping, load_mapping
-from daemon.settings import Settings
-from daemon.surface import MAX_DATAGRAM_BYTES, ControlSurface
+from pythonosc.dispatcher import Dispatcher
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_server import BlockingOSCUDPServer
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class OscControl:
         self.settings = settings
         self.performer = performer
         self.mapping = mapping
-        self.surface = ControlSurface(mapping, Path(settings.models_dir))
+        self.surface = ControlSurface(mapping, model_folders(settings.models_dir))
         self.allowlist = Allowlist(settings.osc_allow)
         self.feedback_address = (
             parse_host_port(settings.osc_feedback) if settings.osc_feedback else None

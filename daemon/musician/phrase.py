@@ -149,7 +149,7 @@ class PhraseDetector:
 
 
 class ReplyLimits(Protocol):
-    """The settings that bound a reply (:class:`~daemon.settings.Settings` has them)."""
+    """The settings that bound a reply (:class:`~antiphon.daemon.settings.Settings` has them)."""
 
     @property
     def reply_ratio(self) -> float: ...

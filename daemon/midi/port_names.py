@@ -1,6 +1,7 @@
 """MIDI port names, matching and the choice of MIDI system: the pure part of the port layer.
 
-Nothing here talks to the MIDI system (:mod:`daemon.ports` does, and is the only module on
+Nothing here talks to the MIDI system (:mod:`antiphon.daemon.midi.ports` does, and is the only
+module on
 rtmidi): the functions take the lists of names that system gave, so they are tested without
 ports.
 

@@ -17,13 +17,15 @@ Four parts, each printed as a table row and kept in the JSON:
    the daemon planned it for. The daemon and the probe run on the same machine, where
    ``time.monotonic()`` (CLOCK_MONOTONIC) is one clock for every process; the planned times
    come from the daemon's debug log, one line per reply written after its last message
-   (:func:`daemon.reply.format_planned`), and are paired with the arrivals in order.
+   (:func:`antiphon.daemon.musician.reply.format_planned`), and are paired with the arrivals in
+   order.
    Beside it, its two parts measured apart: the daemon's schedule error (message sent -
    planned time, its own measurement, the worst per reply) and the JACK delivery time from
    one client's send to another's callback, measured with the probe on the same server;
    their p99s add up to a bound on the exact figure's p99.
 
-This module measures; :mod:`daemon.bench_report` turns what it measured into the figures,
+This module measures; :mod:`antiphon.daemon.tools.bench_report` turns what it measured into the
+figures,
 the verdicts against the targets and the table.
 """
 
@@ -42,7 +44,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.bench_report import (
+from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.tools.bench_report import (
     PHRASE_GAP_S,
     REPLY_EVENTS,
     Call,
@@ -53,12 +56,11 @@ from daemon.bench_report import (
     table,
     timing_error_bound_ms,
 )
-from daemon.settings import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from daemon.engine import Engine
-    from daemon.jack_server import JackServer
-    from daemon.probe import MidiProbe
+    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.tools.jack_server import JackServer
+    from antiphon.daemon.tools.probe import MidiProbe
 
 WINDOW_EVENTS = 30  # the naive approach's sliding window
 NAIVE_EVENTS = 200
@@ -94,8 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _primed(engine: Engine, seed: int) -> None:
     """Feed the engine a played phrase, as the daemon would have heard it."""
-    from daemon.codec import StreamEncoder
-    from daemon.probe import human_phrase
+    from antiphon.daemon.codec import StreamEncoder
+    from antiphon.daemon.tools.probe import human_phrase
 
     encoder = StreamEncoder(engine.vocabulary)
     for timed in human_phrase(random.Random(seed), notes=16):
@@ -115,7 +117,7 @@ def _elapsed_ms(start_ns: int) -> float:
 
 
 def measure_engine(model: Path, steps: int, seed: int) -> dict[str, Any]:
-    from daemon.engine import Engine
+    from antiphon.daemon.musician.engine import Engine
 
     engine = Engine(model, seed=seed)
     _primed(engine, seed)
@@ -188,7 +190,7 @@ def _jack_tool_number(tool: str, env: dict[str, str]) -> int | None:
 
 
 def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, Any]:
-    from daemon.jack_server import SERVER_ENV, JackServer, server_running
+    from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 
     own: JackServer | None = None
     if not server_running(os.environ.get(SERVER_ENV)):
@@ -215,8 +217,8 @@ def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, A
 
 
 def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
-    from daemon.port_names import virtual_port_names
-    from daemon.probe import DaemonProcess, MidiProbe
+    from antiphon.daemon.midi.port_names import virtual_port_names
+    from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
 
     names = virtual_port_names("jack", "AntiphonBench")
     run_args = [
@@ -248,7 +250,7 @@ def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict
 
 
 def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
-    from daemon.probe import note_ons, sounding_notes
+    from antiphon.daemon.tools.probe import note_ons, sounding_notes
 
     rng = random.Random(seed)
     played = []
@@ -266,22 +268,22 @@ def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
 
 
 def _short_phrase(rng: random.Random) -> list[Any]:
-    from daemon.probe import human_phrase
+    from antiphon.daemon.tools.probe import human_phrase
 
     return human_phrase(rng, notes=rng.randint(4, 7))
 
 
 def _measure_transport() -> list[float]:
-    from daemon.probe import measure_delivery
+    from antiphon.daemon.tools.probe import measure_delivery
 
     return measure_delivery("jack", TRANSPORT_MESSAGES)
 
 
 def run(args: argparse.Namespace) -> int:
-    from daemon.jack_server import JackServerError, jackd_available
-    from daemon.model_file import ModelError
-    from daemon.port_names import PortError
-    from daemon.probe import DaemonError
+    from antiphon.daemon.midi.port_names import PortError
+    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.tools.jack_server import JackServerError, jackd_available
+    from antiphon.daemon.tools.probe import DaemonError
 
     if args.calls < 1 or args.steps < 100:
         print("antiphon bench: needs --calls >= 1 and --steps >= 100", file=sys.stderr)

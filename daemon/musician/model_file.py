@@ -3,7 +3,7 @@
 The contract (written by ``antiphon export``): a single-step graph with inputs ``token`` int64
 [B], ``h`` and ``c`` float32 [L, B, H] and outputs ``logits`` float32 [B, V], ``h_out`` and
 ``c_out`` float32 [L, B, H]; metadata ``antiphon.format`` = "1", ``antiphon.codec`` (the
-:class:`~daemon.codec.CodecConfig` JSON), ``antiphon.model`` (architecture, vocab_size,
+:class:`~antiphon.daemon.codec.CodecConfig` JSON), ``antiphon.model`` (architecture, vocab_size,
 embedding, hidden, layers) and ``antiphon.training`` (facts about the training run).
 
 Everything that can be wrong with a file (missing, not ONNX, not an Antiphon model, shapes that
@@ -14,14 +14,14 @@ used here; the ``onnx`` package belongs to the training extra.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
+from antiphon.daemon.codec import CodecConfig, CodecError, Vocabulary
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-from daemon.codec import CodecConfig, CodecError, Vocabulary
 
 FORMAT_VERSION = "1"
 
@@ -158,21 +158,26 @@ def _check_signature(path: Path, session: ort.InferenceSession, info: ModelInfo)
                 raise ModelError(f"{path}: {name} has a fixed batch of {got}, expected 1 or B")
 
 
-def resolve_model_path(name: str, models_dir: str | Path) -> Path:
-    """The model file ``name`` (a file name, optionally without ``.onnx``) inside ``models_dir``.
+def resolve_model_path(name: str, folders: Sequence[str | Path]) -> Path:
+    """The model file ``name`` (a file name, optionally without ``.onnx``) in the first of
+    ``folders`` that has it.
 
-    The policy for remote model switching (OSC): only files inside ``models_dir`` may be
+    The policy for remote model switching (OSC): only files inside those folders may be
     loaded, so a control surface cannot make the daemon open arbitrary paths.
 
     Raises:
-        ModelError: the name leaves the folder or names no file there.
+        ModelError: the name leaves the folders or names no file in them.
     """
-    folder = Path(models_dir).resolve()
-    candidate = (folder / name).resolve()
-    if candidate.suffix != ".onnx":
-        candidate = candidate.with_name(candidate.name + ".onnx")
-    if not candidate.is_relative_to(folder):
-        raise ModelError(f"model {name!r} is outside the models folder {folder}")
-    if not candidate.is_file():
-        raise ModelError(f"no model {candidate.name} in {folder}")
-    return candidate
+    file_name = name if name.endswith(".onnx") else name + ".onnx"
+    looked_in = []
+    for models_dir in folders:
+        folder = Path(models_dir).resolve()
+        candidate = (folder / name).resolve()
+        if candidate.suffix != ".onnx":
+            candidate = candidate.with_name(candidate.name + ".onnx")
+        if not candidate.is_relative_to(folder):
+            raise ModelError(f"model {name!r} is outside the models folder {folder}")
+        if candidate.is_file():
+            return candidate
+        looked_in.append(str(folder))
+    raise ModelError(f"no model {file_name} in {' or '.join(looked_in)}")

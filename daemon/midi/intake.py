@@ -29,9 +29,8 @@ import math
 import queue
 
 import mido
-
-from daemon.notes import ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC
-from daemon.settings import Settings
+from antiphon.daemon.midi.notes import ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC
+from antiphon.daemon.settings import Settings
 
 SUSTAIN_CC = 64
 

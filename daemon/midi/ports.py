@@ -3,7 +3,7 @@
 Ports are opened with python-rtmidi directly, the library under mido's rtmidi backend, because
 mido cannot give a client name to a port that connects to an existing device, and the daemon
 wants every port it makes to carry its name. Messages are still mido ``Message`` objects.
-How the ports are named and how a name is matched live in :mod:`daemon.port_names`.
+How the ports are named and how a name is matched live in :mod:`antiphon.daemon.midi.port_names`.
 
 Input arrives on the MIDI system's own thread (inside the JACK process cycle with JACK): the
 callback stamps the message with ``time.monotonic()`` and hands it on, nothing else. A port
@@ -25,8 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import mido
 import rtmidi
-
-from daemon.port_names import (
+from antiphon.daemon.midi.port_names import (
     API_LABEL,
     MIDI_APIS,
     PortError,

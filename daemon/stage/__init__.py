@@ -1,0 +1,1 @@
+"""The daemon on stage: the process, its logs, systemd, the recording, the status view."""

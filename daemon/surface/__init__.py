@@ -1,0 +1,1 @@
+"""The control surface: the parameters, the control vocabulary, the mapping file, OSC."""

@@ -1,0 +1,1 @@
+"""Tools that measure and show the daemon: the bench, the probe, a private JACK server, plot."""

@@ -1,0 +1,1 @@
+"""The shipped models, installed as package data (found with :mod:`importlib.resources`)."""
