@@ -144,7 +144,7 @@ def test_a_model_is_looked_for_in_each_folder_in_turn(tmp_path: Path) -> None:
     (user / "mine.onnx").write_bytes(b"x")
     assert resolve_model_path("both", [installed, user]) == installed / "both.onnx"
     assert resolve_model_path("mine.onnx", [installed, user]) == user / "mine.onnx"
-    with pytest.raises(ModelError, match="no model theirs.onnx in .*installed or .*user"):
+    with pytest.raises(ModelError, match=r"no model theirs\.onnx in .*installed or .*user"):
         resolve_model_path("theirs", [installed, user])
 
 
