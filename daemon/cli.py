@@ -15,9 +15,16 @@ from collections.abc import Sequence
 
 from antiphon.daemon.stage.logs import configure_logging
 
+from antiphon import __version__
+
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("run", "antiphon.daemon.stage.live", "run the co-improviser on live MIDI ports"),
     ("ports", "antiphon.daemon.midi.ports", "list the MIDI ports this machine has"),
+    (
+        "doctor",
+        "antiphon.daemon.stage.doctor",
+        "check what antiphon run needs on this machine, and say what to fix",
+    ),
     ("respond", "antiphon.daemon.respond", "answer a call given as a MIDI file, into a MIDI file"),
     ("bench", "antiphon.daemon.tools.bench", "measure inference, reaction latency and timing"),
     ("corpus", "antiphon.training.corpus_command", "build a training corpus from MIDI files"),
@@ -51,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="antiphon",
         description="Antiphon: a real-time MIDI co-improviser. Play a phrase; it answers.",
     )
+    parser.add_argument("--version", action="version", version=f"antiphon {__version__}")
     parser.add_argument(
         "--log-level",
         default="info",

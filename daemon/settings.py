@@ -209,14 +209,16 @@ def flag_of(name: str) -> str:
     return SETTINGS_FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    """A flag for every setting; flags left out keep the value from the file or the default."""
+def add_settings_arguments(parser: argparse.ArgumentParser, print_config: bool = True) -> None:
+    """A flag for every setting; flags left out keep the value from the file or the default.
+    ``print_config``: offer ``--print-config`` too (``antiphon run`` does)."""
     parser.add_argument("--config", type=Path, help="TOML settings file (keys as below)")
-    parser.add_argument(
-        "--print-config",
-        action="store_true",
-        help="show the settings in force, and where each came from, and exit",
-    )
+    if print_config:
+        parser.add_argument(
+            "--print-config",
+            action="store_true",
+            help="show the settings in force, and where each came from, and exit",
+        )
     for name, f in SETTINGS_FIELDS.items():
         kind = _base_type(name)
         shown_default = f.default if f.default not in (None, ()) else "none"

@@ -23,7 +23,7 @@ numbers it assigned; Windows MM has no virtual ports: connect to a loopMIDI port
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MIDI_APIS = ("alsa", "jack", "coremidi", "windows")  # the --midi-api names, auto aside
@@ -67,14 +67,52 @@ def auto_order(compiled: Sequence[str], platform: str = sys.platform) -> list[st
     return list(compiled)
 
 
-def no_midi_system(reasons: Sequence[str], platform: str = sys.platform) -> PortError:
-    """The error for ``--midi-api auto`` when every system failed, each for its reason."""
-    advice = {
+def midi_system_advice(platform: str = sys.platform) -> str:
+    """What to do when no MIDI system works on ``platform``."""
+    return {
         "linux": "start JACK (`jackd -d dummy` or your audio setup) or load the ALSA sequencer "
         "(`sudo modprobe snd-seq`), then retry",
         "darwin": "CoreMIDI should always be there; check Audio MIDI Setup",
     }.get(platform, "install a MIDI system python-rtmidi supports")
-    return PortError(" and ".join(reasons) + ": " + advice)
+
+
+def no_midi_system(reasons: Sequence[str], platform: str = sys.platform) -> PortError:
+    """The error for ``--midi-api auto`` when every system failed, each for its reason."""
+    return PortError(" and ".join(reasons) + ": " + midi_system_advice(platform))
+
+
+def pick_api(
+    choice: str,
+    compiled: Sequence[str],
+    unavailable: Callable[[str], str | None],
+    platform: str = sys.platform,
+) -> str:
+    """The MIDI system a ``--midi-api`` choice means: ``choice`` itself, or for "auto" the first
+    of :func:`auto_order` that works. ``unavailable(api)`` says why a built-in system cannot be
+    used now (None: it works); it is asked in order, and no more than needed.
+
+    Raises:
+        PortSetupError: the system asked for is unknown or not built in.
+        PortError: no system that may be used works now.
+    """
+    if choice != "auto":
+        check_api(choice, compiled)
+        reason = unavailable(choice)
+        if reason is not None:
+            raise PortError(reason)
+        return choice
+    reasons = []
+    for api in auto_order(compiled, platform):
+        try:
+            check_api(api, compiled)
+        except PortSetupError as err:
+            reasons.append(str(err))
+            continue
+        reason = unavailable(api)
+        if reason is None:
+            return api
+        reasons.append(reason)
+    raise no_midi_system(reasons, platform)
 
 
 # Names -------------------------------------------------------------------------------------

@@ -32,11 +32,10 @@ from antiphon.daemon.midi.port_names import (
     PortNotFound,
     PortSetupError,
     VirtualPortNames,
-    auto_order,
     check_api,
     match_port,
-    no_midi_system,
     own_port_clash,
+    pick_api,
     port_listing,
     virtual_port_names,
 )
@@ -109,20 +108,18 @@ def probe_api(api: str) -> None:
         raise PortError(_unavailable_reason(api, err)) from err
 
 
+def unavailable_reason(api: str) -> str | None:
+    """Why a built-in MIDI system cannot be used now; None when it works."""
+    try:
+        probe_api(api)
+    except PortError as err:
+        return str(err)
+    return None
+
+
 def choose_api(choice: str) -> str:
     """The MIDI system to use for a ``--midi-api`` choice, checked to be working now."""
-    if choice != "auto":
-        probe_api(choice)
-        return choice
-    reasons = []
-    for api in auto_order(compiled_apis()):
-        try:
-            probe_api(api)
-        except PortError as err:
-            reasons.append(str(err))
-            continue
-        return api
-    raise no_midi_system(reasons)
+    return pick_api(choice, compiled_apis(), unavailable_reason)
 
 
 # Ports -------------------------------------------------------------------------------------
