@@ -278,8 +278,9 @@ def realtime_finding(rtprio: float | None, memlock_bytes: float | None) -> Findi
     ``math.inf``: unlimited."""
     if rtprio is None:
         return Finding("real-time", OK, "no real-time limits on this system")
-    unlimited = memlock_bytes is None or math.isinf(memlock_bytes)
-    locked = "unlimited" if unlimited else f"{memlock_bytes / 2**20:g} MiB"
+    locked = "unlimited"
+    if memlock_bytes is not None and not math.isinf(memlock_bytes):
+        locked = f"{memlock_bytes / 2**20:g} MiB"
     if rtprio <= 0:
         fix = (
             "only for SCHED_FIFO (README: Real-time priority): join the audio group "
