@@ -14,7 +14,8 @@ import pytest
 import torch
 from antiphon.daemon.codec import CodecConfig, Vocabulary
 from antiphon.training.batches import IGNORE, Augmentation, StreamBatches, augment_notes
-from antiphon.training.train import TrainConfig, load_checkpoint, train
+from antiphon.training.checkpoint import load_checkpoint
+from antiphon.training.train import TrainConfig, train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

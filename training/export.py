@@ -141,7 +141,7 @@ def export_checkpoint(
     extra_facts: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export a training checkpoint; its training facts, updated by ``extra_facts``, go along."""
-    from antiphon.training.train import load_checkpoint, model_from_checkpoint
+    from antiphon.training.checkpoint import load_checkpoint, model_from_checkpoint
 
     saved = load_checkpoint(checkpoint)
     model, codec = model_from_checkpoint(saved)

@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from antiphon.training.checkpoint import TrainingError
     from antiphon.training.export import ExportError, export_checkpoint
-    from antiphon.training.train import TrainingError
 
     extra = None
     if args.facts is not None:

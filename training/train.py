@@ -3,7 +3,9 @@
 One process trains on CPU or one GPU; under ``torchrun`` every process is a rank of a
 PyTorch DistributedDataParallel job (NCCL on CUDA, Gloo on CPU). Each rank encodes and
 trains on its own disjoint share of the training performances; gradients are averaged by
-DDP; only rank 0 writes checkpoints, plots and the progress bar.
+DDP; only rank 0 writes checkpoints, plots and the progress bar. The parts the trainer drives
+live beside it: ``ranks`` (the torchrun job), ``optimizer`` (parameter groups, LR schedule),
+``validation`` (bits per token), ``checkpoint`` (the files) and ``curves`` (``loss.png``).
 
 Everything random is seeded: an epoch's augmentation and batch layout come from
 ``(seed, epoch, rank)``, so ``--resume`` rebuilds the interrupted epoch exactly and carries on
@@ -26,8 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from antiphon.daemon.codec import CodecConfig, Vocabulary
+from antiphon.daemon.codec import Vocabulary
 from antiphon.training.batches import (
     IGNORE,
     NO_AUGMENTATION,
@@ -35,17 +36,25 @@ from antiphon.training.batches import (
     StreamBatches,
     encode_performances,
 )
-from antiphon.training.model import ModelConfig, NoteLSTM, State
+from antiphon.training.checkpoint import TrainingError, load_checkpoint, write_checkpoint
+from antiphon.training.curves import plot_loss
+from antiphon.training.model import NoteLSTM, State
+from antiphon.training.optimizer import WarmupCosine, decay_groups
+from antiphon.training.ranks import (
+    Ranks,
+    all_gather,
+    all_max,
+    all_sum,
+    any_rank,
+    pick_device,
+    start_ranks,
+    stop_ranks,
+)
+from antiphon.training.validation import LN2, evaluate_bits, reset_rows
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
-
-LN2 = math.log(2.0)
-
-
-class TrainingError(RuntimeError):
-    """A training run that cannot start or resume; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -77,44 +86,6 @@ class TrainConfig:
     log_every: int = 20  # steps between points of the training curve
 
 
-class WarmupCosine:
-    """LR factor: linear warmup, then cosine decay to zero at ``total`` steps.
-
-    An object (not a lambda) so ``LambdaLR.state_dict`` saves ``total`` (which a wall-clock
-    budget may shorten during the run) and ``planned`` (the length ``--epochs`` asks for; 0
-    until the first epoch's size is known).
-    """
-
-    def __init__(self, warmup: int) -> None:
-        self.warmup = warmup
-        self.total = 1
-        self.planned = 0
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        span = max(1, self.total - self.warmup)
-        progress = min(1.0, (step - self.warmup) / span)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-@dataclass
-class Ranks:
-    """Where this process sits in a (possibly one-process) distributed job."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-
 @dataclass
 class Progress:
     """The run's position and record; saved in every checkpoint."""
@@ -131,48 +102,6 @@ class Progress:
     validation: list[dict[str, float]] = field(default_factory=list)
 
 
-def start_ranks(device: str) -> Ranks:
-    """Join the torchrun job if there is one (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Ranks()
-    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if use_cuda:
-        torch.cuda.set_device(ranks.local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return ranks
-
-
-def pick_device(name: str, ranks: Ranks) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and ranks.distributed:
-        return torch.device("cuda", ranks.local_rank)
-    return torch.device(name)
-
-
-def _all_sum(values: list[float], ranks: Ranks, device: torch.device) -> list[float]:
-    if not ranks.distributed:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return [float(v) for v in tensor.tolist()]
-
-
-def _all_max(value: int, ranks: Ranks, device: torch.device) -> int:
-    if not ranks.distributed:
-        return value
-    tensor = torch.tensor([value], dtype=torch.int64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-    return int(tensor.item())
-
-
-def _reset_rows(state: State, reset: torch.Tensor) -> State:
-    keep = (~reset).to(state[0].dtype)[None, :, None]
-    return state[0].detach() * keep, state[1].detach() * keep
-
-
 def epoch_batches(
     performances: list[np.ndarray],
     vocabulary: Vocabulary,
@@ -187,54 +116,6 @@ def epoch_batches(
     aug = Augmentation() if config.augment else NO_AUGMENTATION
     streams = encode_performances(mine, vocabulary, rng, aug)
     return StreamBatches(streams, config.batch_size, config.window, rng, config.reset_probability)
-
-
-@torch.no_grad()
-def evaluate_bits(
-    model: NoteLSTM,
-    streams: list[np.ndarray],
-    rows: int,
-    window: int,
-    device: torch.device,
-    ranks: Ranks | None = None,
-) -> tuple[float, int]:
-    """Bits per token over whole performances, state carried from the first token to the last.
-
-    Returns (bits per token, tokens scored), summed over every rank's share of ``streams``.
-    """
-    ranks = ranks or Ranks()
-    mine = streams[ranks.rank :: ranks.world]
-    batches = StreamBatches(mine, max(1, min(rows, len(mine))), window, np.random.default_rng(0))
-    steps = _all_max(len(batches), ranks, device)
-    was_training = model.training
-    model.eval()
-    state = model.initial_state(batches.rows, device)
-    total_nats = 0.0
-    count = 0
-    for k in range(steps):
-        batch = batches.batch(k)
-        inputs = torch.from_numpy(batch.inputs).to(device)
-        targets = torch.from_numpy(batch.targets).to(device)
-        state = _reset_rows(state, torch.from_numpy(batch.reset).to(device))
-        logits, state = model(inputs, state)
-        total_nats += float(
-            nn.functional.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE, reduction="sum"
-            )
-        )
-        count += int((targets != IGNORE).sum())
-    model.train(was_training)
-    total_nats, total_count = _all_sum([total_nats, float(count)], ranks, device)
-    return total_nats / max(total_count, 1.0) / LN2, int(total_count)
-
-
-def _decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only (not biases, not the embedding table)."""
-    decay: list[nn.Parameter] = []
-    plain: list[nn.Parameter] = []
-    for name, p in model.named_parameters():
-        (decay if p.dim() >= 2 and not name.startswith("embed") else plain).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
 class Trainer:
@@ -265,7 +146,7 @@ class Trainer:
             self.vocabulary.size, config.embedding, config.hidden, config.layers, config.dropout
         ).to(self.device)
         self.optimizer = torch.optim.AdamW(
-            _decay_groups(self.model, config.weight_decay), lr=config.lr
+            decay_groups(self.model, config.weight_decay), lr=config.lr
         )
         self.schedule_factor = WarmupCosine(config.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule_factor)
@@ -290,7 +171,7 @@ class Trainer:
         path = self.out / "last.pt"
         if not path.exists():
             raise TrainingError(f"{path}: nothing to resume")
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        saved = load_checkpoint(path)
         if saved["model_config"] != self.model.config.to_dict():
             raise TrainingError(f"{path}: model shape differs from the requested one")
         if saved["codec"] != self.codec.to_json():
@@ -311,18 +192,14 @@ class Trainer:
             log.warning("resuming with a different number of processes: state starts at zero")
         log.info("resumed %s at epoch %d, step %d", path, self.progress.epoch, self.progress.step)
 
-    def _gather_rank_state(self) -> list[dict[str, Any]]:
+    def _gather_rank_state(self) -> list[Any]:
         mine = {
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else None,
             "h": None if self.state is None else self.state[0].detach().cpu(),
             "c": None if self.state is None else self.state[1].detach().cpu(),
         }
-        if not self.ranks.distributed:
-            return [mine]
-        gathered: list[Any] = [None] * self.ranks.world
-        dist.all_gather_object(gathered, mine)
-        return gathered
+        return all_gather(mine, self.ranks)
 
     def facts(self) -> dict[str, Any]:
         """What an exported model says about how it was trained."""
@@ -362,7 +239,6 @@ class Trainer:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         payload = {
-            "format": 1,
             "model_config": self.model.config.to_dict(),
             "codec": self.codec.to_json(),
             "train_config": asdict(self.config),
@@ -373,10 +249,7 @@ class Trainer:
             "per_rank": per_rank,
             "facts": json.dumps(self.facts()),
         }
-        for name in names:
-            tmp = self.out / f"{name}.tmp"
-            torch.save(payload, tmp)
-            tmp.replace(self.out / name)
+        write_checkpoint(payload, self.out, names)
         history = {
             "train": self.progress.train_curve,
             "validation": self.progress.validation,
@@ -385,33 +258,8 @@ class Trainer:
         (self.out / "history.json").write_text(json.dumps(history, indent=1), encoding="utf-8")
 
     def plot(self) -> None:
-        if not self.ranks.main:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        train = self.progress.train_curve
-        val = self.progress.validation
-        if train:
-            ax.plot([p["step"] for p in train], [p["bits_per_token"] for p in train], label="train")
-        if val:
-            ax.plot(
-                [p["step"] for p in val],
-                [p["bits_per_token"] for p in val],
-                "o-",
-                label="validation",
-            )
-        ax.set_xlabel("step")
-        ax.set_ylabel("bits per token")
-        ax.set_title("Antiphon note LSTM")
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(self.out / "loss.png", dpi=100)
-        plt.close(fig)
+        if self.ranks.main:
+            plot_loss(self.progress.train_curve, self.progress.validation, self.out / "loss.png")
 
     # Training ----------------------------------------------------------------------------
 
@@ -455,11 +303,8 @@ class Trainer:
         now = time.perf_counter()
         late = now + self._validation_estimate() >= self.deadline
         save = now - last_save > 60.0 * self.config.checkpoint_minutes
-        if not self.ranks.distributed:
-            return late, save
-        flags = torch.tensor([int(late), int(save)], dtype=torch.int64, device=self.device)
-        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-        return bool(flags[0]), bool(flags[1])
+        late, save = any_rank([late, save], self.ranks, self.device)
+        return late, save
 
     def run(self) -> Progress:
         """Train until the epochs, patience, step limit or time budget end; returns the record."""
@@ -475,7 +320,7 @@ class Trainer:
             epoch = self.progress.epoch
             overhead_start = time.perf_counter()
             batches = epoch_batches(self.train_notes, self.vocabulary, config, epoch, self.ranks)
-            steps = _all_max(len(batches), self.ranks, self.device)
+            steps = all_max(len(batches), self.ranks, self.device)
             self._plan(steps)
             if self.state is None or self.progress.batch_in_epoch == 0:
                 self.state = self.model.initial_state(config.batch_size, self.device)
@@ -556,8 +401,8 @@ class Trainer:
         targets = torch.from_numpy(batch.targets).to(device, non_blocking=True)
         reset = torch.from_numpy(batch.reset).to(device)
         count = int((batch.targets != IGNORE).sum())
-        (total,) = _all_sum([float(count)], self.ranks, device)
-        self.state = _reset_rows(self.state, reset)
+        (total,) = all_sum([float(count)], self.ranks, device)
+        self.state = reset_rows(self.state, reset)
         if total == 0:
             return 0.0, 0
         logits, state = self.net(inputs, self.state)
@@ -603,8 +448,7 @@ class Trainer:
         return False
 
     def close(self) -> None:
-        if self.ranks.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+        stop_ranks(self.ranks)
 
 
 def train(config: TrainConfig, resume: bool = False) -> Progress:
@@ -614,23 +458,3 @@ def train(config: TrainConfig, resume: bool = False) -> Progress:
         return trainer.run()
     finally:
         trainer.close()
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint written by :class:`Trainer` (tensors and plain data only)."""
-    try:
-        saved: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise TrainingError(f"{path}: no such checkpoint") from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise TrainingError(f"{path}: not a readable checkpoint ({err})") from err
-    if not isinstance(saved, dict) or saved.get("format") != 1:
-        raise TrainingError(f"{path}: not an Antiphon checkpoint")
-    return saved
-
-
-def model_from_checkpoint(saved: dict[str, Any]) -> tuple[NoteLSTM, CodecConfig]:
-    model = NoteLSTM.from_config(ModelConfig.from_dict(saved["model_config"]))
-    model.load_state_dict(saved["model"])
-    model.eval()
-    return model, CodecConfig.from_json(saved["codec"])

@@ -56,8 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from antiphon.training.checkpoint import TrainingError
     from antiphon.training.corpus import CorpusError
-    from antiphon.training.train import TrainConfig, TrainingError, train
+    from antiphon.training.train import TrainConfig, train
 
     config = TrainConfig(
         corpus_dir=str(args.corpus_dir),
