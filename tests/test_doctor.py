@@ -22,6 +22,7 @@ from antiphon.daemon.stage.diagnosis import (
     MidiFacts,
     config_finding,
     exit_status,
+    file_finding,
     format_finding,
     midi_system_finding,
     models_folders_finding,
@@ -139,7 +140,15 @@ def test_no_real_time_priority_is_a_warning_with_the_fix_never_a_failure() -> No
 def test_a_config_error_fails_with_the_config_status() -> None:
     finding = config_finding(Path("stage.toml"), "stage.toml: tempo: unknown setting", 0)
     assert (finding.status, finding.exit_status) == (FAIL, EXIT_CONFIG)
-    assert config_finding(Path("stage.toml"), None, 3).detail == "stage.toml: 3 settings, all valid"
+    valid = config_finding(Path("stage.toml"), None, 3)
+    assert (valid.status, valid.detail) == (OK, "stage.toml: valid, 3 settings in force from it")
+
+
+def test_a_mapping_file_that_cannot_be_used_is_a_config_failure() -> None:
+    assert file_finding("mapping", None, None) == Finding("mapping", OK, "none")
+    assert file_finding("mapping", "knobs.toml", None).status == OK
+    broken = file_finding("mapping", "knobs.toml", "knobs.toml: not valid TOML")
+    assert (broken.status, broken.exit_status) == (FAIL, EXIT_CONFIG)
 
 
 def test_the_exit_status_is_the_first_failure_in_start_up_order() -> None:
@@ -278,17 +287,21 @@ def keyboard(jack_server: JackServer) -> Iterator[tuple[str, str]]:
 @pytest.mark.jack
 @pytest.mark.system
 def test_on_a_jack_server_doctor_lists_the_ports_finds_the_keyboard_and_exits_0(
-    jack_server: JackServer, keyboard: tuple[str, str]
+    jack_server: JackServer, keyboard: tuple[str, str], tmp_path: Path
 ) -> None:
     source, destination = keyboard
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
         holder.bind(("127.0.0.1", 0))
         free_port = holder.getsockname()[1]
+    config = tmp_path / "stage.toml"
+    config.write_text('input_port = "doctorkeys-out"\nosc_port = 9\n', encoding="utf-8")
     result = doctor(
-        "--midi-api", "auto", "--input-port", "doctorkeys-out", "--osc-port", str(free_port),
-        env=jack_server.env(),
-    )  # fmt: skip
+        "--config", str(config), "--osc-port", str(free_port), env=jack_server.env()
+    )  # the flag wins over the file, as with antiphon run
     assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result, "config") == [
+        f"ok    config: {config}: valid, 1 setting in force from it"
+    ]
     assert lines_of(result, "MIDI system")[0].startswith("ok    MIDI system: JACK")
     ports = "\n".join(lines_of(result, "MIDI ports"))
     assert source in ports and destination in ports

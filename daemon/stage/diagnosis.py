@@ -74,8 +74,9 @@ def format_finding(finding: Finding) -> str:
 # Settings and files ------------------------------------------------------------------------
 
 
-def config_finding(config: Path | None, error: str | None, keys_from_file: int) -> Finding:
-    """The config file (``--config``) and the flags: readable and valid, or the one error."""
+def config_finding(config: Path | None, error: str | None, from_file: int) -> Finding:
+    """The config file (``--config``) and the flags: readable and valid, or the one error;
+    ``from_file``: how many settings in force come from the file (the flags override it)."""
     if error is not None:
         return Finding(
             "config",
@@ -86,7 +87,8 @@ def config_finding(config: Path | None, error: str | None, keys_from_file: int) 
         )
     if config is None:
         return Finding("config", OK, "no config file (--config): defaults and flags")
-    return Finding("config", OK, f"{config}: {keys_from_file} settings, all valid")
+    settings = f"{from_file} setting{'s' * (from_file != 1)}"
+    return Finding("config", OK, f"{config}: valid, {settings} in force from it")
 
 
 def model_finding(path: str, info: ModelInfo | None, error: str | None) -> Finding:

@@ -25,7 +25,6 @@ from antiphon.daemon.settings import (
     Settings,
     SettingsError,
     add_settings_arguments,
-    load_toml,
     model_folders,
     resolve_settings,
 )
@@ -118,15 +117,15 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Finding]:
     defaults), so the other checks still run."""
     config: Path | None = args.config
     try:
-        settings, _ = resolve_settings(args)
+        settings, sources = resolve_settings(args)
     except SettingsError as err:
         try:
             settings, _ = resolve_settings(args, file_values={})
         except SettingsError:
             settings = Settings()
         return settings, config_finding(config, str(err), 0)
-    keys = len(load_toml(config)) if config is not None else 0
-    return settings, config_finding(config, None, keys)
+    from_file = sum(source == str(config) for source in sources.values())
+    return settings, config_finding(config, None, from_file)
 
 
 def _model(path: str) -> Finding:
