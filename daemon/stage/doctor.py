@@ -106,7 +106,8 @@ def diagnose(args: argparse.Namespace) -> list[Finding]:
         )
     findings.append(file_finding("mapping", settings.mapping, _mapping_error(settings)))
     record = settings.record
-    findings.append(record_finding(record, record and writable_folder_problem(Path(record))))
+    problem = None if record is None else writable_folder_problem(Path(record))
+    findings.append(record_finding(record, problem))
     findings.append(_osc(settings))
     findings.append(realtime_finding(*realtime_limits()))
     return findings
