@@ -23,7 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
         "doctor",
         "antiphon.daemon.stage.doctor",
-        "check what antiphon run needs on this machine, and say what to fix",
+        "check what antiphon run needs on this machine; say what to fix",
     ),
     ("respond", "antiphon.daemon.respond", "answer a call given as a MIDI file, into a MIDI file"),
     ("bench", "antiphon.daemon.tools.bench", "measure inference, reaction latency and timing"),

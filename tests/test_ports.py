@@ -16,6 +16,7 @@ from antiphon.daemon.midi.port_names import (
     match_port,
     no_midi_system,
     own_port_clash,
+    pick_api,
     port_listing,
     virtual_port_names,
 )
@@ -166,3 +167,29 @@ def test_the_listing_shows_both_directions_and_our_own_port_names() -> None:
         " (replies)",
     ]
     assert "virtual ports" not in port_listing("windows", [], ["loopMIDI Port"], "Stage")
+
+
+def test_auto_asks_each_system_in_order_and_stops_at_the_first_that_works() -> None:
+    asked: list[str] = []
+
+    def unavailable(api: str) -> str | None:
+        asked.append(api)
+        return {"alsa": "no ALSA sequencer"}.get(api)
+
+    assert pick_api("auto", ["alsa", "jack"], unavailable, "linux") == "jack"
+    assert asked == ["alsa", "jack"]
+    asked.clear()
+    assert pick_api("auto", ["alsa", "jack"], lambda api: None, "linux") == "alsa"
+    assert pick_api("jack", ["alsa", "jack"], unavailable, "linux") == "jack"
+    assert asked == ["jack"]  # a system asked for by name is the only one asked
+
+
+def test_a_system_asked_for_that_does_not_work_is_its_own_reason() -> None:
+    with pytest.raises(PortError) as caught:
+        pick_api("alsa", ["alsa", "jack"], lambda api: f"no {api}", "linux")
+    assert str(caught.value) == "no alsa" and type(caught.value) is PortError
+    with pytest.raises(PortError) as none_works:
+        pick_api("auto", ["jack"], lambda api: f"no {api}", "linux")
+    assert str(none_works.value).startswith(
+        "this python-rtmidi was built without ALSA support and no jack: "
+    )
