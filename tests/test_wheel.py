@@ -138,7 +138,7 @@ def test_the_wheel_names_both_licences(installed: Installed) -> None:
         text = wheel.read(metadata).decode()
         licence = wheel.read("antiphon/exported_models/LICENSE").decode()
     headers = text.split("\n\n")[0].splitlines()
-    assert "License-Expression: MIT" in headers
+    assert "License-Expression: MIT AND CC-BY-NC-SA-4.0" in headers  # the code, the models
     assert "License-File: exported_models/LICENSE" in headers
     assert not any(h.startswith("Requires-Dist: torch") and "extra" not in h for h in headers)
     assert "CC BY-NC-SA 4.0" in licence
