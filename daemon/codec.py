@@ -169,8 +169,10 @@ class Vocabulary:
     def time_tolerance_s(self, gap_s: float) -> float:
         """Largest decoding error of an event that follows the previous one by about ``gap_s``.
 
-        Half the grid step around ``gap_s`` (half the smallest shift near zero). Gaps longer
-        than the largest shift are written as several shifts, the last one nearest the rest.
+        Half the grid step around ``gap_s``, and never under half the smallest shift: no shift
+        is shorter than that, so a rest just past a whole number of the largest shifts (4.01 s)
+        is written as no shift or the smallest one. Gaps longer than the largest shift are
+        written as several shifts, the last one nearest the rest.
         """
         shifts = self.time_shifts_s
         rest = gap_s
@@ -181,7 +183,7 @@ class Vocabulary:
             return shifts[0] / 2
         if i >= len(shifts) - 1:
             return (shifts[-1] - shifts[-2]) / 2 + shifts[0] / 2
-        return (shifts[i + 1] - shifts[i - 1]) / 2
+        return max((shifts[i + 1] - shifts[i - 1]) / 2, shifts[0] / 2)
 
 
 class NoteEvent(NamedTuple):
