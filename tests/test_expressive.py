@@ -61,7 +61,7 @@ def test_a_performance_keeps_the_notes_and_their_order_and_varies_the_loudness(s
     assert sorted(played[:, 0].tolist()) == sorted(tune[:, 0].tolist())
     assert np.all(played[:, 2] > played[:, 1])
     assert played[:, 1].min() == 0.0
-    assert 1 <= played[:, 3].min() and played[:, 3].max() <= 127
+    assert played[:, 3].min() >= 1 and played[:, 3].max() <= 127
     assert played[:, 3].std() > 1.0  # no longer one velocity
     # One line in, one line out: onsets keep the score's order, a breath never reorders.
     assert np.all(np.diff(played[:, 1]) > -2 * ONSET_JITTER_MAX_S)
@@ -74,9 +74,7 @@ def test_onsets_within_the_window_are_one_group() -> None:
 
 def test_single_line_expressive_chorales_are_soprano_lines_with_breaths(tmp_path: Path) -> None:
     rendering = Rendering(single_line=True, expressive=True, seed=0)
-    build_corpus(
-        tmp_path / "melody", music21_collections=["bach:2"], rendering=rendering, seed=0
-    )
+    build_corpus(tmp_path / "melody", music21_collections=["bach:2"], rendering=rendering, seed=0)
     rows = list(iter_manifest(tmp_path / "melody"))
     assert len(rows) == 2
     for split in ("train", "validation", "test"):

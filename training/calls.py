@@ -13,6 +13,7 @@ first ``NEXT_PHRASE_S`` seconds, the longest a reply may last by default.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ def call_pairs(
     """Every usable (call, next phrase) pair of a performance (see the module docstring)."""
     phrases = cut_phrases(notes, silence_s)
     pairs = []
-    for index, (call, following) in enumerate(zip(phrases[:-1], phrases[1:], strict=False)):
+    for index, (call, following) in enumerate(itertools.pairwise(phrases)):
         call_s = float(call[:, 2].max() - call[0, 1])
         if not MIN_CALL_NOTES <= len(call) <= MAX_CALL_NOTES or call_s > MAX_CALL_S:
             continue

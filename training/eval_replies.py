@@ -67,7 +67,8 @@ def notes_to_messages(notes: np.ndarray) -> list[TimedMessage]:
     """A notes array as timed note-on/note-off messages (offs first at equal times)."""
     events = []
     for pitch, onset_s, offset_s, velocity in notes.tolist():
-        events.append((onset_s, 1, mido.Message("note_on", note=int(pitch), velocity=int(velocity))))
+        on = mido.Message("note_on", note=int(pitch), velocity=int(velocity))
+        events.append((onset_s, 1, on))
         events.append((offset_s, 0, mido.Message("note_off", note=int(pitch))))
     events.sort(key=lambda e: (e[0], e[1]))
     return [(time_s, message) for time_s, _, message in events]
@@ -192,9 +193,7 @@ def format_table(result: dict[str, Any], title: str) -> str:
         f"{'measure':<10} {'unit':<13} {'reply':>7} {'next':>7} {'control':>8}  done-when",
     ]
     for name, row in result["measures"].items():
-        cells = [
-            "-" if row[c] is None else f"{row[c]:.3f}" for c in ("reply", "next", "control")
-        ]
+        cells = ["-" if row[c] is None else f"{row[c]:.3f}" for c in ("reply", "next", "control")]
         ok = {True: "ok", False: "NOT MET", None: ""}[row["ok"]]
         lines.append(
             f"{name:<10} {row['unit']:<13} {cells[0]:>7} {cells[1]:>7} {cells[2]:>8}  {ok}"

@@ -88,10 +88,7 @@ def key_of(notes: np.ndarray) -> tuple[int, bool]:
     for minor, template in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
         for tonic in range(12):
             rotated = np.roll(template, tonic)
-            if profile.std() == 0:
-                score = 0.0
-            else:
-                score = float(np.corrcoef(profile, rotated)[0, 1])
+            score = 0.0 if profile.std() == 0 else float(np.corrcoef(profile, rotated)[0, 1])
             if score > best[0]:
                 best = (score, tonic, minor)
     return best[1], best[2]
