@@ -150,14 +150,14 @@ def evaluate(answered: list[Answered]) -> dict[str, Any]:
         columns: dict[str, list[float | None]] = {"reply": [], "next": [], "control": []}
         for i, a in enumerate(answered):
             call = a.pair.call
-            values = {
+            found = {
                 "reply": measure.function(call, a.reply),
                 "next": measure.function(call, a.pair.next_phrase),
                 "control": measure.function(call, answered[controls[i]].pair.next_phrase),
             }
-            for column, value in values.items():
+            for column, value in found.items():
                 columns[column].append(value)
-            per_call[i][measure.name] = values
+            per_call[i][measure.name] = found
         row: dict[str, Any] = {"unit": measure.unit, "distance": measure.distance}
         for column, values in columns.items():
             row[column], row[f"{column}_count"] = _mean(values)
