@@ -144,7 +144,7 @@ def test_pace_bias_waits_for_the_call_s_interval_and_density_scales_it() -> None
 
 def test_follow_0_has_no_bias_at_all() -> None:
     bias = FollowBias(fake_call([60, 62, 64, 65], 0.3), Steering(follow=0.0), VOCABULARY)
-    for group, now_s in ((NO_GROUP, 0.0), (after_note_on(NO_GROUP, 0.0), 0.01), ((0.0, 1), 2.0)):
+    for group, now_s in ((NO_GROUP, 0.0), (after_note_on(NO_GROUP, 0.0), 0.01), ((0.0, 1, 1, 0.0), 2.0)):
         assert not np.any(bias.bias(group, now_s))
 
 

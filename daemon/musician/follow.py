@@ -17,6 +17,10 @@ into additive biases on the tempered logits at sampling time, in nats, scaled by
   elapsed / target, times a weight), and time shifts that would overshoot the target are
   pushed down. The target is the call's median inter-onset interval divided by the
   ``density`` multiplier.
+- :class:`DensityBias`: over the whole reply, starting the next onset group is pushed down
+  while the reply has more groups than the call's density (times ``density``) gives for the
+  time since its first note, and up while it has fewer (the log2 of the ratio, times a
+  weight): a call with pauses gets a reply with pauses.
 
 Live steering: :func:`pitch_range_mask` (a hard mask on note-ons outside the range between
 ``range_low`` and ``range_high``: every reply note lies inside) and ``dynamics`` (velocity
@@ -42,12 +46,15 @@ TEXTURE_WEIGHT = 2.0  # nats per note the open group is short of (or over) the c
 TEXTURE_MAX = 4.0
 PACE_WEIGHT = 2.0  # nats per octave of elapsed / target interval
 PACE_MAX = 4.0
+DENSITY_WEIGHT = 2.0  # nats per octave of expected / played onset groups
+DENSITY_MAX = 4.0
 OVERSHOOT_WEIGHT = 1.0  # nats per octave squared a time shift would overshoot the target
 MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
 DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
 
-GroupState = tuple[float, int]  # (time of the open onset group's first note, its notes)
-NO_GROUP: GroupState = (-math.inf, 0)
+# (the open onset group's first note time, its notes, the reply's groups, its first note time)
+GroupState = tuple[float, int, int, float]
+NO_GROUP: GroupState = (-math.inf, 0, 0, -math.inf)
 
 
 class HeardCall:
@@ -167,6 +174,20 @@ class PaceBias:
         return over
 
 
+class DensityBias:
+    """The push on starting the next onset group, by the groups played so far against the
+    call's density."""
+
+    def __init__(self, shape: PhraseShape, follow: float, density: float) -> None:
+        self.groups_per_s = shape.groups_per_s * density
+        self._follow = follow
+
+    def onset(self, groups: int, since_first_s: float) -> float:
+        expected = 1.0 + self.groups_per_s * max(0.0, since_first_s)
+        octaves = math.log2(expected / (groups + 1.0))
+        return self._follow * max(-DENSITY_MAX, min(DENSITY_MAX, DENSITY_WEIGHT * octaves))
+
+
 class FollowBias:
     """Every following bias for one reply, as one logit vector per draw.
 
@@ -186,6 +207,7 @@ class FollowBias:
         self.pace = PaceBias(
             shape, follow, steering.density, np.asarray(vocabulary.time_shifts_s, np.float64)
         )
+        self.density = DensityBias(shape, follow, steering.density)
         self._on = slice(vocabulary.note_on_base, vocabulary.note_off_base)
         self._shifts = slice(vocabulary.time_shift_base, vocabulary.velocity_base)
         self._velocities = slice(vocabulary.velocity_base, vocabulary.size)
@@ -194,14 +216,15 @@ class FollowBias:
     def bias(self, group: GroupState, now_s: float) -> np.ndarray:
         """The bias for the next draw, ``now_s`` being the drawing's time (a reused array)."""
         bias = self._bias
-        group_s, group_notes = group
+        group_s, group_notes, groups, first_s = group
         elapsed_s = now_s - group_s
         if group_notes == 0:
             onset, shifts = 0.0, None
         elif elapsed_s <= ONSET_GROUP_S:
             onset, shifts = self.texture.onset(group_notes), None
         else:
-            onset, shifts = self.pace.onset(elapsed_s), self.pace.shifts(elapsed_s)
+            onset = self.pace.onset(elapsed_s) + self.density.onset(groups, now_s - first_s)
+            shifts = self.pace.shifts(elapsed_s)
         np.add(self.register.bias, onset, out=bias[self._on])
         bias[self._velocities] = onset
         if shifts is None:
@@ -213,7 +236,7 @@ class FollowBias:
 
 def after_note_on(group: GroupState, time_s: float) -> GroupState:
     """The onset-group state after a note-on at ``time_s``."""
-    group_s, group_notes = group
+    group_s, group_notes, groups, first_s = group
     if group_notes > 0 and time_s - group_s <= ONSET_GROUP_S:
-        return group_s, group_notes + 1
-    return time_s, 1
+        return group_s, group_notes + 1, groups, first_s
+    return time_s, 1, groups + 1, first_s if groups else time_s

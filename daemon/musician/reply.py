@@ -393,8 +393,8 @@ class Reply:
             if shaping is None or shape is None:
                 token = engine.sample(allowed)
             else:
-                bias = shaping.bias(shape, self._time_of(clock_s))
-                token = engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
+                after_velocity = bool(tokens) and tokens[-1] >= velocity_base
+                token = self._sample_shaped(shaping, shape, clock_s, after_velocity)
             engine.feed(token, perturb=True)
             tokens.append(token)
             if token >= velocity_base:
@@ -409,6 +409,24 @@ class Reply:
         mark.restore(engine)
         self._spare_marks.append(mark)
         self._stalled_at_s = max(self._draw_last_s, min(self._time_of(clock_s), limit_s))
+
+    def _sample_shaped(
+        self, shaping: ReplyShaping, shape: ShapingState, clock_s: float, after_velocity: bool
+    ) -> int:
+        """A draw with the shaping's pushes. Right after a velocity token, velocities are
+        masked: two in a row say nothing, and with the note-ons narrowed (a range) the model
+        could go on choosing velocities until the event gives up."""
+        engine, allowed = self._conversation.engine, self._allowed
+        bias = shaping.bias(shape, self._time_of(clock_s))
+        if not after_velocity:
+            return engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
+        velocities = allowed[self._velocity_base :]
+        saved = velocities.copy()
+        velocities[:] = False
+        try:
+            return engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
+        finally:
+            velocities[:] = saved
 
     def _queue(
         self, token: int, tokens: list[int], clock_s: float, velocity: int, mark: _Mark
