@@ -66,7 +66,9 @@ def test_follow_0_and_mirror_0_play_the_replies_of_before_bit_for_bit() -> None:
     before = json.loads((DATA / "replies_before_shaping.json").read_text())
     assert len(before) == 18
     for case in before:
-        reply = answer(CALLS[case["call"]], case["seed"], noise=case["noise"], follow=0.0)
+        reply = answer(
+            CALLS[case["call"]], case["seed"], noise=case["noise"], follow=0.0, mirror=0.0
+        )
         assert flat(reply) == case["reply"], case["call"]
 
 

@@ -59,6 +59,8 @@ TEXTURE_MAX = 16.0
 PACE_WEIGHT = 4.0  # nats per octave of elapsed / target interval
 PACE_MAX = 8.0
 PACE_BY_HAZARD = False
+PACE_PROFILE = True
+PROFILE_SMOOTH = 0
 DENSITY_WEIGHT = 3.0  # nats per octave of expected / played onset groups
 DENSITY_MAX = 4.0
 PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
@@ -194,27 +196,29 @@ class PaceBias:
             ioi_s = 1.0 / shape.groups_per_s if shape.groups_per_s > 0 else DEFAULT_IOI_S
         self.target_s = ioi_s / density
         self._iois_s = np.sort(iois_s) / density
+        self._profile_s = _smoothed(iois_s) / density
         self._follow = follow
         self._shifts_s = shifts_s
         self._shift_bias = np.zeros(len(shifts_s), np.float64)
 
-    def onset(self, elapsed_s: float) -> float:
-        iois = self._iois_s
-        if PACE_BY_HAZARD and len(iois) >= 3:
-            # The call's own intervals: the share of them already over by now, as log-odds.
-            over = float(np.searchsorted(iois, elapsed_s)) + 0.5
-            push = PACE_WEIGHT * math.log(over / (len(iois) + 1.0 - over))
-        else:
-            push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
+    def target_for(self, groups: int) -> float:
+        profile = self._profile_s
+        if not PACE_PROFILE or len(profile) < 2:
+            return self.target_s
+        return float(profile[(groups - 1) % len(profile)])
+
+    def onset(self, elapsed_s: float, target_s: float | None = None) -> float:
+        target_s = target_s or self.target_s
+        push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / target_s)
         return self._follow * max(-PACE_MAX, min(PACE_MAX, push))
 
-    def shifts(self, elapsed_s: float, pause_s: float | None = None) -> np.ndarray:
+    def shifts(self, elapsed_s: float, pause_s: float | None = None, target_s: float | None = None) -> np.ndarray:
         """Biases of the time shifts (a view of a reused array): those that would overshoot
         the target interval; or, with ``pause_s`` (a pause is due, the next group that long
         after the open one), those that would land far from it on either side."""
         octaves = self._shift_bias
         np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
-        octaves /= self.target_s if pause_s is None else pause_s
+        octaves /= (target_s or self.target_s) if pause_s is None else pause_s
         np.log2(octaves, out=octaves)
         if pause_s is not None:
             np.square(octaves, out=octaves)
@@ -285,8 +289,19 @@ class FollowBias:
         if group_notes == 0:
             onset, shifts = 0.0, None
         elif elapsed_s <= ONSET_GROUP_S:
-            onset, shifts = self.texture.onset(group_notes), None
+            # Still in the group: another note thickens it; a time shift still counts
+            # toward the next group.
+            onset = self.texture.onset(group_notes)
+            shifts = self.pace.shifts(elapsed_s, None, self.pace.target_for(groups))
         else:
+            if PACE_PROFILE:
+                target_s = self.pace.target_for(groups)
+                onset = self.pace.onset(elapsed_s, target_s)
+                shifts = self.pace.shifts(elapsed_s, None, target_s)
+                np.add(self._pitch_bias, onset, out=bias[self._on])
+                bias[self._velocities] = onset
+                bias[self._shifts] = shifts
+                return bias
             density = self.density.onset(groups, now_s - first_s)
             pause_s = self.density.due_s(groups, first_s) - group_s
             if pause_s > PAUSE_AFTER * self.pace.target_s:  # ahead of the density: pause
@@ -301,6 +316,14 @@ class FollowBias:
         else:
             bias[self._shifts] = shifts
         return bias
+
+
+def _smoothed(iois_s: np.ndarray) -> np.ndarray:
+    if PROFILE_SMOOTH == 0 or len(iois_s) < 3:
+        return iois_s.astype(np.float64)
+    logs = np.log(iois_s.astype(np.float64))
+    padded = np.concatenate(([logs[0]], logs, [logs[-1]]))
+    return np.exp((padded[:-2] + padded[1:-1] + padded[2:]) / 3.0)
 
 
 def after_note_on(group: GroupState, time_s: float) -> GroupState:
