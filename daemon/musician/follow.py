@@ -46,7 +46,6 @@ from antiphon.daemon.musician.key import key_of, scale_of
 from antiphon.daemon.musician.phrase_shape import (
     ONSET_GROUP_S,
     PhraseShape,
-    group_onsets,
     shape_of,
 )
 
@@ -58,9 +57,6 @@ TEXTURE_WEIGHT = 16.0  # nats per note the open group is short of (or over) the 
 TEXTURE_MAX = 16.0
 PACE_WEIGHT = 4.0  # nats per octave of elapsed / target interval
 PACE_MAX = 8.0
-PACE_BY_HAZARD = False
-PACE_PROFILE = True
-PROFILE_SMOOTH = 0
 DENSITY_WEIGHT = 3.0  # nats per octave of expected / played onset groups
 DENSITY_MAX = 4.0
 PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
@@ -189,36 +185,26 @@ class PaceBias:
         follow: float,
         density: float,
         shifts_s: np.ndarray,
-        iois_s: np.ndarray,
     ) -> None:
         ioi_s = shape.median_ioi_s
         if ioi_s is None:
             ioi_s = 1.0 / shape.groups_per_s if shape.groups_per_s > 0 else DEFAULT_IOI_S
         self.target_s = ioi_s / density
-        self._iois_s = np.sort(iois_s) / density
-        self._profile_s = _smoothed(iois_s) / density
         self._follow = follow
         self._shifts_s = shifts_s
         self._shift_bias = np.zeros(len(shifts_s), np.float64)
 
-    def target_for(self, groups: int) -> float:
-        profile = self._profile_s
-        if not PACE_PROFILE or len(profile) < 2:
-            return self.target_s
-        return float(profile[(groups - 1) % len(profile)])
-
-    def onset(self, elapsed_s: float, target_s: float | None = None) -> float:
-        target_s = target_s or self.target_s
-        push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / target_s)
+    def onset(self, elapsed_s: float) -> float:
+        push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
         return self._follow * max(-PACE_MAX, min(PACE_MAX, push))
 
-    def shifts(self, elapsed_s: float, pause_s: float | None = None, target_s: float | None = None) -> np.ndarray:
+    def shifts(self, elapsed_s: float, pause_s: float | None = None) -> np.ndarray:
         """Biases of the time shifts (a view of a reused array): those that would overshoot
         the target interval; or, with ``pause_s`` (a pause is due, the next group that long
         after the open one), those that would land far from it on either side."""
         octaves = self._shift_bias
         np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
-        octaves /= (target_s or self.target_s) if pause_s is None else pause_s
+        octaves /= self.target_s if pause_s is None else pause_s
         np.log2(octaves, out=octaves)
         if pause_s is not None:
             np.square(octaves, out=octaves)
@@ -273,7 +259,6 @@ class FollowBias:
             follow,
             steering.density,
             np.asarray(vocabulary.time_shifts_s, np.float64),
-            np.diff(group_onsets(np.sort(call[:, 1].astype(np.float64)))),
         )
         self.density = DensityBias(shape, follow, steering.density)
         self._on = slice(vocabulary.note_on_base, vocabulary.note_off_base)
@@ -292,16 +277,8 @@ class FollowBias:
             # Still in the group: another note thickens it; a time shift still counts
             # toward the next group.
             onset = self.texture.onset(group_notes)
-            shifts = self.pace.shifts(elapsed_s, None, self.pace.target_for(groups))
+            shifts = self.pace.shifts(elapsed_s)
         else:
-            if PACE_PROFILE:
-                target_s = self.pace.target_for(groups)
-                onset = self.pace.onset(elapsed_s, target_s)
-                shifts = self.pace.shifts(elapsed_s, None, target_s)
-                np.add(self._pitch_bias, onset, out=bias[self._on])
-                bias[self._velocities] = onset
-                bias[self._shifts] = shifts
-                return bias
             density = self.density.onset(groups, now_s - first_s)
             pause_s = self.density.due_s(groups, first_s) - group_s
             if pause_s > PAUSE_AFTER * self.pace.target_s:  # ahead of the density: pause
@@ -316,14 +293,6 @@ class FollowBias:
         else:
             bias[self._shifts] = shifts
         return bias
-
-
-def _smoothed(iois_s: np.ndarray) -> np.ndarray:
-    if PROFILE_SMOOTH == 0 or len(iois_s) < 3:
-        return iois_s.astype(np.float64)
-    logs = np.log(iois_s.astype(np.float64))
-    padded = np.concatenate(([logs[0]], logs, [logs[-1]]))
-    return np.exp((padded[:-2] + padded[1:-1] + padded[2:]) / 3.0)
 
 
 def after_note_on(group: GroupState, time_s: float) -> GroupState:
