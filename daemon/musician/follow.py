@@ -61,9 +61,8 @@ DENSITY_WEIGHT = 3.0  # nats per octave of expected / played onset groups
 DENSITY_MAX = 4.0
 PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
 PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
-BEHIND_SHARE = 1.0
 OVERSHOOT_WEIGHT = 2.0  # nats per octave squared a time shift would overshoot the target
-UNDERSHOOT_WEIGHT = 2.0  # nats per octave squared it would fall short (another may follow)
+UNDERSHOOT_WEIGHT = 2.0  # nats per octave squared it would fall short (else: many tiny shifts)
 MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
 PASSAGE_BREAK_S = 1.0  # a silence this long starts a new call (the "real ends" of a phrase)
 DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
@@ -199,9 +198,9 @@ class PaceBias:
         return self._follow * max(-PACE_MAX, min(PACE_MAX, push))
 
     def shifts(self, elapsed_s: float, pause_s: float | None = None) -> np.ndarray:
-        """Biases of the time shifts (a view of a reused array): those that would overshoot
-        the target interval; or, with ``pause_s`` (a pause is due, the next group that long
-        after the open one), those that would land far from it on either side."""
+        """Biases of the time shifts (a view of a reused array): by how far (in octaves,
+        squared) each would land from the target interval after the open group's first note,
+        or, with ``pause_s`` (a pause is due), from that long after it."""
         octaves = self._shift_bias
         np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
         octaves /= self.target_s if pause_s is None else pause_s
@@ -210,7 +209,6 @@ class PaceBias:
             np.square(octaves, out=octaves)
             octaves *= -self._follow * PAUSE_WEIGHT
             return octaves
-        # Undershooting is pushed down less: another shift may follow.
         weights = np.where(octaves > 0.0, OVERSHOOT_WEIGHT, UNDERSHOOT_WEIGHT)
         np.square(octaves, out=octaves)
         octaves *= weights
@@ -284,7 +282,7 @@ class FollowBias:
             if pause_s > PAUSE_AFTER * self.pace.target_s:  # ahead of the density: pause
                 onset, shifts = density, self.pace.shifts(elapsed_s, pause_s)
             else:
-                onset = self.pace.onset(elapsed_s) + max(0.0, density) * BEHIND_SHARE
+                onset = self.pace.onset(elapsed_s) + max(0.0, density)
                 shifts = self.pace.shifts(elapsed_s)
         np.add(self._pitch_bias, onset, out=bias[self._on])
         bias[self._velocities] = onset
