@@ -61,8 +61,12 @@ DENSITY_WEIGHT = 4.0  # nats per octave of expected / played onset groups
 DENSITY_MAX = 4.0
 PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
 PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
-OVERSHOOT_WEIGHT = 2.0  # nats per octave squared a time shift would overshoot the target
-UNDERSHOOT_WEIGHT = 2.0  # nats per octave squared it would fall short (else: many tiny shifts)
+# Nats per octave squared a time shift lands from the target, either way: falling short costs
+# as much as overshooting, or the model splits one pause into many tiny shifts.
+SHIFT_WEIGHT = 2.0
+ELAPSED_FROM_S = 0.001  # the shifts' bias table: elapsed times from 1 ms,
+ELAPSED_STEPS_PER_OCTAVE = 16  # 1/16 octave apart,
+ELAPSED_ROWS = 16 * 14  # up to 16 s
 MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
 PASSAGE_BREAK_S = 1.0  # a silence this long starts a new call (the "real ends" of a phrase)
 DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
@@ -192,6 +196,11 @@ class PaceBias:
         self._follow = follow
         self._shifts_s = shifts_s
         self._shift_bias = np.zeros(len(shifts_s), np.float64)
+        # The shifts' biases toward the target, by elapsed time (1/16 octave steps): a draw
+        # looks its row up instead of computing it.
+        elapsed = ELAPSED_FROM_S * 2.0 ** (np.arange(ELAPSED_ROWS) / ELAPSED_STEPS_PER_OCTAVE)
+        octaves = np.log2((shifts_s[None, :] + elapsed[:, None]) / self.target_s)
+        self._table = -follow * SHIFT_WEIGHT * np.square(octaves)
 
     def onset(self, elapsed_s: float) -> float:
         push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
@@ -201,18 +210,16 @@ class PaceBias:
         """Biases of the time shifts (a view of a reused array): by how far (in octaves,
         squared) each would land from the target interval after the open group's first note,
         or, with ``pause_s`` (a pause is due), from that long after it."""
+        if pause_s is None:
+            steps = math.log2(max(elapsed_s, ELAPSED_FROM_S) / ELAPSED_FROM_S)
+            row = min(ELAPSED_ROWS - 1, round(steps * ELAPSED_STEPS_PER_OCTAVE))
+            return self._table[row]
         octaves = self._shift_bias
         np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
-        octaves /= self.target_s if pause_s is None else pause_s
+        octaves /= pause_s
         np.log2(octaves, out=octaves)
-        if pause_s is not None:
-            np.square(octaves, out=octaves)
-            octaves *= -self._follow * PAUSE_WEIGHT
-            return octaves
-        weights = np.where(octaves > 0.0, OVERSHOOT_WEIGHT, UNDERSHOOT_WEIGHT)
         np.square(octaves, out=octaves)
-        octaves *= weights
-        octaves *= -self._follow
+        octaves *= -self._follow * PAUSE_WEIGHT
         return octaves
 
 
@@ -263,10 +270,16 @@ class FollowBias:
         self._shifts = slice(vocabulary.time_shift_base, vocabulary.velocity_base)
         self._velocities = slice(vocabulary.velocity_base, vocabulary.size)
         self._bias = np.zeros(vocabulary.size, np.float64)
+        self._last_group: GroupState | None = None
+        self._last_s = math.nan
 
     def bias(self, group: GroupState, now_s: float) -> np.ndarray:
-        """The bias for the next draw, ``now_s`` being the drawing's time (a reused array)."""
+        """The bias for the next draw, ``now_s`` being the drawing's time (a reused array,
+        the same as last time when nothing changed: after a note-off or a velocity token)."""
         bias = self._bias
+        if group == self._last_group and now_s == self._last_s:
+            return bias
+        self._last_group, self._last_s = group, now_s
         group_s, group_notes, groups, first_s = group
         elapsed_s = now_s - group_s
         if group_notes == 0:

@@ -184,6 +184,7 @@ class MemoryBlend:
         self.mirror = mirror
         self._intervals = np.zeros(INTERVALS, np.float64)
         self._pitches = np.zeros(PITCHES, np.float64)
+        self._scratch = np.zeros(PITCHES, np.float64)
         self._key: tuple[int, int, Context] | None = None  # (version, pitch, context) cached
         self._known = False
         self._state = NO_MELODY
@@ -219,9 +220,10 @@ class MemoryBlend:
             return
         # The memory's prediction weighed by the model's own (pushed, masked) choice: the memory
         # picks among the pitches the model finds plausible, and a forbidden one stays so.
-        memory = self._pitches * model
+        memory = np.multiply(self._pitches, model, out=self._scratch)
         total = float(memory.sum())
         if total <= 0.0:
             return
         model *= 1.0 - self.mirror
-        model += memory * (self.mirror * mass / total)
+        memory *= self.mirror * mass / total
+        model += memory
