@@ -241,6 +241,7 @@ def table(results: dict[str, Any]) -> str:
         _row(f"{REPLY_EVENTS}-event reply compute", results["reply32_ms"]),
         _row("draw with follow, range, dynamics, mirror on", results.get("shaped_sample_ms")),
         _row(f"{REPLY_EVENTS}-event reply compute, all of it on", results.get("shaped_reply32_ms")),
+        _row(f"{REPLY_EVENTS}-event reply compute, follow 1", results.get("default_reply32_ms")),
         _row("memory: learning one heard note", results.get("memory_note_us"), unit="us"),
         f"{'naive 30-event window per event':<48} {naive['naive_per_event_ms']:.3f} ms vs "
         f"{naive['incremental_per_event_ms']:.3f} ms incremental: {naive['ratio']:.1f}x",

@@ -1,6 +1,6 @@
 """``antiphon bench``'s figures for the reply shaping: a 32-event reply drawn with every push
-on (following at 1, a pitch range, a loudness shift, the memory at 0.5), and the memory's
-cost per note heard.
+on (following at 1, a pitch range, a loudness shift, the memory at 0.5) and at the defaults
+(following at 1), and the memory's cost per note heard.
 
 The reply is drawn the way :class:`~antiphon.daemon.musician.reply.Reply` draws: the bias
 recomputed from the onset-group state at each token, the memory blended into each draw, the
@@ -19,6 +19,7 @@ from antiphon.daemon.codec import PITCHES
 
 if TYPE_CHECKING:
     from antiphon.daemon.musician.engine import Engine, EngineState
+    from antiphon.daemon.musician.shaping import ReplyShaping
 
 REPLY_EVENTS = 32
 RANGE = (36, 96)
@@ -60,16 +61,33 @@ def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[
         if count >= CAPACITY_NOTES:
             learn_us.append((time.perf_counter_ns() - start) / 1e3)
     vocabulary = engine.vocabulary
-    steering = Steering(1.0, RANGE[0], RANGE[1], 1.0, 10)
-    shaping = ReplyShaping(call, steering, 0.5, memory, vocabulary)
+    all_on = ReplyShaping(call, Steering(1.0, RANGE[0], RANGE[1], 1.0, 10), 0.5, memory, vocabulary)
+    defaults = ReplyShaping(call, Steering(1.0), 0.0, memory, vocabulary)
+    sample_ms, reply_ms = _draw_replies(engine, after_call, all_on, float(call[:, 2].max()))
+    _, default_ms = _draw_replies(engine, after_call, defaults, float(call[:, 2].max()))
+    return {
+        "shaped_sample_ms": percentiles(sample_ms),
+        "shaped_reply32_ms": percentiles(reply_ms),
+        "default_reply32_ms": percentiles(default_ms),
+        "memory_note_us": percentiles(learn_us),
+        "memory_notes": memory.notes,
+    }
+
+
+def _draw_replies(
+    engine: Engine, after_call: EngineState, shaping: ReplyShaping, start_s: float
+) -> tuple[list[float], list[float]]:
+    """Draw 50 replies of ``REPLY_EVENTS`` tokens with ``shaping``: each draw's time and
+    each reply's."""
+    vocabulary = engine.vocabulary
     allowed = np.ones(vocabulary.size, bool)
-    assert shaping.pitch_allowed is not None
-    allowed[:PITCHES] = shaping.pitch_allowed
+    if shaping.pitch_allowed is not None:
+        allowed[:PITCHES] = shaping.pitch_allowed
     shifts_s = vocabulary.time_shifts_s
     sample_ms, reply_ms = [], []
     for _ in range(50):
         engine.set_state(after_call)
-        state, clock_s = shaping.start, float(call[:, 2].max())
+        state, clock_s = shaping.start, start_s
         start = time.perf_counter_ns()
         for _ in range(REPLY_EVENTS):
             drawn = time.perf_counter_ns()
@@ -83,9 +101,4 @@ def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[
             elif vocabulary.time_shift_base <= token < vocabulary.velocity_base:
                 clock_s += shifts_s[token - vocabulary.time_shift_base]
         reply_ms.append((time.perf_counter_ns() - start) / 1e6)
-    return {
-        "shaped_sample_ms": percentiles(sample_ms),
-        "shaped_reply32_ms": percentiles(reply_ms),
-        "memory_note_us": percentiles(learn_us),
-        "memory_notes": memory.notes,
-    }
+    return sample_ms, reply_ms
