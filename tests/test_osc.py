@@ -560,7 +560,12 @@ def test_listen_mode_from_oscsend_keeps_antiphon_quiet(baseline: Daemon, probe: 
     oscsend(baseline.port, "/antiphon/mode", "s", "call_response")
     probe.clear()
     play_short_call(probe)
-    assert probe.wait_until(lambda got: bool(note_ons(got)), PHRASE_GAP_S + 3.0)
+    # The reply plays to its end, so that none of it reaches the next test's probe.
+    assert probe.wait_until(
+        lambda got: bool(note_ons(got)) and not sounding_notes(got),
+        PHRASE_GAP_S + REPLY_MAX_S + 3.0,
+    )
+    time.sleep(0.3)
 
 
 @pytest.mark.jack
