@@ -140,7 +140,9 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     assert figures["exit_code_after_sigterm"] == 0
     assert set(figures["targets"]) == {
         "step_p99_ms", "reaction_p99_ms", "timing_error_p99_ms", "peak_rss_mb", "ready_s",
+        "shaped_reply32_p99_ms", "memory_note_p99_us",
     }  # fmt: skip
+    assert figures["memory_note_us"]["n"] > 0 and figures["shaped_reply32_ms"]["n"] > 0
     assert "reaction: first note at client" in result.stdout
     # The exact output timing error: every reply message paired with its arrival.
     assert figures["timing_error_ms"]["n"] >= 2 * figures["reaction_ms"]["n"]

@@ -248,6 +248,10 @@ def test_buttons_fire_on_press_and_not_on_release(surface: ControlSurface) -> No
     assert decode(surface, message("/antiphon/reset", True)) == [Action("reset")]
     assert decode(surface, message("/antiphon/panic", 0.0)) == []
     assert decode(surface, message("/antiphon/reset", False)) == []
+    assert decode(surface, message("/antiphon/memory/clear")) == [Action("memory/clear")]
+    assert decode(surface, message("/antiphon/memory/clear", 0)) == []
+    mapped = parse_mapping({"cc": {"22": {"action": "memory/clear"}}})
+    assert mapped.cc_command(22, 127) == Action("memory/clear")
 
 
 def test_state_slots_and_status_ports(surface: ControlSurface) -> None:

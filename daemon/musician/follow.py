@@ -1,0 +1,314 @@
+"""Following the call: soft pushes on the model's choices toward the call's shape, and the
+live steering (a pitch range, a density multiplier, a loudness shift).
+
+The model proposes, the reply logic disposes: nothing here copies or transposes the call or
+changes the model. Each piece turns the call's shape
+(:mod:`antiphon.daemon.musician.phrase_shape`, measured on the call as the player played it)
+into additive biases on the tempered logits at sampling time, in nats, scaled by the
+``follow`` knob (0: no bias at all, the plain draw bit for bit):
+
+- :class:`RegisterBias`: note-ons far from the call's median pitch are pushed down,
+  quadratically in (distance / the call's spread), at most ``REGISTER_MAX`` nats;
+- :class:`KeyBias`: note-ons outside the call's key (Krumhansl-Schmuckler,
+  :mod:`antiphon.daemon.musician.key`) are pushed down by ``KEY_WEIGHT`` nats;
+- :class:`TextureBias`: while an onset group is open (within ``ONSET_GROUP_S`` of its first
+  note), another note-on is pushed up while the group has fewer notes than the call's mean
+  per group, and down once it has as many (a single-line call gets a single line);
+- :class:`PaceBias`: once the group is closed, starting the next one (a note-on or a velocity
+  token) is pushed down before the target inter-onset interval and up after it (the log2 of
+  elapsed / target, times a weight), and time shifts are pushed toward landing on the target
+  (quadratically in octaves; falling short costs as much as overshooting, or one shift would
+  be split into many small ones). The target is the call's median inter-onset interval
+  divided by the ``density`` multiplier.
+- :class:`DensityBias`: over the whole reply, the onset groups played against those the
+  call's density (times ``density``) gives for the time since the reply's first note. While
+  the reply is behind, starting the next group is pushed up (the log2 of the ratio, times a
+  weight). When it is so far ahead that the next group is due more than ``PAUSE_AFTER``
+  target intervals on, a pause is due: starting a group is pushed down and time shifts are
+  pushed toward the pause's end. A call that plays runs and pauses gets runs and pauses.
+
+Live steering: :func:`pitch_range_mask` (a hard mask on note-ons outside the range between
+``range_low`` and ``range_high``: every reply note lies inside) and ``dynamics`` (velocity
+levels added to each reply note as it is played, like a fader: the model hears the velocity
+it chose, see :meth:`~antiphon.daemon.musician.shaping.ReplyShaping.loudness`).
+
+:class:`HeardCall` keeps the notes of the call in progress, for the shape.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from antiphon.daemon.codec import PITCHES, Vocabulary
+from antiphon.daemon.musician.key import key_of, scale_of
+from antiphon.daemon.musician.phrase_shape import (
+    ONSET_GROUP_S,
+    PhraseShape,
+    shape_of,
+)
+
+REGISTER_WEIGHT = 1.0  # nats at one spread from the call's median pitch, at follow 1
+REGISTER_MIN_SPREAD = 4.0  # semitones: a narrow call still leaves the reply some room
+REGISTER_MAX = 8.0
+KEY_WEIGHT = 2.0  # nats off a note-on outside the call's key, at follow 1
+TEXTURE_WEIGHT = 32.0  # nats per note the open group is short of (or over) the call's
+TEXTURE_MAX = 16.0
+PACE_WEIGHT = 4.0  # nats per octave of elapsed / target interval
+PACE_MAX = 8.0
+DENSITY_WEIGHT = 4.0  # nats per octave of expected / played onset groups
+DENSITY_MAX = 4.0
+PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
+PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
+# Nats per octave squared a time shift lands from the target, either way: falling short costs
+# as much as overshooting, or the model splits one pause into many tiny shifts.
+SHIFT_WEIGHT = 2.0
+ELAPSED_FROM_S = 0.001  # the shifts' bias table: elapsed times from 1 ms,
+ELAPSED_STEPS_PER_OCTAVE = 16  # 1/16 octave apart,
+ELAPSED_ROWS = 16 * 14  # up to 16 s
+MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
+PASSAGE_BREAK_S = 1.0  # a silence this long starts a new call (the "real ends" of a phrase)
+DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
+
+# (the open onset group's first note time, its notes, the reply's groups, its first note time)
+GroupState = tuple[float, int, int, float]
+NO_GROUP: GroupState = (-math.inf, 0, 0, -math.inf)
+
+
+class HeardCall:
+    """The notes of the call in progress, as the player played them: every note since the
+    last silence of ``PASSAGE_BREAK_S`` or more with no note sounding (bounded: the last
+    ``MAX_CALL_NOTES``), whatever the phrase gap that ended the call, so a call with short
+    pauses inside is followed whole. Fed by the performer's thread; :meth:`notes` gives the
+    notes still sounding an end at the time asked."""
+
+    def __init__(self, capacity: int = MAX_CALL_NOTES) -> None:
+        self._notes = np.zeros((capacity, 4), np.float64)
+        self._count = 0
+        self._next = 0
+        self._sounding: dict[int, int] = {}  # pitch -> row
+        self._silent_since_s = -math.inf
+
+    def clear(self) -> None:
+        self._count = 0
+        self._next = 0
+        self._sounding.clear()
+
+    def note_on(self, pitch: int, velocity: int, time_s: float) -> None:
+        if not self._sounding and time_s - self._silent_since_s >= PASSAGE_BREAK_S:
+            self.clear()  # a new passage
+        row = self._next
+        self._notes[row] = (pitch, time_s, math.inf, velocity)
+        self._sounding[pitch] = row
+        self._next = (row + 1) % len(self._notes)
+        self._count = min(self._count + 1, len(self._notes))
+
+    def note_off(self, pitch: int, time_s: float) -> None:
+        row = self._sounding.pop(pitch, None)
+        if row is not None and self._notes[row, 0] == pitch:
+            self._notes[row, 2] = time_s
+        if not self._sounding:
+            self._silent_since_s = time_s
+
+    def release_all(self, time_s: float) -> None:
+        for pitch in list(self._sounding):
+            self.note_off(pitch, time_s)
+
+    def notes(self, now_s: float) -> np.ndarray:
+        """A new array [N, 4] (pitch, onset_s, offset_s, velocity), oldest first."""
+        if self._count < len(self._notes):
+            notes = self._notes[: self._count].copy()
+        else:
+            notes = np.roll(self._notes, -self._next, axis=0)
+        np.minimum(notes[:, 2], now_s, out=notes[:, 2])
+        return notes
+
+
+@dataclass(frozen=True)
+class Steering:
+    """The reply-shaping knobs (the live parameters of the same names)."""
+
+    follow: float = 0.0
+    range_low: int = 0
+    range_high: int = PITCHES - 1
+    density: float = 1.0
+    dynamics: int = 0
+
+    @property
+    def ranged(self) -> bool:
+        return self.range_low > 0 or self.range_high < PITCHES - 1
+
+
+def pitch_range_mask(low: int, high: int) -> np.ndarray:
+    """bool [128]: the pitches a reply may start, ``low`` to ``high`` inclusive."""
+    mask = np.zeros(PITCHES, bool)
+    mask[max(0, low) : min(PITCHES - 1, high) + 1] = True
+    return mask
+
+
+class RegisterBias:
+    """Note-on biases [128] around the call's median pitch (see the module docstring)."""
+
+    def __init__(self, notes: np.ndarray, shape: PhraseShape, follow: float) -> None:
+        low, high = np.percentile(notes[:, 0], [10, 90])
+        spread = max(REGISTER_MIN_SPREAD, float(high - low) / 2.0)
+        distance = (np.arange(PITCHES) - shape.median_pitch) / spread
+        self.bias = np.maximum(-REGISTER_MAX, -REGISTER_WEIGHT * follow * np.square(distance))
+
+
+class KeyBias:
+    """Note-on biases [128]: pitches outside the call's key pushed down."""
+
+    def __init__(self, notes: np.ndarray, follow: float) -> None:
+        scale = scale_of(*key_of(notes))
+        outside = np.asarray([p % 12 not in scale for p in range(PITCHES)])
+        self.bias = np.where(outside, -KEY_WEIGHT * follow, 0.0)
+
+
+class TextureBias:
+    """The push on another note-on while an onset group is open."""
+
+    def __init__(self, shape: PhraseShape, follow: float) -> None:
+        self._target = shape.notes_per_group
+        self._follow = follow
+
+    def onset(self, group_notes: int) -> float:
+        short = self._target - 0.5 - group_notes
+        return self._follow * max(-TEXTURE_MAX, min(TEXTURE_MAX, TEXTURE_WEIGHT * short))
+
+
+class PaceBias:
+    """The push on starting the next onset group, and on time shifts, by the time since the
+    open group's first note."""
+
+    def __init__(
+        self,
+        shape: PhraseShape,
+        follow: float,
+        density: float,
+        shifts_s: np.ndarray,
+    ) -> None:
+        ioi_s = shape.median_ioi_s
+        if ioi_s is None:
+            ioi_s = 1.0 / shape.groups_per_s if shape.groups_per_s > 0 else DEFAULT_IOI_S
+        self.target_s = ioi_s / density
+        self._follow = follow
+        self._shifts_s = shifts_s
+        self._shift_bias = np.zeros(len(shifts_s), np.float64)
+        # The shifts' biases toward the target, by elapsed time (1/16 octave steps): a draw
+        # looks its row up instead of computing it.
+        elapsed = ELAPSED_FROM_S * 2.0 ** (np.arange(ELAPSED_ROWS) / ELAPSED_STEPS_PER_OCTAVE)
+        octaves = np.log2((shifts_s[None, :] + elapsed[:, None]) / self.target_s)
+        self._table = -follow * SHIFT_WEIGHT * np.square(octaves)
+
+    def onset(self, elapsed_s: float) -> float:
+        push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
+        return self._follow * max(-PACE_MAX, min(PACE_MAX, push))
+
+    def shifts(self, elapsed_s: float, pause_s: float | None = None) -> np.ndarray:
+        """Biases of the time shifts (a view of a reused array): by how far (in octaves,
+        squared) each would land from the target interval after the open group's first note,
+        or, with ``pause_s`` (a pause is due), from that long after it."""
+        if pause_s is None:
+            steps = math.log2(max(elapsed_s, ELAPSED_FROM_S) / ELAPSED_FROM_S)
+            row = min(ELAPSED_ROWS - 1, round(steps * ELAPSED_STEPS_PER_OCTAVE))
+            return self._table[row]
+        octaves = self._shift_bias
+        np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
+        octaves /= pause_s
+        np.log2(octaves, out=octaves)
+        np.square(octaves, out=octaves)
+        octaves *= -self._follow * PAUSE_WEIGHT
+        return octaves
+
+
+class DensityBias:
+    """The push on starting the next onset group, by the groups played so far against the
+    call's density."""
+
+    def __init__(self, shape: PhraseShape, follow: float, density: float) -> None:
+        self.groups_per_s = shape.groups_per_s * density
+        self._follow = follow
+
+    def onset(self, groups: int, since_first_s: float) -> float:
+        expected = 1.0 + self.groups_per_s * max(0.0, since_first_s)
+        octaves = math.log2(expected / (groups + 1.0))
+        return self._follow * max(-DENSITY_MAX, min(DENSITY_MAX, DENSITY_WEIGHT * octaves))
+
+    def due_s(self, groups: int, first_s: float) -> float:
+        """When the next group is due by the density (on the reply's clock)."""
+        return first_s + groups / self.groups_per_s if self.groups_per_s > 0 else first_s
+
+
+class FollowBias:
+    """Every following bias for one reply, as one logit vector per draw.
+
+    Args:
+        call: the call's notes [N, 4] as the player played them (at least one).
+        steering: the knobs.
+        vocabulary: the model's tokens.
+    """
+
+    def __init__(self, call: np.ndarray, steering: Steering, vocabulary: Vocabulary) -> None:
+        shape = shape_of(call)
+        assert shape is not None, "a call without notes"
+        self.shape = shape
+        follow = steering.follow
+        self.register = RegisterBias(call, shape, follow)
+        self.key = KeyBias(call, follow)
+        self._pitch_bias = self.register.bias + self.key.bias
+        self.texture = TextureBias(shape, follow)
+        self.pace = PaceBias(
+            shape,
+            follow,
+            steering.density,
+            np.asarray(vocabulary.time_shifts_s, np.float64),
+        )
+        self.density = DensityBias(shape, follow, steering.density)
+        self._on = slice(vocabulary.note_on_base, vocabulary.note_off_base)
+        self._shifts = slice(vocabulary.time_shift_base, vocabulary.velocity_base)
+        self._velocities = slice(vocabulary.velocity_base, vocabulary.size)
+        self._bias = np.zeros(vocabulary.size, np.float64)
+        self._last_group: GroupState | None = None
+        self._last_s = math.nan
+
+    def bias(self, group: GroupState, now_s: float) -> np.ndarray:
+        """The bias for the next draw, ``now_s`` being the drawing's time (a reused array,
+        the same as last time when nothing changed: after a note-off or a velocity token)."""
+        bias = self._bias
+        if group == self._last_group and now_s == self._last_s:
+            return bias
+        self._last_group, self._last_s = group, now_s
+        group_s, group_notes, groups, first_s = group
+        elapsed_s = now_s - group_s
+        if group_notes == 0:
+            onset, shifts = 0.0, None
+        elif elapsed_s <= ONSET_GROUP_S:
+            # Still in the group: another note thickens it; a time shift still counts
+            # toward the next group.
+            onset = self.texture.onset(group_notes)
+            shifts = self.pace.shifts(elapsed_s)
+        else:
+            density = self.density.onset(groups, now_s - first_s)
+            pause_s = self.density.due_s(groups, first_s) - group_s
+            if pause_s > PAUSE_AFTER * self.pace.target_s:  # ahead of the density: pause
+                onset, shifts = density, self.pace.shifts(elapsed_s, pause_s)
+            else:
+                onset = self.pace.onset(elapsed_s) + max(0.0, density)
+                shifts = self.pace.shifts(elapsed_s)
+        np.add(self._pitch_bias, onset, out=bias[self._on])
+        bias[self._velocities] = onset
+        if shifts is None:
+            bias[self._shifts] = 0.0
+        else:
+            bias[self._shifts] = shifts
+        return bias
+
+
+def after_note_on(group: GroupState, time_s: float) -> GroupState:
+    """The onset-group state after a note-on at ``time_s``."""
+    group_s, group_notes, groups, first_s = group
+    if group_notes > 0 and time_s - group_s <= ONSET_GROUP_S:
+        return group_s, group_notes + 1, groups, first_s
+    return time_s, 1, groups + 1, first_s if groups else time_s
