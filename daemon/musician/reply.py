@@ -43,8 +43,10 @@ from typing import Any
 import mido
 import numpy as np
 from antiphon.daemon.midi.notes import SoundingNotes
+from antiphon.daemon.musician.beat import BeatGrid
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.engine import Engine, EngineState
+from antiphon.daemon.musician.groove import GridPlacer
 
 RELEASE_GRACE_S = 1.5  # after the last note-on, time the model has to release its notes
 MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an event is stopped
@@ -147,6 +149,9 @@ class Reply:
         :func:`~antiphon.daemon.musician.phrase.reply_length_bounds`).
         channel: MIDI channel 0-15 of the reply's notes.
         max_note_s: force-release any note sounding this long.
+        grid: the beat the reply keeps (None: the model's free timing).
+        groove: how far each note-on is pulled onto the grid's subdivision (0 not at all,
+            1 onto it): the tokens fed are those of the time it is played at.
     """
 
     def __init__(
@@ -159,8 +164,11 @@ class Reply:
         max_s: float,
         channel: int,
         max_note_s: float,
+        grid: BeatGrid | None = None,
+        groove: float = 0.0,
     ) -> None:
         self._conversation = conversation
+        self._placer = GridPlacer(conversation.vocabulary, grid, groove)
         vocabulary = conversation.vocabulary
         self._time_shift_base = vocabulary.time_shift_base
         self._velocity_base = vocabulary.velocity_base
@@ -374,18 +382,39 @@ class Reply:
                 if self._time_of(clock_s) > limit_s:
                     break
             else:
-                self._queue(token, tokens, clock_s, velocity, mark)
+                due_s = None
+                if token < self._note_off_base and self._placer.active:
+                    placed = self._placer.place(
+                        engine,
+                        mark.state,
+                        tokens,
+                        self._draw_clock_s,
+                        clock_s,
+                        self._draw_last_s,
+                        self.start_s - self._start_clock_s,
+                    )
+                    if placed is not None:
+                        tokens, clock_s, due_s = placed
+                self._queue(token, tokens, clock_s, velocity, mark, due_s)
                 return
         mark.restore(engine)
         self._spare_marks.append(mark)
         self._stalled_at_s = max(self._draw_last_s, min(self._time_of(clock_s), limit_s))
 
     def _queue(
-        self, token: int, tokens: list[int], clock_s: float, velocity: int, mark: _Mark
+        self,
+        token: int,
+        tokens: list[int],
+        clock_s: float,
+        velocity: int,
+        mark: _Mark,
+        due_s: float | None = None,
     ) -> None:
-        """Queue a drawn note event to be played, and draw on as if it had been."""
-        # Never before the last event: a forced note-off's time was quantised.
-        due_s = max(self._draw_last_s, self._time_of(clock_s))
+        """Queue a drawn note event to be played (at ``due_s``, placed on the grid, or at its
+        decoded time), and draw on as if it had been."""
+        if due_s is None:
+            # Never before the last event: a forced note-off's time was quantised.
+            due_s = max(self._draw_last_s, self._time_of(clock_s))
         self._draw_clock_s, self._draw_velocity, self._draw_last_s = clock_s, velocity, due_s
         allowed, off = self._allowed, self._note_off_base
         if token >= off:
