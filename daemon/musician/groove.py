@@ -9,8 +9,8 @@ the time shifts that reach the played time (:class:`~antiphon.daemon.codec.Token
 its error feedback), then the velocity and the note-on it chose. The random streams are not
 rolled back: the draw goes on from where it is.
 
-A note-on the model put with the event before it (a chord: no time shift between them) stays
-with it. Note-offs keep the model's timing (from the note-on as played).
+A note-on the model put with the note-on before it (a chord: no time shift between them)
+stays with it. Note-offs keep the model's timing (from the note-on as played).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class GridPlacer:
         engine: Engine,
         state_before: EngineState | None,
         tokens: list[int],
+        after_onset: bool,
         clock_before_s: float,
         clock_s: float,
         last_s: float,
@@ -46,6 +47,8 @@ class GridPlacer:
 
         Args:
             engine: fed ``tokens`` (the last one the note-on) from ``state_before``.
+            after_onset: the event before is a note-on (then with no time shift between
+                them, this one is in its chord, and stays with it).
             clock_before_s, clock_s: the stream's decoded clock before the tokens and at
                 the note-on.
             last_s: when the reply's event before it plays (the note-on never goes before).
@@ -55,7 +58,7 @@ class GridPlacer:
             (the tokens now fed, the decoded clock at the note-on, the time it plays at).
         """
         grid = self.grid
-        if grid is None or clock_s == clock_before_s or state_before is None:
+        if grid is None or state_before is None or (after_onset and clock_s == clock_before_s):
             return None
         time_s = clock_s + offset_s
         target_s = grid.pull(time_s, self.groove, not_before_s=last_s)

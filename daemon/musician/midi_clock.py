@@ -11,12 +11,16 @@ Two halves, for the two threads:
 
 The tempo is the smoothed tick rate: a least-squares line through the last ``TEMPO_TICKS``
 ticks' arrival times, so the jitter of a MIDI system's cycles averages out and a change of
-tempo is followed within a beat. Beats fall on every 24th tick counted from Start (the tick
-after Start is the first beat) or from the Song Position Pointer (in sixteenths, 6 ticks
-each, from the song's start: bars are known then too, with ``beats_per_bar``). The clock
-runs from Start or Continue (or ticks alone, from a DAW that never sends Start: beats then
-count from the first tick heard, bars unknown) until Stop, or until no tick has come for
-``TIMEOUT_BEATS`` beats (a DAW closed without Stop).
+tempo is followed within a beat and a half. The line is then moved onto the earliest
+arrivals: a tick is delayed on its way (up to a JACK period) but never early, so the least
+delayed ones say best when the DAW sent its beats.
+
+Beats fall on every 24th tick counted from Start (the tick after Start is the first beat) or
+from the Song Position Pointer (in sixteenths, 6 ticks each, from the song's start: bars are
+known then too, with ``beats_per_bar``). The clock runs from Start or Continue (or ticks
+alone, from a DAW that never sends Start: beats then count from the first tick heard, bars
+unknown) until Stop, or until no tick has come for ``TIMEOUT_BEATS`` beats (a DAW closed
+without Stop).
 """
 
 from __future__ import annotations
@@ -159,4 +163,22 @@ class ClockFollower:
         if spread <= 0.0:
             return 0.0, last_s
         slope = (count * sum_nt - sum_n * sum_t) / spread
-        return slope, last_s + (sum_t - slope * sum_n) / count
+        intercept = (sum_t - slope * sum_n) / count
+        # The line runs through the ticks' mean delay on the way; the earliest arrivals were
+        # delayed least, so the clock as the DAW sent it runs along them.
+        earliest = min(
+            t - last_s - intercept - slope * n for n, t in zip(numbers, times, strict=True)
+        )
+        return slope, last_s + intercept + earliest
+
+    def jitter_ms(self) -> float:
+        """How irregularly the kept ticks arrived: the RMS of their distances from the
+        tempo line, in ms (0 with fewer than three ticks)."""
+        if len(self._times) < 3:
+            return 0.0
+        tick_s, first_tick_s = self._line()
+        residuals = [
+            t - first_tick_s - n * tick_s for n, t in zip(self._numbers, self._times, strict=True)
+        ]
+        mean = sum(residuals) / len(residuals)
+        return 1000.0 * math.sqrt(sum((r - mean) ** 2 for r in residuals) / len(residuals))

@@ -203,6 +203,7 @@ class Reply:
         self._draw_notes_left = notes
         self._draw_release_by_s = self._end_s
         self._draw_sounding: set[int] = set()
+        self._draw_after_onset = False  # the last event drawn is a note-on (for chords)
         self._draw_stale = False
         self._restart_drawing()
         # Figures.
@@ -358,6 +359,7 @@ class Reply:
         if self._draw_notes_left <= 0:
             allowed[:off] = False  # no more note-ons
             allowed[self._velocity_base :] = False
+        self._draw_after_onset = False
         self._draw_stale = False
 
     def _draw(self) -> None:
@@ -388,6 +390,7 @@ class Reply:
                         engine,
                         mark.state,
                         tokens,
+                        self._draw_after_onset,
                         self._draw_clock_s,
                         clock_s,
                         self._draw_last_s,
@@ -422,10 +425,12 @@ class Reply:
             message = mido.Message("note_off", channel=self.channel, note=pitch, velocity=0)
             allowed[token] = False
             self._draw_sounding.discard(pitch)
+            self._draw_after_onset = False
         else:
             message = mido.Message("note_on", channel=self.channel, note=token, velocity=velocity)
             allowed[off + token] = True
             self._draw_sounding.add(token)
+            self._draw_after_onset = True
             allowed[self._time_shift_base : self._velocity_base] = True  # after the first note
             self._draw_notes_left -= 1
             if self._draw_notes_left <= 0:
