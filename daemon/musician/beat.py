@@ -51,11 +51,13 @@ MEMORY_S = 4.0  # time constant of the tracker's memory: onsets older than this 
 RING = 16  # recent onset groups kept for refining the period and the beat
 MIN_GROUPS = 5  # fewer onset groups than this: no beat yet
 BEAT_MIN_S, BEAT_MAX_S = 0.25, 1.5  # beat periods the tracker reports (40 to 240 bpm)
-PREFERRED_BEAT_S = 0.55  # the tempo a listener taps by default (about 110 bpm)
+PREFERRED_BEAT_S = 0.6  # the tempo a listener taps by default (100 bpm)
 PREFERENCE_OCTAVES = 0.6  # how broad that preference is (in octaves of tempo)
 LONGER_UNIT_BIAS = 0.03  # resultant credit per octave of unit length: a grid over its halves
 CONFIDENT = 0.5  # confidence from which there is a beat to follow
 SUBDIVISIONS = (1, 2, 3, 4)  # units per beat considered
+# How readily a beat of that many units is taken, evidence alike (eighths the commonest).
+SUBDIVISION_PRIOR = {1: 0.6, 2: 1.0, 3: 0.75, 4: 0.7}
 # Chance level of the unit's resultant: the best of many candidate units for random onsets
 # reaches about this many times the resultant's standard error.
 CHANCE_FACTOR = 2.2
@@ -246,9 +248,10 @@ class BeatTracker:
                 mass[number % subdivision] += weight
             heaviest = max(mass)
             phase = mass.index(heaviest)
-            gathered = heaviest / total
+            # How much more often than by chance the onsets fall on this beat's beats.
+            evidence = subdivision * heaviest / total
             octaves = math.log2(beat_s / PREFERRED_BEAT_S) / PREFERENCE_OCTAVES
-            score = math.exp(-0.5 * octaves * octaves) * (0.5 + 0.5 * gathered)
+            score = math.exp(-0.5 * octaves * octaves) * evidence * SUBDIVISION_PRIOR[subdivision]
             choice = (beat_s, subdivision, on_unit_s + phase * unit_s)
             if score > best_score:
                 best, best_score = choice, score

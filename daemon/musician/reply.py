@@ -70,6 +70,8 @@ class ReplyReport:
     interrupted: bool
     schedule_error_mean_ms: float  # actual send time - planned time, over every message
     schedule_error_max_ms: float
+    beat_bpm: float | None = None  # the tempo of the beat it kept; None: free timing
+    beat_source: str = "none"  # where that beat came from: player, midi
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -491,6 +493,7 @@ class Reply:
         reaction_ms = None
         if self._first_note_sent_s is not None:
             reaction_ms = (self._first_note_sent_s - self.phrase_end_s) * 1000.0
+        grid = self._placer.grid
         return ReplyReport(
             phrase_end_s=self.phrase_end_s,
             reaction_ms=reaction_ms,
@@ -499,4 +502,6 @@ class Reply:
             interrupted=self.interrupted,
             schedule_error_mean_ms=1000.0 * self._error_total_s / max(1, len(self.sent)),
             schedule_error_max_ms=1000.0 * self._error_max_s,
+            beat_bpm=None if grid is None else round(grid.tempo_bpm, 2),
+            beat_source="none" if grid is None else grid.source,
         )
