@@ -32,6 +32,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "antiphon.training.eval_command",
         "score a model against a Markov baseline on held-out data",
     ),
+    (
+        "eval-replies",
+        "antiphon.training.eval_replies",
+        "measure how well replies answer real calls cut from a corpus",
+    ),
     ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 

@@ -125,6 +125,29 @@ class Settings:
         1.0, "sampling temperature: near 0 almost greedy, higher is wilder", check=_between(0.05, 5)
     )
     noise: float = _setting(0.0, "noise injection, 0 (off) to 1", check=_between(0, 1))
+    follow: float = _setting(
+        0.5,
+        "how strongly a reply follows its call's register, texture, density and pace, 0 (off) to 1",
+        check=_between(0, 1),
+    )
+    mirror: float = _setting(
+        0.0,
+        "how much of the player's own material (a memory of this performance) the replies "
+        "use, 0 (off) to 1",
+        check=_between(0, 1),
+    )
+    range_low: int = _setting(
+        0, "lowest pitch a reply may play (MIDI note number)", check=_between(0, 127)
+    )
+    range_high: int = _setting(
+        127, "highest pitch a reply may play (MIDI note number)", check=_between(0, 127)
+    )
+    density: float = _setting(
+        1.0, "a multiplier on the density a reply follows, 0.25 to 4", check=_between(0.25, 4)
+    )
+    dynamics: int = _setting(
+        0, "a shift of the reply's loudness, in velocity levels", check=_between(-64, 64)
+    )
     # Call and response
     mode: str = _setting(
         "call_response",

@@ -3,6 +3,7 @@ that keep the beat (on the shipped model, a simulated clock, no ports)."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -281,3 +282,23 @@ def test_at_groove_one_every_reply_onset_is_on_the_calls_grid(seed: int) -> None
     assert max(abs(o - round(o)) * grid.unit_s for o in offsets) < 0.02
     beats = (onsets[0] - grid.anchor_s) / grid.beat_s
     assert abs(beats - round(beats)) * grid.beat_s < 0.02
+
+
+def test_with_no_groove_and_start_now_replies_are_those_of_before_the_beat_bit_for_bit() -> None:
+    """The golden file of test_follow: replies of the code before the beat (and following)
+    existed; with the tracker hearing the calls, groove 0 and reply_start now change nothing."""
+    from tests.test_follow import CALLS, DATA, answer, flat
+
+    before = json.loads((DATA / "replies_before_shaping.json").read_text())
+    for case in before:
+        for clock in ("player", "midi"):
+            reply = answer(
+                CALLS[case["call"]],
+                case["seed"],
+                noise=case["noise"],
+                follow=0.0,
+                clock=clock,
+                groove=0.0,
+                reply_start="now",
+            )
+            assert flat(reply) == case["reply"], case["call"]

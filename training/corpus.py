@@ -1,7 +1,10 @@
 """The training corpus: MIDI performances found, parsed, split by piece and stored.
 
 Sources are folders of .mid/.midi files (searched recursively) and the music21 package's
-public corpus (Bach chorales, folk tune collections) rendered to MIDI. Each performance is
+public corpus (Bach chorales, folk tune collections) rendered to MIDI. A :class:`Rendering`
+can keep a single melodic line of each source (a chorale's soprano, a piano piece's top line)
+and play rendered scores with expressive timing and loudness
+(:mod:`antiphon.training.expressive`). Each performance is
 stored as its sounding notes (sustain pedal applied, see :mod:`antiphon.daemon.codec`), not as
 tokens,
 so training can augment (transpose, stretch, jitter) before encoding.
@@ -19,7 +22,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,7 @@ from antiphon.daemon.codec import (
     key_events_to_notes,
     notes_array,
 )
+from antiphon.training.expressive import Rendering, perform, top_line
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +113,22 @@ def folder_sources(root: Path, piece_by: str = "file") -> list[Source]:
 
 
 def music21_sources(collections: Sequence[str], limit: int | None = None) -> list[Source]:
-    """Works of the music21 corpus in the named collections (composers or folders)."""
+    """Works of the music21 corpus in the named collections (composers or folders).
+
+    A collection may be written ``NAME:COUNT`` to take at most COUNT works from it; ``limit``
+    bounds the total.
+    """
     from music21 import converter, corpus
     from music21.stream import Opus
 
     sources: list[Source] = []
-    for name in collections:
+    for item in collections:
+        name, _, count_text = item.partition(":")
+        try:
+            count = int(count_text) if count_text else None
+        except ValueError as err:
+            raise CorpusError(f"music21 collection '{item}': COUNT is not a number") from err
+        taken = len(sources)
         paths = corpus.getComposer(name)
         if not paths:
             raise CorpusError(f"music21 corpus has no collection '{name}'")
@@ -136,6 +150,10 @@ def music21_sources(collections: Sequence[str], limit: int | None = None) -> lis
                 )
                 if limit is not None and len(sources) >= limit:
                     return sources
+                if count is not None and len(sources) - taken >= count:
+                    break
+            if count is not None and len(sources) - taken >= count:
+                break
     return sources
 
 
@@ -162,13 +180,17 @@ def score_notes(score: object, include_drums: bool = False) -> np.ndarray:
     return notes
 
 
-def parse_source(source: Source, include_drums: bool = False) -> Performance:
+def parse_source(
+    source: Source, include_drums: bool = False, rendering: Rendering | None = None
+) -> Performance:
     """Parse one source; :class:`SkippedFile` says why it cannot be used."""
     import symusic
 
+    rendering = rendering or Rendering()
     try:
         if source.origin == "music21":
-            score = symusic.Score.from_midi(_render_music21(source), ttype="second")
+            midi = _render_music21(source, rendering.single_line)
+            score = symusic.Score.from_midi(midi, ttype="second")
         else:
             score = symusic.Score(source.path, ttype="second")
     except (RuntimeError, ValueError, OSError) as err:
@@ -176,6 +198,10 @@ def parse_source(source: Source, include_drums: bool = False) -> Performance:
     except _music21_error() as err:
         raise SkippedFile(f"music21 cannot render it ({_first_line(err)})") from err
     notes = score_notes(score, include_drums)
+    if rendering.single_line:
+        notes = top_line(notes)
+    if rendering.expressive:
+        notes = perform(notes, rendering.rng_for(source.id))
     if len(notes) == 0:
         raise SkippedFile("no notes")
     return Performance(source, notes)
@@ -188,13 +214,15 @@ def _music21_error() -> type[Exception]:
     return Music21Exception
 
 
-def _render_music21(source: Source) -> bytes:
+def _render_music21(source: Source, single_line: bool = False) -> bytes:
     from music21 import converter, midi
-    from music21.stream import Opus, Stream
+    from music21.stream import Opus, Score, Stream
 
     parsed: Stream = converter.parse(source.path)
     if source.part is not None and isinstance(parsed, Opus):
         parsed = parsed.scores[source.part]
+    if single_line and isinstance(parsed, Score) and len(parsed.parts) > 1:
+        parsed = parsed.parts[0]  # the top part: a chorale's soprano
     data: bytes = midi.translate.streamToMidiFile(parsed).writestr()
     return data
 
@@ -207,10 +235,10 @@ def _first_line(err: BaseException) -> str:
 ParseResult = Performance | tuple[Source, str]
 
 
-def _parse_or_reason(args: tuple[Source, bool]) -> ParseResult:
-    source, include_drums = args
+def _parse_or_reason(args: tuple[Source, bool, Rendering]) -> ParseResult:
+    source, include_drums, rendering = args
     try:
-        return parse_source(source, include_drums)
+        return parse_source(source, include_drums, rendering)
     except SkippedFile as err:
         return source, str(err)
 
@@ -220,9 +248,10 @@ def parse_all(
     include_drums: bool = False,
     jobs: int = 1,
     progress: Callable[[Iterable[ParseResult], int], Iterable[ParseResult]] | None = None,
+    rendering: Rendering | None = None,
 ) -> tuple[list[Performance], list[tuple[Source, str]]]:
     """Parse sources (in ``jobs`` processes); returns performances and (source, reason) skips."""
-    work = [(s, include_drums) for s in sources]
+    work = [(s, include_drums, rendering or Rendering()) for s in sources]
     results: Iterable[ParseResult]
     if jobs > 1 and len(work) > 1:
         pool = ProcessPoolExecutor(max_workers=jobs)
@@ -274,6 +303,7 @@ def write_corpus(
     skipped: Sequence[tuple[Source, str]] = (),
     validation: float = 0.1,
     test: float = 0.1,
+    rendering: Rendering | None = None,
 ) -> CorpusSummary:
     """Write the manifest, one npz per split and corpus.json; returns the counts."""
     out.mkdir(parents=True, exist_ok=True)
@@ -316,6 +346,7 @@ def write_corpus(
     info = {
         "codec": json.loads(codec.to_json()),
         "seed": seed,
+        "rendering": asdict(rendering or Rendering()),
         "splits": counts,
         "pieces": summary.pieces,
         "performances": summary.performances,
@@ -370,6 +401,7 @@ def build_corpus(
     seed: int = 0,
     jobs: int = 1,
     progress: Callable[[Iterable[ParseResult], int], Iterable[ParseResult]] | None = None,
+    rendering: Rendering | None = None,
 ) -> CorpusSummary:
     """Find, parse, split and store a corpus; the summary holds counts and the time taken."""
     codec = codec or CodecConfig()
@@ -381,7 +413,8 @@ def build_corpus(
         sources.extend(music21_sources(music21_collections, music21_limit))
     if not sources:
         raise CorpusError("no MIDI files found in the given sources")
-    performances, skipped = parse_all(sources, codec.include_drums, jobs, progress)
-    summary = write_corpus(out, performances, codec, seed, skipped)
+    rendering = rendering or Rendering(seed=seed)
+    performances, skipped = parse_all(sources, codec.include_drums, jobs, progress, rendering)
+    summary = write_corpus(out, performances, codec, seed, skipped, rendering=rendering)
     summary.seconds = time.perf_counter() - started
     return summary

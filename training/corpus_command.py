@@ -21,7 +21,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="add music21's public corpus, rendered to MIDI (comma-separated collections; "
         "default: bach,essenFolksong,ryansMammoth,oneills1850)",
     )
-    parser.add_argument("--music21-limit", type=int, help="at most this many music21 works")
+    parser.add_argument(
+        "--music21-limit",
+        type=int,
+        help="at most this many music21 works (per collection: write it NAME:COUNT)",
+    )
+    parser.add_argument(
+        "--single-line",
+        action="store_true",
+        help="keep one melodic line of each work: a music21 score's top part (a chorale's "
+        "soprano), then the highest note of each onset",
+    )
+    parser.add_argument(
+        "--expressive",
+        action="store_true",
+        help="play each work with expressive timing and loudness (tempo drift, breaths at "
+        "phrase ends, onset jitter, articulation, dynamics; seeded by --seed): for rendered "
+        "scores such as music21's",
+    )
     parser.add_argument(
         "--piece-by",
         choices=["file", "folder"],
@@ -42,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from antiphon.training.corpus import CorpusError, ParseResult, build_corpus
+    from antiphon.training.expressive import Rendering
     from tqdm import tqdm
 
     def progress(results: Iterable[ParseResult], total: int) -> Iterable[ParseResult]:
@@ -63,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             jobs=args.jobs,
             progress=progress,
+            rendering=Rendering(args.single_line, args.expressive, args.seed),
         )
     except CorpusError as err:
         print(f"antiphon corpus: {err}", file=sys.stderr)

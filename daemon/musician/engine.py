@@ -12,8 +12,12 @@ the logits into a fixed array. One intra-op thread (see
 :func:`antiphon.daemon.musician.model_file.load_model`).
 The engine is not thread-safe: one thread (the Performer's) owns it.
 
-Sampling: the logits divided by the temperature, restricted to the tokens an optional
-``allowed`` mask permits, softmax, inverse-CDF draw with one uniform from ``rng``.
+Sampling: the logits divided by the temperature, plus an optional ``bias`` (logit units at
+the sampling temperature: the reply logic's soft pushes, see
+:mod:`antiphon.daemon.musician.follow`), restricted to the tokens an optional ``allowed``
+mask permits, softmax, an optional ``blend`` that reshapes the unnormalised probabilities in
+place (the player's memory, :mod:`antiphon.daemon.musician.memory`), inverse-CDF draw with
+one uniform from ``rng``. Without a bias and a blend, the draw is bit for bit the plain one.
 
 Noise injection, the ``noise`` knob in [0, 1]; two effects, both drawn from ``noise_rng``, a
 generator separate from the sampling one, so that at a given seed the sampling draws are the
@@ -37,6 +41,7 @@ noise-free engine and its sampling stream is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +53,8 @@ from antiphon.daemon.musician.model_file import load_model
 STATE_NOISE_AT_FULL = 0.5  # perturbation std at noise 1, relative to the state's RMS
 JUMP_RATE_AT_FULL = 0.2  # chance that a sampled token is replaced by a jump, at noise 1
 JUMP_FLATTEN = 4.0  # a jump samples its kind at this many times the temperature
+
+Blend = Callable[[np.ndarray], None]  # reshapes unnormalised probabilities [V] in place
 
 
 class EngineError(RuntimeError):
@@ -231,12 +238,21 @@ class Engine:
 
     # Sampling ---------------------------------------------------------------------------
 
-    def _fill_weights(self, allowed: np.ndarray | None, temperature: float | None) -> None:
-        """Unnormalised probabilities (peak 1) of the next token into ``self._weights``."""
+    def _fill_weights(
+        self,
+        allowed: np.ndarray | None,
+        temperature: float | None,
+        bias: np.ndarray | None = None,
+        blend: Blend | None = None,
+    ) -> None:
+        """Unnormalised probabilities (peak 1 before a blend) of the next token into
+        ``self._weights``."""
         if not self._fed:
             raise EngineError("nothing has been fed since the last reset: no logits to sample")
         weights = self._weights
         np.multiply(self._logits_row, 1.0 / (temperature or self.temperature), out=weights)
+        if bias is not None:
+            weights += bias
         if allowed is not None:
             np.logical_not(allowed, out=self._forbidden)
             np.copyto(weights, -np.inf, where=self._forbidden)
@@ -245,22 +261,37 @@ class Engine:
             raise EngineError("every token is masked")
         weights -= peak
         np.exp(weights, out=weights)
+        if blend is not None:
+            blend(weights)
 
     def probabilities(
-        self, allowed: np.ndarray | None = None, temperature: float | None = None
+        self,
+        allowed: np.ndarray | None = None,
+        temperature: float | None = None,
+        bias: np.ndarray | None = None,
+        blend: Blend | None = None,
     ) -> np.ndarray:
         """The distribution :meth:`sample` draws from (before any jump), as a new array."""
-        self._fill_weights(allowed, temperature)
+        self._fill_weights(allowed, temperature, bias, blend)
         return self._weights / self._weights.sum()
 
-    def sample(self, allowed: np.ndarray | None = None, temperature: float | None = None) -> int:
+    def sample(
+        self,
+        allowed: np.ndarray | None = None,
+        temperature: float | None = None,
+        bias: np.ndarray | None = None,
+        blend: Blend | None = None,
+    ) -> int:
         """Draw the next token from the current logits, without advancing the state.
 
         Args:
             allowed: boolean mask [V] of the tokens that may be drawn; None allows all.
             temperature: overrides ``self.temperature`` for this draw.
+            bias: added to the tempered logits [V] (float64); None adds nothing.
+            blend: reshapes the unnormalised probabilities in place (it must leave some
+                allowed token a weight above 0); None leaves them.
         """
-        self._fill_weights(allowed, temperature)
+        self._fill_weights(allowed, temperature, bias, blend)
         cumulative = np.cumsum(self._weights, out=self._cumulative)
         point = self.rng.random() * cumulative[-1]
         token = int(np.searchsorted(cumulative, point, side="right"))

@@ -39,9 +39,12 @@ from antiphon.daemon.midi.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, 
 from antiphon.daemon.midi.outlet import MidiSink, Outlet
 from antiphon.daemon.musician.beat_keeper import ReplyPlan
 from antiphon.daemon.musician.engine import Engine, EngineState
+from antiphon.daemon.musician.follow import HeardCall
+from antiphon.daemon.musician.memory import PlayerMemory
 from antiphon.daemon.musician.performer_controls import STATE_SLOTS, PerformerControls
 from antiphon.daemon.musician.phrase import Call, PhraseDetector
 from antiphon.daemon.musician.reply import Reply, Timed, format_planned
+from antiphon.daemon.musician.shaping import SHAPING_KNOBS
 from antiphon.daemon.musician.speculation import SPECULATE_BEFORE_S, Speculator
 from antiphon.daemon.settings import Settings
 from antiphon.daemon.surface.parameters import ParameterError, Parameters
@@ -102,8 +105,12 @@ class Performer(PerformerControls):
         self._outlet = Outlet(sink, clock, self._gate)
         self._applied: Parameters | None = None
         self._phrase = PhraseDetector(self._params.phrase_gap_s, settings.held_key_timeout_s)
-        self._speculator = Speculator(self._conversation, speculate_before_s)
+        self._heard = HeardCall()  # the call in progress, for following it
+        self._speculator = Speculator(
+            self._conversation, speculate_before_s, heard=self._heard, memory=self.memory
+        )
         self._slots: dict[int, EngineState] = {}
+        self._memory_slots: dict[int, PlayerMemory] = {}
         self._next_engine: Engine | None = None
         self._drops_logged = 0
         self._drops_logged_s = -DROP_LOG_INTERVAL_S
@@ -190,6 +197,11 @@ class Performer(PerformerControls):
                 reply.max_note_s = params.max_note_s
                 if (engine.temperature, engine.noise) != (params.temperature, params.noise):
                     reply.rewind()  # the events drawn ahead are drawn again with the new ones
+                applied = self._applied
+                if applied is not None and any(
+                    getattr(applied, k) != getattr(params, k) for k in SHAPING_KNOBS
+                ):
+                    reply.reshape(self._speculator.shaping(params, self._clock()))
             engine.temperature, engine.noise = params.temperature, params.noise
             self._phrase.gap_s = params.phrase_gap_s
             self._applied = params
@@ -214,10 +226,15 @@ class Performer(PerformerControls):
             self.notes_in += 1
             if params.thru:
                 self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))
+            if not phrase.in_call:
+                self._heard.clear()  # a new call
+            self._heard.note_on(data1, data2, time_s)
+            self.memory.note_on(data1, time_s)
             phrase.note_on(key, time_s)
             conversation.note_on(data1, data2, time_s)
         elif code == NOTE_OFF:
             self._outlet.send_all(self._outlet.thru.stop(channel, data1))
+            self._heard.note_off(data1, time_s)
             phrase.note_off(key, time_s)
             conversation.note_off(data1, time_s)
         elif code == SUSTAIN:
@@ -225,6 +242,7 @@ class Performer(PerformerControls):
             conversation.sustain(data2, time_s)
         elif code == ALL_OFF:
             self._outlet.release_thru()
+            self._heard.release_all(time_s)
             phrase.all_notes_off(time_s)
             conversation.all_notes_off(time_s)
         elif code == END_PHRASE:
@@ -364,11 +382,16 @@ class Performer(PerformerControls):
             if self._reply is not None:
                 self._end_reply(self._reply.stop(now_s))
             engine.reset()
+            self.memory.clear()
             self._notify("state", "reset")
+        elif name == "memory_clear":
+            self.memory.clear()
+            self._notify("state", "memory cleared")
         elif name == "save":
             if self._reply is not None:
                 self._reply.rewind()
             self._slots[argument] = engine.get_state()
+            self._memory_slots[argument] = self.memory.snapshot()
             self._notify("state", f"saved {argument}")
         elif name == "load":
             state = self._slots.get(argument)
@@ -378,6 +401,7 @@ class Performer(PerformerControls):
             if self._reply is not None:
                 self._end_reply(self._reply.stop(now_s))
             engine.set_state(state)
+            self.memory.restore(self._memory_slots[argument])
             self._notify("state", f"loaded {argument}")
         elif name == "swap":
             self._next_engine = argument
@@ -389,6 +413,7 @@ class Performer(PerformerControls):
         self._next_engine = None
         self._applied = None
         self._slots.clear()
+        self._memory_slots.clear()
         log.info("now playing %s", engine.path)
         self._notify("model", str(engine.path))
 

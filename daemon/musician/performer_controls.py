@@ -32,6 +32,7 @@ from antiphon.daemon.midi.intake import InputGate
 from antiphon.daemon.musician.beat_keeper import BeatKeeper
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.memory import PlayerMemory
 from antiphon.daemon.musician.model_file import ModelError
 from antiphon.daemon.musician.reply import Reply, ReplyReport
 from antiphon.daemon.settings import Settings
@@ -64,6 +65,7 @@ class PerformerControls:
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         # Written by the performer's thread, read by status() from any thread.
         self._conversation = Conversation(engine)
+        self.memory = PlayerMemory()  # the player's phrases in this performance (``mirror``)
         self._reply: Reply | None = None
         self._reports: tuple[ReplyReport, ...] = ()
         self._closed = False
@@ -133,11 +135,16 @@ class PerformerControls:
         self._command("panic")
 
     def reset(self) -> None:
-        """Stop any reply and clear the recurrent state: the model forgets the performance."""
+        """Stop any reply and clear the recurrent state and the player's memory: the model
+        forgets the performance."""
         self._command("reset")
 
+    def clear_memory(self) -> None:
+        """Forget the player's phrases (the ``mirror`` memory); the model's state stays."""
+        self._command("memory_clear")
+
     def save_state(self, slot: int) -> None:
-        """Keep a copy of the recurrent state in ``slot`` (0-127)."""
+        """Keep a copy of the recurrent state and the player's memory in ``slot`` (0-127)."""
         self._command("save", _check_slot(slot))
 
     def load_state(self, slot: int) -> None:
@@ -170,6 +177,7 @@ class PerformerControls:
             "dropped": self.dropped,
             "echoes": self.echoes,
             "replies": self.replies,
+            "memory_notes": self.memory.notes,
             "last_reply": reports[-1].to_dict() if reports else None,
             **self._beat.status(),
         }

@@ -27,6 +27,9 @@ How a reply is shaped (the mask of tokens the engine may sample):
   reply's time bound. A note sounding ``max_note_s`` is released by force at once.
 - Every note Antiphon ends itself is fed to the model as a note-off at the time it happened,
   once its note-off has been sent (:meth:`Reply.settle`), so feeding does not delay sending.
+- An optional :class:`~antiphon.daemon.musician.shaping.ReplyShaping` pushes each draw
+  (following the call, the pitch range as a mask on note-ons, the loudness shift, the
+  player's memory); without one, the draws are the model's alone.
 
 Times are in seconds on the performer's clock. A reply event planned at decoded time ``C``
 plays at ``start_s + (C - C0)``, where ``C0`` is the stream's clock at the start.
@@ -47,6 +50,7 @@ from antiphon.daemon.musician.beat import BeatGrid
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.engine import Engine, EngineState
 from antiphon.daemon.musician.groove import GridPlacer
+from antiphon.daemon.musician.shaping import ReplyShaping, ShapingState
 
 RELEASE_GRACE_S = 1.5  # after the last note-on, time the model has to release its notes
 MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an event is stopped
@@ -151,6 +155,7 @@ class Reply:
         :func:`~antiphon.daemon.musician.phrase.reply_length_bounds`).
         channel: MIDI channel 0-15 of the reply's notes.
         max_note_s: force-release any note sounding this long.
+        shaping: what pushes the draws (None: nothing, the model's own choices).
         grid: the beat the reply keeps (None: the model's free timing).
         groove: how far each note-on is pulled onto the grid's subdivision (0 not at all,
             1 onto it): the tokens fed are those of the time it is played at.
@@ -166,10 +171,14 @@ class Reply:
         max_s: float,
         channel: int,
         max_note_s: float,
+        shaping: ReplyShaping | None = None,
         grid: BeatGrid | None = None,
         groove: float = 0.0,
     ) -> None:
         self._conversation = conversation
+        self._shaping = shaping
+        self._played_shape: ShapingState | None = None if shaping is None else shaping.start
+        self._draw_shape = self._played_shape
         self._placer = GridPlacer(conversation.vocabulary, grid, groove)
         vocabulary = conversation.vocabulary
         self._time_shift_base = vocabulary.time_shift_base
@@ -299,6 +308,18 @@ class Reply:
         self._draw_stale = True
         self.settle()
 
+    def reshape(self, shaping: ReplyShaping | None) -> None:
+        """Draw on with other pushes (the knobs changed): the events drawn ahead are drawn
+        again from the next one."""
+        self.rewind()
+        if shaping is None:
+            self._played_shape = None
+        elif self._played_shape is None:
+            self._played_shape = shaping.start
+        self._shaping = shaping
+        self._draw_stale = True
+        self.settle()
+
     def stop(self, now_s: float) -> list[Timed]:
         """End the reply now: every sounding note off (the model is told by :meth:`settle`)."""
         out: list[Timed] = []
@@ -356,6 +377,10 @@ class Reply:
         allowed[off : self._time_shift_base] = False
         for pitch in sounding:
             allowed[off + pitch] = True
+        if self._shaping is not None:
+            self._draw_shape = self._played_shape
+            if self._shaping.pitch_allowed is not None:
+                allowed[:off] &= self._shaping.pitch_allowed
         if self.notes_played == 0:
             allowed[self._time_shift_base : self._velocity_base] = False
         if self._draw_notes_left <= 0:
@@ -375,8 +400,13 @@ class Reply:
         clock_s, velocity = self._draw_clock_s, self._draw_velocity
         limit_s = self._draw_release_by_s
         tokens: list[int] = []
+        shaping, shape = self._shaping, self._draw_shape
         for _ in range(MAX_TOKENS_PER_EVENT):
-            token = engine.sample(allowed)
+            if shaping is None or shape is None:
+                token = engine.sample(allowed)
+            else:
+                after_velocity = bool(tokens) and tokens[-1] >= velocity_base
+                token = self._sample_shaped(shaping, shape, clock_s, after_velocity)
             engine.feed(token, perturb=True)
             tokens.append(token)
             if token >= velocity_base:
@@ -406,6 +436,24 @@ class Reply:
         self._spare_marks.append(mark)
         self._stalled_at_s = max(self._draw_last_s, min(self._time_of(clock_s), limit_s))
 
+    def _sample_shaped(
+        self, shaping: ReplyShaping, shape: ShapingState, clock_s: float, after_velocity: bool
+    ) -> int:
+        """A draw with the shaping's pushes. Right after a velocity token, velocities are
+        masked: two in a row say nothing, and with the note-ons narrowed (a range) the model
+        could go on choosing velocities until the event gives up."""
+        engine, allowed = self._conversation.engine, self._allowed
+        bias = shaping.bias(shape, self._time_of(clock_s))
+        if not after_velocity:
+            return engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
+        velocities = allowed[self._velocity_base :]
+        saved = velocities.copy()
+        velocities[:] = False
+        try:
+            return engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
+        finally:
+            velocities[:] = saved
+
     def _queue(
         self,
         token: int,
@@ -429,7 +477,11 @@ class Reply:
             self._draw_sounding.discard(pitch)
             self._draw_after_onset = False
         else:
+            if self._shaping is not None:
+                velocity = self._shaping.loudness(velocity)
             message = mido.Message("note_on", channel=self.channel, note=token, velocity=velocity)
+            if self._shaping is not None and self._draw_shape is not None:
+                self._draw_shape = self._shaping.after_note_on(self._draw_shape, token, due_s)
             allowed[off + token] = True
             self._draw_sounding.add(token)
             self._draw_after_onset = True
@@ -453,6 +505,10 @@ class Reply:
             self._check_done()
             return
         out.extend((due_s, m) for m in self.sounding.start_message(message, due_s))
+        if self._shaping is not None and self._played_shape is not None:
+            self._played_shape = self._shaping.after_note_on(
+                self._played_shape, message.note, due_s
+            )
         self.notes_played += 1
         if self.notes_played >= self._notes:
             self._release_by_s = min(self._end_s, due_s + RELEASE_GRACE_S)

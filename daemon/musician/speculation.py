@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 from antiphon.daemon.musician.beat import BeatGrid
 from antiphon.daemon.musician.conversation import Conversation
+from antiphon.daemon.musician.follow import HeardCall, Steering
+from antiphon.daemon.musician.memory import PlayerMemory
 from antiphon.daemon.musician.phrase import Call, reply_length_bounds
 from antiphon.daemon.musician.reply import Reply
+from antiphon.daemon.musician.shaping import ReplyShaping, make_shaping
 from antiphon.daemon.surface.parameters import Parameters
 
 SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
@@ -42,13 +45,37 @@ class Speculator:
         conversation: what the replies are drawn from and fed to.
         before_s: how long before the call's deadline the reply is made; 0 makes it at the
             deadline.
+        heard: the call's notes as played, for following it (None: an empty call).
+        memory: the player's memory, for ``mirror`` (None: an empty one).
     """
 
-    def __init__(self, conversation: Conversation, before_s: float = SPECULATE_BEFORE_S) -> None:
+    def __init__(
+        self,
+        conversation: Conversation,
+        before_s: float = SPECULATE_BEFORE_S,
+        *,
+        heard: HeardCall | None = None,
+        memory: PlayerMemory | None = None,
+    ) -> None:
         self._conversation = conversation
+        self._heard = heard or HeardCall()
+        self._memory = memory or PlayerMemory()
         self._before_s = before_s
         self._ahead: _Speculation | None = None
         self._made_for_s: float | None = None  # the deadline last speculated for
+
+    def shaping(self, params: Parameters, now_s: float) -> ReplyShaping | None:
+        """What shapes a reply to the call heard, with ``params``' knobs."""
+        steering = Steering(
+            params.follow, params.range_low, params.range_high, params.density, params.dynamics
+        )
+        return make_shaping(
+            self._heard.notes(now_s),
+            steering,
+            params.mirror,
+            self._memory,
+            self._conversation.vocabulary,
+        )
 
     def prepare(
         self, call: Call, start_s: float, params: Parameters, grid: BeatGrid | None = None
@@ -65,6 +92,7 @@ class Speculator:
             max_s=max_s,
             channel=params.output_channel - 1,
             max_note_s=params.max_note_s,
+            shaping=self.shaping(params, start_s),
             grid=grid,
             groove=params.groove,
         )

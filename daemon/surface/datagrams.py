@@ -197,7 +197,7 @@ class ControlSurface:
             return mapped.command(_one(address, args)), ""
         if address.startswith(NAMESPACE + "/"):
             action = address[len(NAMESPACE) + 1 :]
-            if action in ("panic", "reset"):
+            if action in ("panic", "reset", "memory/clear"):
                 return (Action(action) if _pressed(address, args) else None), ""
             if action in ("state/save", "state/load"):
                 return Action(action, _slot(address, args)), ""

@@ -136,7 +136,7 @@ class ControlMapping:
 
 RESERVED_CCS = frozenset({64, *range(120, 128)})  # the pedal and channel mode messages
 _MAPPING_KEYS = frozenset({"parameter", "action", "range", "values", "slot", "input"})
-_MAPPED_ACTIONS = ("panic", "reset", "state/save", "state/load")
+_MAPPED_ACTIONS = ("panic", "reset", "memory/clear", "state/save", "state/load")
 
 
 def load_mapping(path: Path) -> ControlMapping:

@@ -26,6 +26,12 @@ class Parameters:
 
     temperature: float
     noise: float
+    follow: float
+    mirror: float
+    range_low: int
+    range_high: int
+    density: float
+    dynamics: int
     mode: str
     phrase_gap_s: float
     reply_ratio: float

@@ -60,6 +60,12 @@ class Parameter:
 PARAMETERS: tuple[Parameter, ...] = (
     Parameter("temperature", float, 0.05, 5.0),
     Parameter("noise", float, 0.0, 1.0),
+    Parameter("follow", float, 0.0, 1.0),
+    Parameter("mirror", float, 0.0, 1.0),
+    Parameter("range_low", int, 0, 127),
+    Parameter("range_high", int, 0, 127),
+    Parameter("density", float, 0.25, 4.0),
+    Parameter("dynamics", int, -64, 64),
     Parameter("mode", str, clamp=False, choices=MODES),
     Parameter("phrase_gap_s", float, 0.05, 10.0, address=f"{NAMESPACE}/phrase_gap"),
     Parameter("reply_ratio", float, 0.1, 8.0),
@@ -90,8 +96,8 @@ class SetParameter:
 
 @dataclass(frozen=True)
 class Action:
-    """``panic``, ``reset``, ``state/save`` and ``state/load`` (slot), ``model`` (a Path),
-    ``status`` (the port to answer on, or None for the sender's own port)."""
+    """``panic``, ``reset``, ``memory/clear``, ``state/save`` and ``state/load`` (slot),
+    ``model`` (a Path), ``status`` (the port to answer on, or None for the sender's own port)."""
 
     name: str
     argument: int | Path | None = None
@@ -106,6 +112,7 @@ class Controlled(Protocol):
     def set_parameter(self, name: str, value: object) -> None: ...
     def panic(self) -> None: ...
     def reset(self) -> None: ...
+    def clear_memory(self) -> None: ...
     def save_state(self, slot: int) -> None: ...
     def load_state(self, slot: int) -> None: ...
     def switch_model(self, path: str | Path) -> None: ...
@@ -126,6 +133,8 @@ def apply_command(command: Command, target: Controlled) -> None:
             target.panic()
         elif command.name == "reset":
             target.reset()
+        elif command.name == "memory/clear":
+            target.clear_memory()
         elif command.name == "state/save" and isinstance(command.argument, int):
             target.save_state(command.argument)
         elif command.name == "state/load" and isinstance(command.argument, int):

@@ -1,0 +1,169 @@
+"""Following the call, steering and the player's memory: off is the old reply bit for bit,
+a range is never left, and each push moves the choice the way its name says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+from antiphon.daemon.codec import CodecConfig, Vocabulary
+from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.follow import (
+    NO_GROUP,
+    FollowBias,
+    HeardCall,
+    Steering,
+    after_note_on,
+    pitch_range_mask,
+)
+from antiphon.daemon.musician.phrase_shape import shape_of
+from antiphon.daemon.respond import TimedMessage, read_call, respond
+from antiphon.daemon.settings import Settings
+from antiphon.training.eval_replies import messages_to_notes
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+DATA = Path(__file__).resolve().parent / "data"
+MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
+VOCABULARY = Vocabulary(CodecConfig())
+
+
+def line_call(pitches: list[int], ioi: float, chord: int = 1) -> list[TimedMessage]:
+    """Each pitch (with ``chord - 1`` notes a third below) every ``ioi`` seconds."""
+    out = []
+    for i, p in enumerate(pitches):
+        for k in range(chord):
+            out.append((i * ioi, mido.Message("note_on", note=p - 4 * k, velocity=70)))
+            out.append((i * ioi + 0.8 * ioi, mido.Message("note_off", note=p - 4 * k)))
+    out.sort(key=lambda x: (x[0], x[1].type == "note_on"))
+    return out
+
+
+CALLS = {
+    "call.mid": read_call(DATA / "call.mid"),
+    "line": line_call([60, 62, 64, 67, 65, 64, 62, 60], 0.3),
+    "chords": line_call([72, 74, 76, 79], 0.5, chord=3),
+}
+
+
+def answer(call: list[TimedMessage], seed: int, **knobs: object) -> list[TimedMessage]:
+    values = {"seed": seed, "echo_window_ms": 0.0, "model": str(MODEL), **knobs}
+    current = Settings(**values)  # type: ignore[arg-type]
+    engine = Engine(current.model, seed=seed, noise=current.noise)
+    return respond(call, current, engine)
+
+
+def flat(reply: list[TimedMessage]) -> list[list[object]]:
+    return [[round(t, 9), m.type, m.note, m.velocity] for t, m in reply]
+
+
+def test_follow_0_and_mirror_0_play_the_replies_of_before_bit_for_bit() -> None:
+    """The golden file holds the replies of the code before following existed (the pkg
+    branch), for three calls, three seeds and two noise levels."""
+    before = json.loads((DATA / "replies_before_shaping.json").read_text())
+    assert len(before) == 18
+    for case in before:
+        reply = answer(
+            CALLS[case["call"]], case["seed"], noise=case["noise"], follow=0.0, clock="off"
+        )
+        assert flat(reply) == case["reply"], case["call"]
+
+
+def test_following_changes_the_reply() -> None:
+    plain = answer(CALLS["line"], 1, follow=0.0)
+    followed = answer(CALLS["line"], 1, follow=1.0)
+    assert flat(plain) != flat(followed)
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    low=st.integers(30, 80),
+    width=st.integers(0, 24),
+    follow=st.sampled_from([0.0, 0.5, 1.0]),
+    mirror=st.sampled_from([0.0, 1.0]),
+    call=st.sampled_from(sorted(CALLS)),
+)
+def test_every_reply_note_lies_inside_the_range(
+    seed: int, low: int, width: int, follow: float, mirror: float, call: str
+) -> None:
+    high = low + width
+    reply = answer(CALLS[call], seed, follow=follow, mirror=mirror, range_low=low, range_high=high)
+    notes, hanging = messages_to_notes(reply)
+    assert hanging == 0
+    assert len(notes) > 0
+    assert all(low <= p <= high for p in notes[:, 0])
+
+
+def test_dynamics_shifts_every_reply_note_by_that_many_levels() -> None:
+    plain = answer(CALLS["line"], 2, follow=0.0, range_low=0, range_high=127)
+    louder = answer(CALLS["line"], 2, follow=0.0, dynamics=20)
+    ons = [(m.note, m.velocity) for _, m in plain if m.type == "note_on" and m.velocity]
+    loud = [(m.note, m.velocity) for _, m in louder if m.type == "note_on" and m.velocity]
+    assert [n for n, _ in ons] == [n for n, _ in loud]  # the same notes, the model heard its own
+    assert [min(127, v + 20) for _, v in ons] == [v for _, v in loud]
+
+
+def fake_call(pitches: list[int], ioi: float, chord: int = 1) -> np.ndarray:
+    rows = []
+    for i, p in enumerate(pitches):
+        for k in range(chord):
+            rows.append((p - 4 * k, i * ioi, (i + 0.8) * ioi, 70))
+    return np.asarray(rows, np.float64)
+
+
+def test_register_bias_pushes_down_pitches_far_from_the_call() -> None:
+    bias = FollowBias(fake_call([60, 62, 64, 65], 0.3), Steering(follow=1.0), VOCABULARY)
+    row = bias.bias(NO_GROUP, 0.0)
+    assert row[62] > row[74] > row[86]
+    assert row[62] == pytest.approx(0.0, abs=0.1)
+
+
+def test_a_single_line_call_pushes_down_a_second_note_in_the_same_onset_group() -> None:
+    bias = FollowBias(fake_call([60, 62, 64, 65], 0.3), Steering(follow=1.0), VOCABULARY)
+    group = after_note_on(NO_GROUP, 1.0)
+    assert bias.bias(group, 1.0)[62] < -0.5
+    chords = FollowBias(fake_call([72, 74, 76, 79], 0.5, chord=3), Steering(follow=1.0), VOCABULARY)
+    assert chords.bias(group, 1.0)[72] > 0.5  # a chordal call wants the group filled
+
+
+def test_pace_bias_waits_for_the_call_s_interval_and_density_scales_it() -> None:
+    call = fake_call([60, 62, 64, 65], 0.4)
+    bias = FollowBias(call, Steering(follow=1.0), VOCABULARY)
+    group = after_note_on(NO_GROUP, 0.0)
+    on = VOCABULARY.note_on(62)
+    early, due, late = (bias.bias(group, t)[on] for t in (0.1, 0.4, 1.6))
+    assert early < due < late
+    denser = FollowBias(call, Steering(follow=1.0, density=2.0), VOCABULARY)
+    assert denser.pace.target_s == pytest.approx(bias.pace.target_s / 2)
+    # A time shift that would overshoot the interval by far is pushed down.
+    shifts = bias.bias(group, 0.1)[VOCABULARY.time_shift_base : VOCABULARY.velocity_base]
+    assert shifts[0] == 0.0 and shifts[-1] < -1.0
+
+
+def test_follow_0_has_no_bias_at_all() -> None:
+    bias = FollowBias(fake_call([60, 62, 64, 65], 0.3), Steering(follow=0.0), VOCABULARY)
+    for group, now_s in ((NO_GROUP, 0.0), (after_note_on(NO_GROUP, 0.0), 0.01), ((0.0, 1, 1, 0.0), 2.0)):
+        assert not np.any(bias.bias(group, now_s))
+
+
+@given(low=st.integers(0, 127), high=st.integers(0, 127))
+def test_the_range_mask_allows_exactly_the_range(low: int, high: int) -> None:
+    mask = pitch_range_mask(low, high)
+    assert [p for p in range(128) if mask[p]] == list(range(low, high + 1))
+
+
+def test_the_heard_call_keeps_the_call_s_notes_bounded() -> None:
+    heard = HeardCall(capacity=4)
+    for i in range(6):
+        heard.note_on(60 + i, 70, float(i))
+        heard.note_off(60 + i, i + 0.5)
+    heard.note_on(80, 90, 6.0)
+    notes = heard.notes(6.2)
+    assert notes[:, 0].tolist() == [63, 64, 65, 80]
+    assert notes[-1, 2] == pytest.approx(6.2)  # still sounding: ends now
+    shape = shape_of(notes)
+    assert shape is not None and shape.notes == 4

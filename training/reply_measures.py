@@ -1,0 +1,131 @@
+"""How well a phrase answers its call: a table of measures, each a pure function of the call
+and the phrase (notes arrays float [N, 4]: pitch, onset_s, offset_s, velocity).
+
+``antiphon eval-replies`` applies every entry of :data:`MEASURES` to the reply, to the
+player's own next phrase and to a shuffled control; to add a measure, append a
+:class:`Measure`. A function returns None where it does not apply (a pace needs two onset
+groups, a 4-note sequence four notes).
+
+- register, density, texture, pace: distances between the phrase's shape and the call's
+  (:mod:`antiphon.daemon.musician.phrase_shape`): |median pitch difference| in semitones,
+  |log2 of the ratio| of onset groups per second, |difference| of notes per onset group,
+  |log2 of the ratio| of the median inter-onset intervals;
+- in_key: the share of the phrase's notes in the call's key (Krumhansl-Schmuckler, the
+  duration-weighted pitch-class profile of the call against the 24 rotated key profiles; a
+  major key's scale, or a minor key's natural and harmonic minor scales together);
+- copy: the share of the phrase's 4-note pitch sequences that occur in the call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from antiphon.daemon.musician.phrase_shape import PhraseShape, shape_of
+
+# Krumhansl-Kessler probe-tone profiles, C major and C minor.
+MAJOR_PROFILE = np.asarray([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.asarray([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALES = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor, plus the harmonic minor's 7th
+COPY_LENGTH = 4
+
+MeasureFunction = Callable[[np.ndarray, np.ndarray], float | None]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One row of the table: a name, its unit, and the function of (call, phrase)."""
+
+    name: str
+    unit: str
+    function: MeasureFunction
+    distance: bool  # a distance to the call (lower is closer), else a share
+
+
+def _shapes(call: np.ndarray, phrase: np.ndarray) -> tuple[PhraseShape, PhraseShape] | None:
+    call_shape, phrase_shape = shape_of(call), shape_of(phrase)
+    if call_shape is None or phrase_shape is None:
+        return None
+    return call_shape, phrase_shape
+
+
+def register_distance(call: np.ndarray, phrase: np.ndarray) -> float | None:
+    shapes = _shapes(call, phrase)
+    return None if shapes is None else abs(shapes[1].median_pitch - shapes[0].median_pitch)
+
+
+def density_distance(call: np.ndarray, phrase: np.ndarray) -> float | None:
+    shapes = _shapes(call, phrase)
+    if shapes is None:
+        return None
+    return abs(math.log2(shapes[1].groups_per_s / shapes[0].groups_per_s))
+
+
+def texture_distance(call: np.ndarray, phrase: np.ndarray) -> float | None:
+    shapes = _shapes(call, phrase)
+    return None if shapes is None else abs(shapes[1].notes_per_group - shapes[0].notes_per_group)
+
+
+def pace_distance(call: np.ndarray, phrase: np.ndarray) -> float | None:
+    shapes = _shapes(call, phrase)
+    if shapes is None:
+        return None
+    call_ioi, phrase_ioi = shapes[0].median_ioi_s, shapes[1].median_ioi_s
+    if not call_ioi or not phrase_ioi:
+        return None
+    return abs(math.log2(phrase_ioi / call_ioi))
+
+
+def key_of(notes: np.ndarray) -> tuple[int, bool]:
+    """The Krumhansl-Schmuckler key of some notes: (tonic pitch class, minor?)."""
+    profile = np.zeros(12)
+    durations = np.maximum(notes[:, 2] - notes[:, 1], 0.01)
+    np.add.at(profile, notes[:, 0].astype(np.int64) % 12, durations)
+    best = (-2.0, 0, False)
+    for minor, template in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
+        for tonic in range(12):
+            rotated = np.roll(template, tonic)
+            score = 0.0 if profile.std() == 0 else float(np.corrcoef(profile, rotated)[0, 1])
+            if score > best[0]:
+                best = (score, tonic, minor)
+    return best[1], best[2]
+
+
+def scale_of(tonic: int, minor: bool) -> frozenset[int]:
+    return frozenset((tonic + step) % 12 for step in (MINOR_SCALES if minor else MAJOR_SCALE))
+
+
+def in_key_share(call: np.ndarray, phrase: np.ndarray) -> float | None:
+    if len(call) == 0 or len(phrase) == 0:
+        return None
+    scale = scale_of(*key_of(call))
+    return float(np.mean([int(p) % 12 in scale for p in phrase[:, 0]]))
+
+
+def pitch_sequences(notes: np.ndarray, length: int = COPY_LENGTH) -> list[tuple[int, ...]]:
+    """The phrase's consecutive pitch sequences of ``length`` notes, in onset order (ties by
+    pitch)."""
+    order = np.lexsort((notes[:, 0], notes[:, 1]))
+    pitches = [int(p) for p in notes[order, 0]]
+    return [tuple(pitches[i : i + length]) for i in range(len(pitches) - length + 1)]
+
+
+def copy_share(call: np.ndarray, phrase: np.ndarray) -> float | None:
+    sequences = pitch_sequences(phrase)
+    if not sequences:
+        return None
+    found = set(pitch_sequences(call))
+    return sum(s in found for s in sequences) / len(sequences)
+
+
+MEASURES: list[Measure] = [
+    Measure("register", "semitones", register_distance, distance=True),
+    Measure("density", "|log2 ratio|", density_distance, distance=True),
+    Measure("texture", "notes/group", texture_distance, distance=True),
+    Measure("pace", "|log2 ratio|", pace_distance, distance=True),
+    Measure("in_key", "share", in_key_share, distance=False),
+    Measure("copy", "share", copy_share, distance=False),
+]
