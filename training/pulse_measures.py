@@ -16,6 +16,9 @@ neighbours (the period the onsets fit with the least drift). The grid goes on pa
 
 Both are None for a phrase of fewer than ``MIN_GROUPS`` onset groups or a call whose grid
 cannot be fitted (fewer than ``MIN_GROUPS`` onset groups).
+
+:func:`call_steadiness` sorts calls into steady-beat and rubato ones by the call alone: the
+grid fitted on its first half, carried over its second half (the pulse of the second half).
 """
 
 from __future__ import annotations
@@ -158,3 +161,29 @@ def tempo_share(call: np.ndarray, phrase: np.ndarray) -> float | None:
     draws = rng.uniform(first_s, max(last_s, first_s + 1e-6), (CHANCE_DRAWS, len(times_s)))
     counts, _ = _best_windows(np.mod(draws / (grid.beat_s / 2.0), 1.0))
     return share - float(counts.mean()) / len(times_s)
+
+
+STEADY_FROM = 0.3  # call steadiness from which a call has a steady beat
+RUBATO_BELOW = 0.1  # and below which it has none
+
+
+def call_steadiness(call: np.ndarray) -> float | None:
+    """How well the call keeps its own beat: the pulse of its second half on the grid of its
+    first half (see the module docstring); None for a call too short to halve."""
+    times_s = onset_groups(call)
+    if len(times_s) < 2 * MIN_GROUPS + 2:
+        return None
+    middle_s = float(times_s[len(times_s) // 2])
+    call = np.asarray(call, np.float64)
+    first, second = call[call[:, 1] < middle_s], call[call[:, 1] >= middle_s]
+    return pulse_share(first, second)
+
+
+def beat_kind(call: np.ndarray) -> str:
+    """ "steady", "rubato", or "between" (see :func:`call_steadiness`)."""
+    steadiness = call_steadiness(call)
+    if steadiness is None:
+        return "between"
+    if steadiness >= STEADY_FROM:
+        return "steady"
+    return "rubato" if steadiness < RUBATO_BELOW else "between"

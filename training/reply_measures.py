@@ -13,7 +13,10 @@ groups, a 4-note sequence four notes).
 - in_key: the share of the phrase's notes in the call's key (Krumhansl-Schmuckler, the
   duration-weighted pitch-class profile of the call against the 24 rotated key profiles; a
   major key's scale, or a minor key's natural and harmonic minor scales together);
-- copy: the share of the phrase's 4-note pitch sequences that occur in the call.
+- copy: the share of the phrase's 4-note pitch sequences that occur in the call;
+- pulse, tempo: the share of the phrase's onsets on the call's beat grid carried on past its
+  end (pulse), or on a grid of the call's beat period at the phrase's own best phase
+  (tempo), each minus what random onsets get (:mod:`antiphon.training.pulse_measures`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from antiphon.daemon.musician.phrase_shape import PhraseShape, shape_of
+from antiphon.training.pulse_measures import pulse_share, tempo_share
 
 # Krumhansl-Kessler probe-tone profiles, C major and C minor.
 MAJOR_PROFILE = np.asarray([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -128,4 +132,7 @@ MEASURES: list[Measure] = [
     Measure("pace", "|log2 ratio|", pace_distance, distance=True),
     Measure("in_key", "share", in_key_share, distance=False),
     Measure("copy", "share", copy_share, distance=False),
+    # The beat (antiphon.training.pulse_measures): shares above chance.
+    Measure("pulse", "share-chance", pulse_share, distance=False),
+    Measure("tempo", "share-chance", tempo_share, distance=False),
 ]
