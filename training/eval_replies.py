@@ -32,6 +32,7 @@ import mido
 import numpy as np
 from antiphon.daemon.respond import RESPOND_SETTINGS, TimedMessage
 from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS
+from antiphon.training.calls import SILENCE_S
 
 if TYPE_CHECKING:
     from antiphon.daemon.musician.engine import Engine
@@ -63,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--calls", type=int, help="answer at most this many calls (evenly spread)")
     parser.add_argument("--json", type=Path, help="also write the figures (and each call's) here")
+    parser.add_argument(
+        "--silence-s",
+        type=float,
+        default=SILENCE_S,
+        help=f"the silence that ends a call (default: {SILENCE_S} s; piano music leaves few "
+        "such silences where its beat is steady)",
+    )
     parser.add_argument(
         "--beat",
         choices=["all", "steady", "rubato"],
@@ -244,7 +252,11 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, CorpusError, ModelError) as err:
         print(f"antiphon eval-replies: {err}", file=sys.stderr)
         return 2
-    pairs = [pair for name, notes in performances for pair in call_pairs(name, notes)]
+    pairs = [
+        pair
+        for name, notes in performances
+        for pair in call_pairs(name, notes, silence_s=args.silence_s)
+    ]
     if args.beat != "all":
         from antiphon.training.pulse_measures import beat_kind
 
@@ -259,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
     result.update(corpus=str(args.corpus), split=args.split, model=str(settings.model))
     result["settings"] = {name: getattr(settings, name) for name in RESPOND_SETTINGS}
     result["beat"] = args.beat
+    result["silence_s"] = args.silence_s
     print(format_table(result, f"{args.corpus} ({args.split}), {settings.model}"))
     if args.json is not None:
         try:
