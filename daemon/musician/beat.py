@@ -27,8 +27,9 @@ chord or a spread chord):
    Playing with no steady beat (rubato, free time) keeps it low: :meth:`BeatTracker.grid`
    then says None and replies keep the model's own free timing.
 
-Cost per onset: one complex exponential over the ~150 candidate units and a few small array
-operations over at most ``RING`` onsets (``antiphon bench`` measures it: tens of µs).
+Cost: each onset updates the running resultants (one complex exponential over the ~290
+candidate units); the estimate (the unit's choice, the line through at most ``RING`` onsets,
+the beat) is made when asked for, once a call (``antiphon bench`` measures both).
 
 :class:`BeatGrid` is what the rest of the daemon uses: a snapshot of the beat (period, a beat
 time, the subdivision, bars when known, the confidence) with the questions a reply asks: the
@@ -45,10 +46,10 @@ import numpy as np
 
 ONSET_GROUP_S = 0.035  # onsets closer than this are one onset group (a chord)
 UNIT_MIN_S = 0.08  # shortest grid unit considered (a sixteenth at 188 bpm)
-UNIT_MAX_S = 1.5  # longest (a beat at 40 bpm)
-UNIT_STEP = 1.006  # ratio between neighbouring candidate units
+UNIT_MAX_S = 0.8  # longest (a beat at 75 bpm, or an eighth at 38)
+UNIT_STEP = 1.008  # ratio between neighbouring candidate units
 MEMORY_S = 4.0  # time constant of the tracker's memory: onsets older than this count less
-RING = 16  # recent onset groups kept for refining the period and the beat
+RING = 12  # recent onset groups kept for refining the period and the beat
 MIN_GROUPS = 5  # fewer onset groups than this: no beat yet
 BEAT_MIN_S, BEAT_MAX_S = 0.25, 1.5  # beat periods the tracker reports (40 to 240 bpm)
 PREFERRED_BEAT_S = 0.6  # the tempo a listener taps by default (100 bpm)
@@ -129,7 +130,8 @@ class BeatTracker:
     """A causal beat tracker over onsets (see the module docstring).
 
     Feed :meth:`onset` with every note-on's time, in order (the player's and the reply's);
-    :meth:`grid` is the beat as heard so far, None while there is no steady one.
+    :meth:`grid` is the beat as heard so far, None while there is no steady one (it uses
+    nothing heard after the last onset).
     """
 
     def __init__(self, beats_per_bar: int = 4) -> None:
@@ -155,10 +157,12 @@ class BeatTracker:
         self._grid: BeatGrid | None = None
         self._confidence = 0.0
         self._subdivision = 0  # the beat's units, kept while it stays plausible
+        self._stale = False  # onsets heard since the last estimate
 
     @property
     def confidence(self) -> float:
         """How sure the tracker is of the beat now: 0 none to 1 steady."""
+        self._refresh()
         return self._confidence
 
     @property
@@ -168,6 +172,7 @@ class BeatTracker:
 
     def grid(self) -> BeatGrid | None:
         """The beat as heard so far; None when there is no steady beat."""
+        self._refresh()
         grid = self._grid
         if grid is None or grid.confidence < CONFIDENT:
             return None
@@ -175,6 +180,7 @@ class BeatTracker:
 
     def estimate(self) -> BeatGrid | None:
         """The best guess of the beat, however unsure (None before enough onsets)."""
+        self._refresh()
         return self._grid
 
     def onset(self, time_s: float) -> None:
@@ -196,10 +202,18 @@ class BeatTracker:
         self._sums += phasor
         self._weight = self._weight * decay + 1.0
         self._weight_sq = self._weight_sq * decay * decay + 1.0
-        if self._groups >= MIN_GROUPS:
-            self._update(time_s)
+        self._stale = True
 
-    def _update(self, now_s: float) -> None:
+    def _refresh(self) -> None:
+        """Estimate the beat from what was heard, if anything was heard since the last time
+        (asked for, not made at every onset: the performer asks once a call)."""
+        if not self._stale:
+            return
+        self._stale = False
+        if self._groups < MIN_GROUPS:
+            self._grid, self._confidence = None, 0.0
+            return
+        now_s = self._last_s
         magnitude = self._magnitude
         np.abs(self._sums, out=magnitude)
         magnitude *= 1.0 / self._weight
@@ -238,14 +252,16 @@ class BeatTracker:
         kept_score = -math.inf
         kept: tuple[float, int, float] | None = None
         total = sum(weights)
+        # The weight on each unit of a 12-unit cycle: every subdivision's beats are sums of it.
+        cycle = [0.0] * 12
+        for number, weight in zip(numbers, weights, strict=True):
+            cycle[number % 12] += weight
         for subdivision in SUBDIVISIONS:
             beat_s = unit_s * subdivision
             if not BEAT_MIN_S <= beat_s <= BEAT_MAX_S:
                 continue
             # Which unit of the beat is its downbeat: the one most weight falls on.
-            mass = [0.0] * subdivision
-            for number, weight in zip(numbers, weights, strict=True):
-                mass[number % subdivision] += weight
+            mass = [sum(cycle[position::subdivision]) for position in range(subdivision)]
             heaviest = max(mass)
             phase = mass.index(heaviest)
             # How much more often than by chance the onsets fall on this beat's beats.

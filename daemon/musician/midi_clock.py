@@ -74,7 +74,6 @@ class ClockFollower:
         self._bars_known = False
         self._stopped = False
         self._last_tick_s = -math.inf
-        self.ticks = 0  # ticks heard, in all
 
     def take(self, inbox: ClockInbox) -> None:
         """Follow everything the inbox holds (on the performer's thread)."""
@@ -93,7 +92,6 @@ class ClockFollower:
             self._numbers.append(self._next_tick)
             self._next_tick += 1
             self._last_tick_s = time_s
-            self.ticks += 1
         elif code == START:
             self._next_tick = 0
             self._bars_known = True

@@ -383,6 +383,7 @@ class Performer(PerformerControls):
                 self._end_reply(self._reply.stop(now_s))
             engine.reset()
             self.memory.clear()
+            self._beat.reset()
             self._notify("state", "reset")
         elif name == "memory_clear":
             self.memory.clear()
