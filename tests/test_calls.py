@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from antiphon.daemon.cli import main
 from antiphon.daemon.codec import CodecConfig
+from antiphon.daemon.musician.key import key_of
 from antiphon.daemon.musician.phrase_shape import shape_of
 from antiphon.training.calls import SILENCE_S, call_pairs, cut_phrases
 from antiphon.training.corpus import Performance, Source, write_corpus
@@ -18,7 +19,6 @@ from antiphon.training.reply_measures import (
     copy_share,
     density_distance,
     in_key_share,
-    key_of,
     pace_distance,
     register_distance,
     texture_distance,

@@ -67,7 +67,12 @@ def test_follow_0_and_mirror_0_play_the_replies_of_before_bit_for_bit() -> None:
     assert len(before) == 18
     for case in before:
         reply = answer(
-            CALLS[case["call"]], case["seed"], noise=case["noise"], follow=0.0, clock="off"
+            CALLS[case["call"]],
+            case["seed"],
+            noise=case["noise"],
+            follow=0.0,
+            mirror=0.0,
+            clock="off",
         )
         assert flat(reply) == case["reply"], case["call"]
 
@@ -139,14 +144,20 @@ def test_pace_bias_waits_for_the_call_s_interval_and_density_scales_it() -> None
     assert early < due < late
     denser = FollowBias(call, Steering(follow=1.0, density=2.0), VOCABULARY)
     assert denser.pace.target_s == pytest.approx(bias.pace.target_s / 2)
-    # A time shift that would overshoot the interval by far is pushed down.
+    # The time shift pushed least is the one that lands on the interval.
     shifts = bias.bias(group, 0.1)[VOCABULARY.time_shift_base : VOCABULARY.velocity_base]
-    assert shifts[0] == 0.0 and shifts[-1] < -1.0
+    best = VOCABULARY.time_shifts_s[int(np.argmax(shifts))]
+    assert best == pytest.approx(0.3, rel=0.05)
+    assert shifts[-1] < -1.0
 
 
 def test_follow_0_has_no_bias_at_all() -> None:
     bias = FollowBias(fake_call([60, 62, 64, 65], 0.3), Steering(follow=0.0), VOCABULARY)
-    for group, now_s in ((NO_GROUP, 0.0), (after_note_on(NO_GROUP, 0.0), 0.01), ((0.0, 1, 1, 0.0), 2.0)):
+    for group, now_s in (
+        (NO_GROUP, 0.0),
+        (after_note_on(NO_GROUP, 0.0), 0.01),
+        ((0.0, 1, 1, 0.0), 2.0),
+    ):
         assert not np.any(bias.bias(group, now_s))
 
 

@@ -269,6 +269,44 @@ def test_a_change_during_a_reply_applies_at_the_next_event_and_strands_no_note(
     assert {m.channel for _, m in sink.sent if m.type == "note_on"} == {6}
 
 
+def test_range_and_dynamics_from_oscsend_shape_the_next_reply(
+    rigs: Callable[..., Rig], listener: OscListener
+) -> None:
+    plain = rigs(seed=5, follow=0.0, range_low=66, range_high=71)
+    play(plain.performer, call_messages(SCALE))
+    finish(plain.performer)
+    rig = rigs(seed=5, follow=0.0)
+    oscsend(rig.port, "/antiphon/range_low", "i", 66)
+    oscsend(rig.port, "/antiphon/range_high", "i", 71)
+    oscsend(rig.port, "/antiphon/dynamics", "i", 30)
+    listener.wait_for("/antiphon/dynamics", lambda args: args == (30,))
+    play(rig.performer, call_messages(SCALE))
+    finish(rig.performer)
+    ons = [m for _, m in rig.sink.sent if m.type == "note_on" and m.velocity > 0]
+    assert ons and all(66 <= m.note <= 71 for m in ons)
+    # The same notes as a reply started with that range, each 30 velocity levels louder.
+    plain_ons = [m for _, m in plain.sink.sent if m.type == "note_on" and m.velocity > 0]
+    assert [m.note for m in ons] == [m.note for m in plain_ons]
+    assert [m.velocity for m in ons] == [min(127, m.velocity + 30) for m in plain_ons]
+    assert rig.sink.sounding() == set()
+
+
+def test_memory_clear_from_oscsend_empties_the_memory_of_the_player(
+    rigs: Callable[..., Rig], listener: OscListener
+) -> None:
+    rig = rigs(mirror=0.5)
+    play(rig.performer, call_messages(SCALE))
+    finish(rig.performer)
+    assert rig.performer.status()["memory_notes"] > 0
+    oscsend(rig.port, "/antiphon/memory/clear")
+    deadline_s = time.monotonic() + WAIT_S
+    while rig.performer.status()["memory_notes"] and time.monotonic() < deadline_s:
+        rig.performer.process_until(rig.clock.now_s + 0.01)  # the command runs at the next turn
+        time.sleep(0.01)
+    listener.wait_for("/antiphon/event", lambda args: args == ("memory cleared",))
+    assert rig.performer.status()["memory_notes"] == 0
+
+
 MAPPING = parse_mapping(
     {
         "osc": {"/1/fader1": {"parameter": "temperature", "range": [0.1, 2.1]}},
@@ -417,6 +455,12 @@ def probe(daemon: Daemon) -> Iterator[MidiProbe]:
 BASELINE: dict[str, float | int | str] = {
     "/antiphon/temperature": 1.0,
     "/antiphon/noise": 0.0,
+    "/antiphon/follow": Settings().follow,
+    "/antiphon/mirror": Settings().mirror,
+    "/antiphon/range_low": 0,
+    "/antiphon/range_high": 127,
+    "/antiphon/density": 1.0,
+    "/antiphon/dynamics": 0,
     "/antiphon/mode": "call_response",
     "/antiphon/phrase_gap": PHRASE_GAP_S,
     "/antiphon/reply_ratio": 1.0,
@@ -449,6 +493,12 @@ def baseline(daemon: Daemon, feedback: OscListener, asker: OscListener) -> Daemo
 EVERY_PARAMETER = [
     ("/antiphon/temperature", "f", 0.5, 0.5),
     ("/antiphon/noise", "f", 0.25, 0.25),
+    ("/antiphon/follow", "f", 0.8, 0.8),
+    ("/antiphon/mirror", "f", 0.5, 0.5),
+    ("/antiphon/range_low", "i", 40, 40),
+    ("/antiphon/range_high", "i", 90, 90),
+    ("/antiphon/density", "f", 2.0, 2.0),
+    ("/antiphon/dynamics", "i", -10, -10),
     ("/antiphon/mode", "s", "listen", "listen"),
     ("/antiphon/phrase_gap", "f", 0.5, 0.5),
     ("/antiphon/reply_ratio", "f", 2.0, 2.0),

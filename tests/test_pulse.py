@@ -297,6 +297,7 @@ def test_with_no_groove_and_start_now_replies_are_those_of_before_the_beat_bit_f
                 case["seed"],
                 noise=case["noise"],
                 follow=0.0,
+                mirror=0.0,
                 clock=clock,
                 groove=0.0,
                 reply_start="now",

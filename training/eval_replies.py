@@ -3,7 +3,8 @@
 Real calls are cut from the held-out performances of a corpus (:mod:`antiphon.training.calls`:
 phrases ended by a silence of 1 s with nothing sounding). Each call is answered the way
 ``antiphon respond`` answers a file (the real Performer on a simulated clock, from a fresh
-state, the same settings), and the reply (what is played after the call's end) is measured
+state, the same settings; the phrase gap is the calls' silence, 1 s, unless given, so the
+daemon hears the call that was cut), and the reply (what is played after the call's end) is measured
 against the call with every entry of :data:`~antiphon.training.reply_measures.MEASURES`, as
 are the player's own next phrase and a shuffled control (another call's next phrase, from
 another performance where there is one). Replies whose notes are left sounding at the end
@@ -231,11 +232,13 @@ def run(args: argparse.Namespace) -> int:
     from antiphon.daemon.musician.engine import Engine
     from antiphon.daemon.musician.model_file import ModelError
     from antiphon.daemon.settings import Settings, SettingsError
-    from antiphon.training.calls import call_pairs
+    from antiphon.training.calls import SILENCE_S, call_pairs
     from antiphon.training.corpus import CorpusError, load_split
 
     values = {name: getattr(args, name) for name in RESPOND_SETTINGS}
     values["seed"] = DEFAULT_SEED if values["seed"] is None else values["seed"]
+    if values["phrase_gap_s"] is None:
+        values["phrase_gap_s"] = SILENCE_S  # the daemon's call is the call cut here
     try:
         settings = Settings(
             model=args.model,

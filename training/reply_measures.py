@@ -10,9 +10,8 @@ groups, a 4-note sequence four notes).
   (:mod:`antiphon.daemon.musician.phrase_shape`): |median pitch difference| in semitones,
   |log2 of the ratio| of onset groups per second, |difference| of notes per onset group,
   |log2 of the ratio| of the median inter-onset intervals;
-- in_key: the share of the phrase's notes in the call's key (Krumhansl-Schmuckler, the
-  duration-weighted pitch-class profile of the call against the 24 rotated key profiles; a
-  major key's scale, or a minor key's natural and harmonic minor scales together);
+- in_key: the share of the phrase's notes in the call's key (Krumhansl-Schmuckler, see
+  :mod:`antiphon.daemon.musician.key`);
 - copy: the share of the phrase's 4-note pitch sequences that occur in the call;
 - pulse, tempo: the share of the phrase's onsets on the call's beat grid carried on past its
   end (pulse), or on a grid of the call's beat period at the phrase's own best phase
@@ -26,14 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from antiphon.daemon.musician.key import key_of, scale_of
 from antiphon.daemon.musician.phrase_shape import PhraseShape, shape_of
 from antiphon.training.pulse_measures import pulse_share, tempo_share
 
-# Krumhansl-Kessler probe-tone profiles, C major and C minor.
-MAJOR_PROFILE = np.asarray([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.asarray([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-MINOR_SCALES = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor, plus the harmonic minor's 7th
 COPY_LENGTH = 4
 
 MeasureFunction = Callable[[np.ndarray, np.ndarray], float | None]
@@ -81,25 +76,6 @@ def pace_distance(call: np.ndarray, phrase: np.ndarray) -> float | None:
     if not call_ioi or not phrase_ioi:
         return None
     return abs(math.log2(phrase_ioi / call_ioi))
-
-
-def key_of(notes: np.ndarray) -> tuple[int, bool]:
-    """The Krumhansl-Schmuckler key of some notes: (tonic pitch class, minor?)."""
-    profile = np.zeros(12)
-    durations = np.maximum(notes[:, 2] - notes[:, 1], 0.01)
-    np.add.at(profile, notes[:, 0].astype(np.int64) % 12, durations)
-    best = (-2.0, 0, False)
-    for minor, template in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
-        for tonic in range(12):
-            rotated = np.roll(template, tonic)
-            score = 0.0 if profile.std() == 0 else float(np.corrcoef(profile, rotated)[0, 1])
-            if score > best[0]:
-                best = (score, tonic, minor)
-    return best[1], best[2]
-
-
-def scale_of(tonic: int, minor: bool) -> frozenset[int]:
-    return frozenset((tonic + step) % 12 for step in (MINOR_SCALES if minor else MAJOR_SCALE))
 
 
 def in_key_share(call: np.ndarray, phrase: np.ndarray) -> float | None:

@@ -9,18 +9,23 @@ into additive biases on the tempered logits at sampling time, in nats, scaled by
 
 - :class:`RegisterBias`: note-ons far from the call's median pitch are pushed down,
   quadratically in (distance / the call's spread), at most ``REGISTER_MAX`` nats;
+- :class:`KeyBias`: note-ons outside the call's key (Krumhansl-Schmuckler,
+  :mod:`antiphon.daemon.musician.key`) are pushed down by ``KEY_WEIGHT`` nats;
 - :class:`TextureBias`: while an onset group is open (within ``ONSET_GROUP_S`` of its first
   note), another note-on is pushed up while the group has fewer notes than the call's mean
   per group, and down once it has as many (a single-line call gets a single line);
 - :class:`PaceBias`: once the group is closed, starting the next one (a note-on or a velocity
   token) is pushed down before the target inter-onset interval and up after it (the log2 of
-  elapsed / target, times a weight), and time shifts that would overshoot the target are
-  pushed down. The target is the call's median inter-onset interval divided by the
-  ``density`` multiplier.
-- :class:`DensityBias`: over the whole reply, starting the next onset group is pushed down
-  while the reply has more groups than the call's density (times ``density``) gives for the
-  time since its first note, and up while it has fewer (the log2 of the ratio, times a
-  weight): a call with pauses gets a reply with pauses.
+  elapsed / target, times a weight), and time shifts are pushed toward landing on the target
+  (quadratically in octaves; falling short costs as much as overshooting, or one shift would
+  be split into many small ones). The target is the call's median inter-onset interval
+  divided by the ``density`` multiplier.
+- :class:`DensityBias`: over the whole reply, the onset groups played against those the
+  call's density (times ``density``) gives for the time since the reply's first note. While
+  the reply is behind, starting the next group is pushed up (the log2 of the ratio, times a
+  weight). When it is so far ahead that the next group is due more than ``PAUSE_AFTER``
+  target intervals on, a pause is due: starting a group is pushed down and time shifts are
+  pushed toward the pause's end. A call that plays runs and pauses gets runs and pauses.
 
 Live steering: :func:`pitch_range_mask` (a hard mask on note-ons outside the range between
 ``range_low`` and ``range_high``: every reply note lies inside) and ``dynamics`` (velocity
@@ -37,19 +42,29 @@ from dataclasses import dataclass
 
 import numpy as np
 from antiphon.daemon.codec import PITCHES, Vocabulary
-from antiphon.daemon.musician.phrase_shape import ONSET_GROUP_S, PhraseShape, shape_of
+from antiphon.daemon.musician.key import key_of, scale_of
+from antiphon.daemon.musician.phrase_shape import (
+    ONSET_GROUP_S,
+    PhraseShape,
+    shape_of,
+)
 
 REGISTER_WEIGHT = 1.0  # nats at one spread from the call's median pitch, at follow 1
 REGISTER_MIN_SPREAD = 4.0  # semitones: a narrow call still leaves the reply some room
 REGISTER_MAX = 8.0
-TEXTURE_WEIGHT = 2.0  # nats per note the open group is short of (or over) the call's
-TEXTURE_MAX = 4.0
-PACE_WEIGHT = 2.0  # nats per octave of elapsed / target interval
-PACE_MAX = 4.0
-DENSITY_WEIGHT = 2.0  # nats per octave of expected / played onset groups
+KEY_WEIGHT = 2.0  # nats off a note-on outside the call's key, at follow 1
+TEXTURE_WEIGHT = 16.0  # nats per note the open group is short of (or over) the call's
+TEXTURE_MAX = 16.0
+PACE_WEIGHT = 4.0  # nats per octave of elapsed / target interval
+PACE_MAX = 8.0
+DENSITY_WEIGHT = 3.0  # nats per octave of expected / played onset groups
 DENSITY_MAX = 4.0
-OVERSHOOT_WEIGHT = 1.0  # nats per octave squared a time shift would overshoot the target
+PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
+PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
+OVERSHOOT_WEIGHT = 2.0  # nats per octave squared a time shift would overshoot the target
+UNDERSHOOT_WEIGHT = 2.0  # nats per octave squared it would fall short (else: many tiny shifts)
 MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
+PASSAGE_BREAK_S = 1.0  # a silence this long starts a new call (the "real ends" of a phrase)
 DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
 
 # (the open onset group's first note time, its notes, the reply's groups, its first note time)
@@ -58,15 +73,18 @@ NO_GROUP: GroupState = (-math.inf, 0, 0, -math.inf)
 
 
 class HeardCall:
-    """The notes of the call in progress, as the player played them (bounded: the last
-    ``MAX_CALL_NOTES``). Fed by the performer's thread; :meth:`notes` gives the notes still
-    sounding an end at the time asked."""
+    """The notes of the call in progress, as the player played them: every note since the
+    last silence of ``PASSAGE_BREAK_S`` or more with no note sounding (bounded: the last
+    ``MAX_CALL_NOTES``), whatever the phrase gap that ended the call, so a call with short
+    pauses inside is followed whole. Fed by the performer's thread; :meth:`notes` gives the
+    notes still sounding an end at the time asked."""
 
     def __init__(self, capacity: int = MAX_CALL_NOTES) -> None:
         self._notes = np.zeros((capacity, 4), np.float64)
         self._count = 0
         self._next = 0
         self._sounding: dict[int, int] = {}  # pitch -> row
+        self._silent_since_s = -math.inf
 
     def clear(self) -> None:
         self._count = 0
@@ -74,6 +92,8 @@ class HeardCall:
         self._sounding.clear()
 
     def note_on(self, pitch: int, velocity: int, time_s: float) -> None:
+        if not self._sounding and time_s - self._silent_since_s >= PASSAGE_BREAK_S:
+            self.clear()  # a new passage
         row = self._next
         self._notes[row] = (pitch, time_s, math.inf, velocity)
         self._sounding[pitch] = row
@@ -84,6 +104,8 @@ class HeardCall:
         row = self._sounding.pop(pitch, None)
         if row is not None and self._notes[row, 0] == pitch:
             self._notes[row, 2] = time_s
+        if not self._sounding:
+            self._silent_since_s = time_s
 
     def release_all(self, time_s: float) -> None:
         for pitch in list(self._sounding):
@@ -131,6 +153,15 @@ class RegisterBias:
         self.bias = np.maximum(-REGISTER_MAX, -REGISTER_WEIGHT * follow * np.square(distance))
 
 
+class KeyBias:
+    """Note-on biases [128]: pitches outside the call's key pushed down."""
+
+    def __init__(self, notes: np.ndarray, follow: float) -> None:
+        scale = scale_of(*key_of(notes))
+        outside = np.asarray([p % 12 not in scale for p in range(PITCHES)])
+        self.bias = np.where(outside, -KEY_WEIGHT * follow, 0.0)
+
+
 class TextureBias:
     """The push on another note-on while an onset group is open."""
 
@@ -148,7 +179,11 @@ class PaceBias:
     open group's first note."""
 
     def __init__(
-        self, shape: PhraseShape, follow: float, density: float, shifts_s: np.ndarray
+        self,
+        shape: PhraseShape,
+        follow: float,
+        density: float,
+        shifts_s: np.ndarray,
     ) -> None:
         ioi_s = shape.median_ioi_s
         if ioi_s is None:
@@ -159,19 +194,26 @@ class PaceBias:
         self._shift_bias = np.zeros(len(shifts_s), np.float64)
 
     def onset(self, elapsed_s: float) -> float:
-        octaves = math.log2(max(elapsed_s, 1e-3) / self.target_s)
-        return self._follow * max(-PACE_MAX, min(PACE_MAX, PACE_WEIGHT * octaves))
+        push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
+        return self._follow * max(-PACE_MAX, min(PACE_MAX, push))
 
-    def shifts(self, elapsed_s: float) -> np.ndarray:
-        """Biases of the time shifts (a view of a reused array)."""
-        over = self._shift_bias
-        np.add(self._shifts_s, max(elapsed_s, 0.0), out=over)
-        over /= self.target_s
-        np.log2(over, out=over)
-        np.maximum(over, 0.0, out=over)
-        np.square(over, out=over)
-        over *= -self._follow * OVERSHOOT_WEIGHT
-        return over
+    def shifts(self, elapsed_s: float, pause_s: float | None = None) -> np.ndarray:
+        """Biases of the time shifts (a view of a reused array): by how far (in octaves,
+        squared) each would land from the target interval after the open group's first note,
+        or, with ``pause_s`` (a pause is due), from that long after it."""
+        octaves = self._shift_bias
+        np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
+        octaves /= self.target_s if pause_s is None else pause_s
+        np.log2(octaves, out=octaves)
+        if pause_s is not None:
+            np.square(octaves, out=octaves)
+            octaves *= -self._follow * PAUSE_WEIGHT
+            return octaves
+        weights = np.where(octaves > 0.0, OVERSHOOT_WEIGHT, UNDERSHOOT_WEIGHT)
+        np.square(octaves, out=octaves)
+        octaves *= weights
+        octaves *= -self._follow
+        return octaves
 
 
 class DensityBias:
@@ -186,6 +228,10 @@ class DensityBias:
         expected = 1.0 + self.groups_per_s * max(0.0, since_first_s)
         octaves = math.log2(expected / (groups + 1.0))
         return self._follow * max(-DENSITY_MAX, min(DENSITY_MAX, DENSITY_WEIGHT * octaves))
+
+    def due_s(self, groups: int, first_s: float) -> float:
+        """When the next group is due by the density (on the reply's clock)."""
+        return first_s + groups / self.groups_per_s if self.groups_per_s > 0 else first_s
 
 
 class FollowBias:
@@ -203,9 +249,14 @@ class FollowBias:
         self.shape = shape
         follow = steering.follow
         self.register = RegisterBias(call, shape, follow)
+        self.key = KeyBias(call, follow)
+        self._pitch_bias = self.register.bias + self.key.bias
         self.texture = TextureBias(shape, follow)
         self.pace = PaceBias(
-            shape, follow, steering.density, np.asarray(vocabulary.time_shifts_s, np.float64)
+            shape,
+            follow,
+            steering.density,
+            np.asarray(vocabulary.time_shifts_s, np.float64),
         )
         self.density = DensityBias(shape, follow, steering.density)
         self._on = slice(vocabulary.note_on_base, vocabulary.note_off_base)
@@ -221,11 +272,19 @@ class FollowBias:
         if group_notes == 0:
             onset, shifts = 0.0, None
         elif elapsed_s <= ONSET_GROUP_S:
-            onset, shifts = self.texture.onset(group_notes), None
-        else:
-            onset = self.pace.onset(elapsed_s) + self.density.onset(groups, now_s - first_s)
+            # Still in the group: another note thickens it; a time shift still counts
+            # toward the next group.
+            onset = self.texture.onset(group_notes)
             shifts = self.pace.shifts(elapsed_s)
-        np.add(self.register.bias, onset, out=bias[self._on])
+        else:
+            density = self.density.onset(groups, now_s - first_s)
+            pause_s = self.density.due_s(groups, first_s) - group_s
+            if pause_s > PAUSE_AFTER * self.pace.target_s:  # ahead of the density: pause
+                onset, shifts = density, self.pace.shifts(elapsed_s, pause_s)
+            else:
+                onset = self.pace.onset(elapsed_s) + max(0.0, density)
+                shifts = self.pace.shifts(elapsed_s)
+        np.add(self._pitch_bias, onset, out=bias[self._on])
         bias[self._velocities] = onset
         if shifts is None:
             bias[self._shifts] = 0.0

@@ -226,8 +226,6 @@ class Performer(PerformerControls):
             self.notes_in += 1
             if params.thru:
                 self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))
-            if not phrase.in_call:
-                self._heard.clear()  # a new call
             self._heard.note_on(data1, data2, time_s)
             self.memory.note_on(data1, time_s)
             phrase.note_on(key, time_s)

@@ -4,7 +4,9 @@ Five parts, each printed as a table row and kept in the JSON:
 
 1. The engine alone, single thread: one inference step (``Engine.feed``) and one draw
    (``Engine.sample``), p50/p99 over ``--steps`` steps of a generated continuation; the
-   compute time of a 32-event reply (32 tokens drawn and fed, as a reply does); and the cost
+   compute time of a 32-event reply (32 tokens drawn and fed, as a reply does), also with
+   every reply shaping push on, and the player's memory's cost per note heard
+   (:mod:`antiphon.daemon.tools.bench_shaping`); and the cost
    of the naive approach (run a 30-event sliding window from a zero state for every event)
    against the incremental one, as a ratio.
 2. The daemon as a process on real JACK ports (its own ``jackd -d dummy`` when none runs):
@@ -122,6 +124,7 @@ def _elapsed_ms(start_ns: int) -> float:
 
 def measure_engine(model: Path, steps: int, seed: int) -> dict[str, Any]:
     from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.tools.bench_shaping import measure_shaping
 
     engine = Engine(model, seed=seed)
     _primed(engine, seed)
@@ -147,6 +150,7 @@ def measure_engine(model: Path, steps: int, seed: int) -> dict[str, Any]:
         "step_ms": percentiles(step_ms),
         "sample_ms": percentiles(sample_ms),
         "reply32_ms": percentiles(reply_ms),
+        **measure_shaping(engine, after_call, seed),
         "naive": measure_naive(engine, after_call),
         "layers": engine.info.layers,
         "hidden": engine.info.hidden,

@@ -32,6 +32,8 @@ TARGETS = {  # name: (limit, "in JACK periods added to the limit")
     "timing_error_p99_ms": (1.0, 1),
     "peak_rss_mb": (250.0, 0),
     "ready_s": (2.0, 0),
+    "shaped_reply32_p99_ms": (5.0, 0),
+    "memory_note_p99_us": (50.0, 0),
 }
 REPLY_LINE = re.compile(r"daemon\.stage\.live: reply (.*)$")
 PLANNED_LINE = re.compile(r"daemon\.musician\.performer: reply messages .*\bplanned=(\S*)")
@@ -198,6 +200,8 @@ def judge(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "timing_error_p99_ms": (results.get("timing_error_ms") or {}).get("p99"),
         "peak_rss_mb": results.get("peak_rss_mb"),
         "ready_s": results.get("ready_s"),
+        "shaped_reply32_p99_ms": (results.get("shaped_reply32_ms") or {}).get("p99"),
+        "memory_note_p99_us": (results.get("memory_note_us") or {}).get("p99"),
     }
     verdicts = {}
     for name, (limit, periods) in TARGETS.items():
@@ -235,6 +239,9 @@ def table(results: dict[str, Any]) -> str:
         _row("inference step (feed, 1 thread)", results["step_ms"]),
         _row("draw (sample)", results["sample_ms"]),
         _row(f"{REPLY_EVENTS}-event reply compute", results["reply32_ms"]),
+        _row("draw with follow, range, dynamics, mirror on", results.get("shaped_sample_ms")),
+        _row(f"{REPLY_EVENTS}-event reply compute, all of it on", results.get("shaped_reply32_ms")),
+        _row("memory: learning one heard note", results.get("memory_note_us"), unit="us"),
         f"{'naive 30-event window per event':<48} {naive['naive_per_event_ms']:.3f} ms vs "
         f"{naive['incremental_per_event_ms']:.3f} ms incremental: {naive['ratio']:.1f}x",
     ]

@@ -1,0 +1,91 @@
+"""``antiphon bench``'s figures for the reply shaping: a 32-event reply drawn with every push
+on (following at 1, a pitch range, a loudness shift, the memory at 0.5), and the memory's
+cost per note heard.
+
+The reply is drawn the way :class:`~antiphon.daemon.musician.reply.Reply` draws: the bias
+recomputed from the onset-group state at each token, the memory blended into each draw, the
+range as a mask. The memory is filled past its capacity first, so every note heard also
+forgets one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from antiphon.daemon.codec import PITCHES
+
+if TYPE_CHECKING:
+    from antiphon.daemon.musician.engine import Engine, EngineState
+
+REPLY_EVENTS = 32
+RANGE = (36, 96)
+MEMORY_NOTES_TIMED = 4000
+
+
+def _phrase_notes(seed: int) -> np.ndarray:
+    """A played phrase (the bench's human-like phrase) as a notes array."""
+    from antiphon.daemon.tools.probe import human_phrase
+
+    sounding: dict[int, tuple[float, int]] = {}
+    rows = []
+    for timed in human_phrase(random.Random(seed), notes=16):
+        m = timed.message
+        if m.type == "note_on" and m.velocity > 0:
+            sounding[m.note] = (timed.time_s, m.velocity)
+        elif m.type in ("note_on", "note_off") and m.note in sounding:
+            onset_s, velocity = sounding.pop(m.note)
+            rows.append((m.note, onset_s, timed.time_s, velocity))
+    return np.asarray(rows, np.float64)
+
+
+def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[str, Any]:
+    from antiphon.daemon.musician.follow import Steering
+    from antiphon.daemon.musician.memory import CAPACITY_NOTES, PlayerMemory
+    from antiphon.daemon.musician.shaping import ReplyShaping
+    from antiphon.daemon.tools.bench_report import percentiles
+
+    call = _phrase_notes(seed)
+    memory = PlayerMemory()
+    rng = random.Random(seed)
+    time_s, pitch = 0.0, 60
+    learn_us = []
+    for count in range(CAPACITY_NOTES + MEMORY_NOTES_TIMED):
+        time_s += rng.choice((0.12, 0.25, 0.25, 0.5, 0.75))
+        pitch = max(36, min(96, pitch + rng.choice((-5, -3, -2, -1, 1, 2, 3, 4, 7))))
+        start = time.perf_counter_ns()
+        memory.note_on(pitch, time_s)
+        if count >= CAPACITY_NOTES:
+            learn_us.append((time.perf_counter_ns() - start) / 1e3)
+    vocabulary = engine.vocabulary
+    steering = Steering(1.0, RANGE[0], RANGE[1], 1.0, 10)
+    shaping = ReplyShaping(call, steering, 0.5, memory, vocabulary)
+    allowed = np.ones(vocabulary.size, bool)
+    assert shaping.pitch_allowed is not None
+    allowed[:PITCHES] = shaping.pitch_allowed
+    shifts_s = vocabulary.time_shifts_s
+    sample_ms, reply_ms = [], []
+    for _ in range(50):
+        engine.set_state(after_call)
+        state, clock_s = shaping.start, float(call[:, 2].max())
+        start = time.perf_counter_ns()
+        for _ in range(REPLY_EVENTS):
+            drawn = time.perf_counter_ns()
+            token = engine.sample(
+                allowed, bias=shaping.bias(state, clock_s), blend=shaping.blend(state)
+            )
+            sample_ms.append((time.perf_counter_ns() - drawn) / 1e6)
+            engine.feed(token, perturb=True)
+            if token < PITCHES:
+                state = shaping.after_note_on(state, token, clock_s)
+            elif vocabulary.time_shift_base <= token < vocabulary.velocity_base:
+                clock_s += shifts_s[token - vocabulary.time_shift_base]
+        reply_ms.append((time.perf_counter_ns() - start) / 1e6)
+    return {
+        "shaped_sample_ms": percentiles(sample_ms),
+        "shaped_reply32_ms": percentiles(reply_ms),
+        "memory_note_us": percentiles(learn_us),
+        "memory_notes": memory.notes,
+    }
