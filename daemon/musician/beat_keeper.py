@@ -75,6 +75,11 @@ class BeatKeeper:
         self._player_onsets.clear()
         self._plan_key = None
 
+    def follow_clock(self) -> None:
+        """Take the clock messages waiting (the performer does at every turn of its loop, at
+        least twice a second, so the inbox never overflows)."""
+        self.clock.take(self.inbox)
+
     def grid(self, now_s: float, clock: str) -> BeatGrid | None:
         """The beat in force at ``now_s`` for the ``clock`` parameter; None: no beat."""
         self.clock.take(self.inbox)

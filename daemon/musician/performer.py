@@ -255,6 +255,7 @@ class Performer(PerformerControls):
             self._speculator.withdraw()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
+        self._beat.follow_clock()
         self._release_stale(now_s)
         call = self._phrase.poll(now_s)
         if call is not None:
