@@ -10,10 +10,11 @@ Two halves, for the two threads:
   the performer needs the beat (:meth:`ClockFollower.take`) and answers with the grid.
 
 The tempo is the smoothed tick rate: a least-squares line through the last ``TEMPO_TICKS``
-ticks' arrival times, so the jitter of a MIDI system's cycles averages out and a change of
-tempo is followed within a beat and a half. The line is then moved onto the earliest
-arrivals: a tick is delayed on its way (up to a JACK period) but never early, so the least
-delayed ones say best when the DAW sent its beats.
+ticks' arrival times (four beats), so the jitter of a MIDI system's cycles averages out; when
+the last beat's ticks alone say a tempo more than ``TEMPO_CHANGE`` away, the tempo changed,
+and the line starts again from them (a change is followed within a beat). The line is then
+moved onto the earliest arrivals: a tick is delayed on its way (up to a JACK period) but never
+early, so the least delayed ones say best when the DAW sent its beats.
 
 Beats fall on every 24th tick counted from Start (the tick after Start is the first beat) or
 from the Song Position Pointer (in sixteenths, 6 ticks each, from the song's start: bars are
@@ -33,7 +34,9 @@ from antiphon.daemon.musician.beat import BeatGrid
 
 TICKS_PER_BEAT = 24
 TICKS_PER_SIXTEENTH = 6
-TEMPO_TICKS = 36  # ticks the tempo line is fitted through: a beat and a half
+TEMPO_TICKS = 96  # ticks the tempo line is fitted through: four beats
+CHANGE_TICKS = 24  # the last beat's ticks: their own tempo tells a change of tempo
+TEMPO_CHANGE = 0.03  # a last beat this much faster or slower is a new tempo
 TIMEOUT_BEATS = 2.0  # no tick for this many beats: the clock is taken as stopped
 MIN_TIMEOUT_S = 0.25
 INBOX_SIZE = 1024  # the performer drains at least every half second: 10 s of ticks at 240 bpm
@@ -145,29 +148,21 @@ class ClockFollower:
         )
 
     def _line(self) -> tuple[float, float]:
-        """(seconds per tick, the time of tick number 0) from the kept ticks: least squares
-        on times relative to the last tick, so the sums keep their precision."""
+        """(seconds per tick, the time of tick number 0) from the kept ticks; after a change
+        of tempo, from the ticks since (the older ones are let go)."""
         times, numbers = self._times, self._numbers
-        last_s = times[-1]
-        count = len(times)
-        sum_n = sum_t = sum_nn = sum_nt = 0.0
-        for n, t in zip(numbers, times, strict=True):
-            t -= last_s
-            sum_n += n
-            sum_t += t
-            sum_nn += n * n
-            sum_nt += n * t
-        spread = count * sum_nn - sum_n * sum_n
-        if spread <= 0.0:
-            return 0.0, last_s
-        slope = (count * sum_nt - sum_n * sum_t) / spread
-        intercept = (sum_t - slope * sum_n) / count
+        slope, intercept = _fit(numbers, times, len(times))
+        if len(times) >= 2 * CHANGE_TICKS:
+            recent, recent_start = _fit(numbers, times, CHANGE_TICKS)
+            if abs(recent - slope) > TEMPO_CHANGE * slope:
+                for _ in range(len(times) - CHANGE_TICKS):
+                    times.popleft()
+                    numbers.popleft()
+                slope, intercept = recent, recent_start
         # The line runs through the ticks' mean delay on the way; the earliest arrivals were
         # delayed least, so the clock as the DAW sent it runs along them.
-        earliest = min(
-            t - last_s - intercept - slope * n for n, t in zip(numbers, times, strict=True)
-        )
-        return slope, last_s + intercept + earliest
+        earliest = min(t - intercept - slope * n for n, t in zip(numbers, times, strict=True))
+        return slope, intercept + earliest
 
     def jitter_ms(self) -> float:
         """How irregularly the kept ticks arrived: the RMS of their distances from the
@@ -180,3 +175,22 @@ class ClockFollower:
         ]
         mean = sum(residuals) / len(residuals)
         return 1000.0 * math.sqrt(sum((r - mean) ** 2 for r in residuals) / len(residuals))
+
+
+def _fit(numbers: deque[int], times: deque[float], count: int) -> tuple[float, float]:
+    """(slope, time of tick number 0) of the least-squares line through the last ``count``
+    ticks; numbers and times are taken relative to the last tick, so the sums keep their
+    precision. Slope 0 when the ticks do not spread."""
+    last_n, last_s = numbers[-1], times[-1]
+    sum_n = sum_t = sum_nn = sum_nt = 0.0
+    for k in range(len(times) - count, len(times)):
+        n, t = numbers[k] - last_n, times[k] - last_s
+        sum_n += n
+        sum_t += t
+        sum_nn += n * n
+        sum_nt += n * t
+    spread = count * sum_nn - sum_n * sum_n
+    if spread <= 0.0:
+        return 0.0, last_s
+    slope = (count * sum_nt - sum_n * sum_t) / spread
+    return slope, last_s + (sum_t - slope * sum_n) / count - slope * last_n
