@@ -126,7 +126,7 @@ class Settings:
     )
     noise: float = _setting(0.0, "noise injection, 0 (off) to 1", check=_between(0, 1))
     follow: float = _setting(
-        0.5,
+        1.0,
         "how strongly a reply follows its call's register, texture, density and pace, 0 (off) to 1",
         check=_between(0, 1),
     )

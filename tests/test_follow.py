@@ -178,3 +178,13 @@ def test_the_heard_call_keeps_the_call_s_notes_bounded() -> None:
     assert notes[-1, 2] == pytest.approx(6.2)  # still sounding: ends now
     shape = shape_of(notes)
     assert shape is not None and shape.notes == 4
+
+
+def test_the_heard_call_runs_from_the_last_second_of_silence() -> None:
+    heard = HeardCall()
+    for i, start_s in enumerate((0.0, 0.5, 1.4, 3.0)):  # gaps 0.3 s, 0.7 s, then 1.4 s
+        heard.note_on(60 + i, 70, start_s)
+        heard.note_off(60 + i, start_s + 0.2)
+    assert heard.notes(4.0)[:, 0].tolist() == [63]
+    heard.note_on(70, 70, 3.5)  # 0.3 s after: the same call
+    assert heard.notes(4.0)[:, 0].tolist() == [63, 70]

@@ -95,6 +95,11 @@ def test_the_blend_keeps_the_note_on_share_and_moves_it_to_the_memory_s_pitches(
     assert int(np.argmax(weights[:128])) == 56 and weights[10] == 0.0
     MemoryBlend(memory, 0.5).at(state)(half := before.copy())
     assert half[56] == pytest.approx(0.5 * 0.5 + 0.5 * before[:128].sum())
+    # The memory chooses among what the model finds plausible: a pitch it weighs 0 stays 0.
+    weights = before.copy()
+    weights[56] = 0.0
+    MemoryBlend(memory, 1.0).at(state)(weights)
+    assert weights[56] == 0.0
 
 
 def test_an_empty_memory_leaves_the_weights_alone() -> None:

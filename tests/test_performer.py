@@ -360,7 +360,8 @@ def test_first_note_and_chords_leave_on_time_although_drawing_takes_time() -> No
     for seed in range(3, 30):  # until the replies held a few chords: how many depends on the model
         if chords >= 3:
             break
-        performer, _, sink = make(engine, seed=seed, reply_min_notes=16)
+        # Not following the single-line call: that would keep the reply to a single line.
+        performer, _, sink = make(engine, seed=seed, reply_min_notes=16, follow=0.0)
         play(performer, call_messages(SCALE))
         finish(performer)
         report = performer.reply_reports()[-1]

@@ -16,10 +16,12 @@ note's counts (the same number of decrements). The counts live in plain dicts.
 
 Blending (:class:`MemoryBlend`): at each draw, the note-on tokens' share of the model's
 distribution stays the model's (whether to play a note is its call); within it, the pitches
-are ``(1 - mirror) * the model's + mirror * the memory's``, where the memory predicts the next
-interval from the reply's own melody so far (at the reply's start, the call's last notes),
-using the longest context it has seen, and the pitch is the reply's last pitch plus that
-interval. Pitches the mask forbids stay forbidden.
+are ``(1 - mirror) * the model's + mirror * the memory's``, where the memory's is its
+prediction times the model's, renormalised (the memory chooses among the pitches the model,
+with the reply's pushes and masks, finds plausible; a forbidden pitch stays forbidden). The
+memory predicts the next interval from the reply's own melody so far (at the reply's start,
+the call's last notes), using the longest context it has seen; the pitch is the reply's last
+pitch plus that interval.
 """
 
 from __future__ import annotations
@@ -215,7 +217,9 @@ class MemoryBlend:
         mass = float(model.sum())
         if mass <= 0.0:
             return
-        memory = self._pitches * (model > 0.0)  # what the mask forbids stays forbidden
+        # The memory's prediction weighed by the model's own (pushed, masked) choice: the memory
+        # picks among the pitches the model finds plausible, and a forbidden one stays so.
+        memory = self._pitches * model
         total = float(memory.sum())
         if total <= 0.0:
             return
