@@ -208,3 +208,17 @@ def test_replies_lock_to_midi_clock_follow_its_tempo_and_fall_back_to_the_player
     status = listener.status(osc_port)
     assert status["/antiphon/status/beat_source"] == "player"
     assert status["/antiphon/status/tempo_bpm"] == pytest.approx(100, rel=0.05)
+
+
+def test_the_bench_measures_the_tracker_and_the_clock_as_heard(jack_server: JackServer) -> None:
+    from antiphon.daemon.tools.bench_pulse import measure_pulse, pulse_rows
+
+    figures = measure_pulse(seed=1, period_frames=jack_server.period_frames, jack=True)
+    tracker = figures["tracker"]
+    assert tracker["onsets"] > 1000
+    assert tracker["per_onset_us"]["p50"] > 0.0
+    clock = figures["clock"]
+    assert clock["ticks_heard"] > 0.9 * clock["ticks_sent"]
+    assert clock["bpm_heard"] == pytest.approx(120.0, rel=0.02)
+    assert len(clock["beat_error_ms"]) == 4
+    assert any(row.startswith("MIDI clock as heard") for row in pulse_rows(figures))
