@@ -44,6 +44,11 @@ RESPOND_SETTINGS: dict[str, type] = {
     "reply_max_s": float,
     "max_note_s": float,
     "output_channel": int,
+    # The beat: the tracker hears the call as played (its times, not the file's tempo map).
+    "clock": str,
+    "groove": float,
+    "reply_start": str,
+    "beats_per_bar": int,
 }
 
 

@@ -41,6 +41,10 @@ def model_folders(models_dir: str) -> tuple[Path, ...]:
     return (INSTALLED_MODELS_DIR, user_models_dir())
 
 
+CLOCK_SOURCES = ("off", "player", "midi")
+REPLY_STARTS = ("now", "beat", "bar")
+
+
 class SettingsError(ValueError):
     """A setting that cannot be used; the message names the key and the problem."""
 
@@ -190,6 +194,32 @@ class Settings:
         None, "record each performance as a MIDI file in this folder", path=True
     )
     tui: bool = _setting(False, "show a live status view in the terminal")
+    # The beat
+    clock: str = _setting(
+        "player",
+        "where the beat comes from: player (Antiphon hears it in the playing), midi (a DAW's "
+        "MIDI clock while it runs, else the player), off (replies keep free timing)",
+        check=_one_of(*CLOCK_SOURCES),
+    )
+    clock_port: str | None = _setting(
+        None, "take MIDI clock from this input port (a part of its name); default: the input"
+    )
+    groove: float = _setting(
+        1.0,
+        "how far reply onsets are pulled onto the beat's grid: 0 free timing, 1 on the grid",
+        check=_between(0, 1),
+    )
+    reply_start: str = _setting(
+        "beat",
+        "when a reply starts: now (at the call's end), beat (the next beat), bar (the next "
+        "bar, when it is within a beat)",
+        check=_one_of(*REPLY_STARTS),
+    )
+    beats_per_bar: int = _setting(
+        4,
+        "the meter, for reply_start bar when the clock sends no song position",
+        check=_between(1, 16),
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

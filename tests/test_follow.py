@@ -67,7 +67,12 @@ def test_follow_0_and_mirror_0_play_the_replies_of_before_bit_for_bit() -> None:
     assert len(before) == 18
     for case in before:
         reply = answer(
-            CALLS[case["call"]], case["seed"], noise=case["noise"], follow=0.0, mirror=0.0
+            CALLS[case["call"]],
+            case["seed"],
+            noise=case["noise"],
+            follow=0.0,
+            mirror=0.0,
+            clock="off",
         )
         assert flat(reply) == case["reply"], case["call"]
 

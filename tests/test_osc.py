@@ -471,12 +471,17 @@ BASELINE: dict[str, float | int | str] = {
     "/antiphon/thru": False,
     "/antiphon/overlap": False,
     "/antiphon/max_note_s": 5.0,
+    # These tests are about control, not the beat: replies start when the call ends.
+    "/antiphon/clock": "off",
+    "/antiphon/groove": 1.0,
+    "/antiphon/reply_start": "beat",
 }
 
 
 @pytest.fixture
 def baseline(daemon: Daemon, feedback: OscListener, asker: OscListener) -> Daemon:
-    """The daemon with every parameter back at its start value (one bundle), feedback cleared."""
+    """The daemon with every parameter back at its start value (one bundle; the beat off),
+    feedback cleared."""
     asker.send(daemon.port, encode([(a, [v]) for a, v in BASELINE.items()]))
     status = asker.status(daemon.port)
     assert {a: status[a] for a in BASELINE} == pytest.approx(BASELINE)
@@ -504,6 +509,9 @@ EVERY_PARAMETER = [
     ("/antiphon/thru", "T", None, True),
     ("/antiphon/overlap", "T", None, True),
     ("/antiphon/max_note_s", "f", 2.0, 2.0),
+    ("/antiphon/clock", "s", "midi", "midi"),
+    ("/antiphon/groove", "f", 0.5, 0.5),
+    ("/antiphon/reply_start", "s", "bar", "bar"),
 ]
 
 

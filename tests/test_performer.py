@@ -117,6 +117,9 @@ def make(
     if isinstance(engine, SlowEngine):
         engine.clock = clock
     sink = ListSink(clock)
+    # These tests check the replies' own mechanics: without a beat unless a test asks for it
+    # (the beat has its tests in test_pulse.py).
+    values.setdefault("clock", "off")
     settings = Settings(model=str(MODEL), **values)
     performer = Performer(
         settings, engine, sink, clock=clock, speculate_before_s=speculate_before_s

@@ -12,7 +12,11 @@ another performance where there is one). Replies whose notes are left sounding a
 
 The done-when checks of the reply against the next phrase are printed with the table: each
 distance at most ``DISTANCE_SLACK`` times the next phrase's, in-key share at least the next
-phrase's minus ``IN_KEY_SLACK``, copy share at most ``MAX_COPY_SHARE``, no hanging notes.
+phrase's minus ``IN_KEY_SLACK``, copy share at most ``MAX_COPY_SHARE``, pulse and tempo at
+least the next phrase's minus ``PULSE_SLACK``, no hanging notes.
+
+``--beat steady`` or ``--beat rubato`` keeps only the calls of that kind, judged on the call
+alone (:func:`~antiphon.training.pulse_measures.beat_kind`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import mido
 import numpy as np
 from antiphon.daemon.respond import RESPOND_SETTINGS, TimedMessage
 from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS
+from antiphon.training.calls import SILENCE_S
 
 if TYPE_CHECKING:
     from antiphon.daemon.musician.engine import Engine
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 DISTANCE_SLACK = 1.1
 IN_KEY_SLACK = 0.05
 MAX_COPY_SHARE = 0.2
+PULSE_SLACK = 0.05
 DEFAULT_SEED = 0
 CHOICE_SEED = 12345  # which calls are taken, and the shuffled control
 
@@ -59,6 +65,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--calls", type=int, help="answer at most this many calls (evenly spread)")
     parser.add_argument("--json", type=Path, help="also write the figures (and each call's) here")
+    parser.add_argument(
+        "--silence-s",
+        type=float,
+        default=SILENCE_S,
+        help=f"the silence that ends a call (default: {SILENCE_S} s; piano music leaves few "
+        "such silences where its beat is steady)",
+    )
+    parser.add_argument(
+        "--beat",
+        choices=["all", "steady", "rubato"],
+        default="all",
+        help="only the calls with a steady beat, or only those without (judged on the call "
+        "alone: its second half on the beat grid of its first half); default: all",
+    )
     for name, kind in RESPOND_SETTINGS.items():
         flag = SETTINGS_FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
         parser.add_argument(flag, dest=name, type=kind, help=SETTINGS_FIELDS[name].metadata["help"])
@@ -185,6 +205,8 @@ def _check(name: str, distance: bool, reply: float | None, reference: float | No
         return reply >= reference - IN_KEY_SLACK
     if name == "copy":
         return reply <= MAX_COPY_SHARE
+    if name in ("pulse", "tempo"):
+        return reply >= reference - PULSE_SLACK
     return None
 
 
@@ -233,7 +255,15 @@ def run(args: argparse.Namespace) -> int:
     except (SettingsError, CorpusError, ModelError) as err:
         print(f"antiphon eval-replies: {err}", file=sys.stderr)
         return 2
-    pairs = [pair for name, notes in performances for pair in call_pairs(name, notes)]
+    pairs = [
+        pair
+        for name, notes in performances
+        for pair in call_pairs(name, notes, silence_s=args.silence_s)
+    ]
+    if args.beat != "all":
+        from antiphon.training.pulse_measures import beat_kind
+
+        pairs = [pair for pair in pairs if beat_kind(pair.call) == args.beat]
     pairs = choose(pairs, args.calls)
     if not pairs:
         print(f"antiphon eval-replies: no calls in {args.corpus} ({args.split})", file=sys.stderr)
@@ -243,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(answered)
     result.update(corpus=str(args.corpus), split=args.split, model=str(settings.model))
     result["settings"] = {name: getattr(settings, name) for name in RESPOND_SETTINGS}
+    result["beat"] = args.beat
+    result["silence_s"] = args.silence_s
     print(format_table(result, f"{args.corpus} ({args.split}), {settings.model}"))
     if args.json is not None:
         try:

@@ -12,7 +12,10 @@ groups, a 4-note sequence four notes).
   |log2 of the ratio| of the median inter-onset intervals;
 - in_key: the share of the phrase's notes in the call's key (Krumhansl-Schmuckler, see
   :mod:`antiphon.daemon.musician.key`);
-- copy: the share of the phrase's 4-note pitch sequences that occur in the call.
+- copy: the share of the phrase's 4-note pitch sequences that occur in the call;
+- pulse, tempo: the share of the phrase's onsets on the call's beat grid carried on past its
+  end (pulse), or on a grid of the call's beat period at the phrase's own best phase
+  (tempo), each minus what random onsets get (:mod:`antiphon.training.pulse_measures`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from antiphon.daemon.musician.key import key_of, scale_of
 from antiphon.daemon.musician.phrase_shape import PhraseShape, shape_of
+from antiphon.training.pulse_measures import pulse_share, tempo_share
 
 COPY_LENGTH = 4
 
@@ -104,4 +108,7 @@ MEASURES: list[Measure] = [
     Measure("pace", "|log2 ratio|", pace_distance, distance=True),
     Measure("in_key", "share", in_key_share, distance=False),
     Measure("copy", "share", copy_share, distance=False),
+    # The beat (antiphon.training.pulse_measures): shares above chance.
+    Measure("pulse", "share-chance", pulse_share, distance=False),
+    Measure("tempo", "share-chance", tempo_share, distance=False),
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -251,8 +252,9 @@ class MidiInput(_Endpoint):
 
     def _make_rt(self) -> rtmidi.MidiIn:
         rt = rtmidi.MidiIn(RTMIDI_API_OF[self.api], self.names.input_client)
-        # Sysex, clock and active sensing are dropped inside rtmidi: they never reach Python.
-        rt.ignore_types(sysex=True, timing=True, active_sense=True)
+        # Sysex and active sensing are dropped inside rtmidi: they never reach Python. MIDI
+        # clock comes through, for the beat (the performer keeps it apart from the playing).
+        rt.ignore_types(sysex=True, timing=False, active_sense=True)
         return rt
 
     def _own_port(self) -> str:
@@ -403,20 +405,38 @@ class MidiPorts:
             self.output.close()
             raise
         self.input: MidiInput | None = None
+        self.clock_input: MidiInput | None = None
         self._watcher: PortWatcher | None = None
 
-    def open_input(self, handler: MessageHandler, input_port: str | None = None) -> None:
-        """Open the input (virtual, or connected to ``input_port`` found by name)."""
+    def open_input(
+        self,
+        handler: MessageHandler,
+        input_port: str | None = None,
+        clock_port: str | None = None,
+        clock_handler: MessageHandler | None = None,
+    ) -> None:
+        """Open the input (virtual, or connected to ``input_port`` found by name), and the
+        clock's own input when ``clock_port`` is given (its messages go to
+        ``clock_handler``)."""
         if self.api == "windows" and input_port is None:
             raise PortSetupError(
                 "Windows MM has no virtual ports: make one with loopMIDI and pass --input-port"
             )
         self.input = MidiInput(self.api, self.names, handler, input_port)
+        endpoints: list[_Endpoint] = [self.input, self.output]
         try:
             self.input.open()
-            self._watcher = PortWatcher([self.input, self.output])
+            if clock_port is not None and clock_handler is not None:
+                self.clock_input = MidiInput(
+                    self.api, _clock_names(self.names), clock_handler, clock_port
+                )
+                self.clock_input.open()
+                endpoints.append(self.clock_input)
+            self._watcher = PortWatcher(endpoints)
         except PortError:
             self.input.close()
+            if self.clock_input is not None:
+                self.clock_input.close()
             raise
         self._watcher.start()
 
@@ -443,10 +463,21 @@ class MidiPorts:
             self._watcher.stop()
         if self.input is not None:
             self.input.close()
+        if self.clock_input is not None:
+            self.clock_input.close()
 
     def close(self) -> None:
         self.stop_input()
         self.output.close()
+
+
+def _clock_names(names: VirtualPortNames) -> VirtualPortNames:
+    """The clock input's own client and port names: the input's, marked as the clock's."""
+    return dataclasses.replace(
+        names,
+        input_client=f"{names.input_client} clock",
+        input_port=f"{names.input_port}-clock",
+    )
 
 
 # `antiphon ports` --------------------------------------------------------------------------

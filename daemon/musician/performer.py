@@ -37,6 +37,7 @@ from typing import Any
 
 from antiphon.daemon.midi.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, SUSTAIN, WAKE, Item
 from antiphon.daemon.midi.outlet import MidiSink, Outlet
+from antiphon.daemon.musician.beat_keeper import ReplyPlan
 from antiphon.daemon.musician.engine import Engine, EngineState
 from antiphon.daemon.musician.follow import HeardCall
 from antiphon.daemon.musician.memory import PlayerMemory
@@ -219,6 +220,7 @@ class Performer(PerformerControls):
                 self._end_reply(reply.stop(time_s))
         conversation, phrase, key = self._conversation, self._phrase, (channel, data1)
         if code == NOTE_ON:
+            self._beat.hear_player(time_s)
             if phrase.poll(time_s) is not None:
                 log.debug("the player went on before the call was answered")
             self.notes_in += 1
@@ -253,6 +255,7 @@ class Performer(PerformerControls):
             self._speculator.withdraw()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
+        self._beat.follow_clock()
         self._release_stale(now_s)
         call = self._phrase.poll(now_s)
         if call is not None:
@@ -296,13 +299,14 @@ class Performer(PerformerControls):
         params = self._apply_parameters()  # new parameters withdraw the speculation
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
-        start_s = call.ended_s if now_s - call.ended_s <= MAX_START_LATE_S else now_s
+        earliest_s = call.ended_s if now_s - call.ended_s <= MAX_START_LATE_S else now_s
+        plan = self._plan(call, earliest_s, now_s, params)
         answering = params.mode == "call_response"
-        reply = self._speculator.take(call, start_s, answering)
+        reply = self._speculator.take(call, plan.start_s, answering)
         if not answering:
             return
         if reply is None:
-            reply = self._speculator.prepare(call, start_s, params)
+            reply = self._speculator.prepare(call, plan.start_s, params, plan.grid)
         if reply is None:
             return
         self._reply = reply
@@ -321,7 +325,21 @@ class Performer(PerformerControls):
         params = self._apply_parameters()
         call = self._phrase.pending_call()
         if call is not None:
-            self._speculator.make_ahead(call, params)
+            plan = self._plan(call, call.ended_s, now_s, params)
+            self._speculator.make_ahead(call, params, plan.start_s, plan.grid)
+
+    def _plan(self, call: Call, earliest_s: float, now_s: float, params: Parameters) -> ReplyPlan:
+        """When the reply to ``call`` starts and the beat it keeps (see
+        :class:`~antiphon.daemon.musician.beat_keeper.BeatKeeper`)."""
+        return self._beat.plan(
+            call.start_s,
+            call.last_sound_s,
+            earliest_s,
+            now_s,
+            params.clock,
+            params.reply_start,
+            params.groove,
+        )
 
     def _play(self, reply: Reply, now_s: float, *, starting: bool = False) -> None:
         """Send the reply's events due by ``now_s``, then draw the coming ones ahead."""
@@ -364,6 +382,7 @@ class Performer(PerformerControls):
                 self._end_reply(self._reply.stop(now_s))
             engine.reset()
             self.memory.clear()
+            self._beat.reset()
             self._notify("state", "reset")
         elif name == "memory_clear":
             self.memory.clear()
@@ -402,6 +421,9 @@ class Performer(PerformerControls):
 
     def _emit(self, timed: list[Timed], reply: Reply) -> None:
         self.notes_out += self._outlet.emit(timed, reply)
+        for planned_s, message in timed:
+            if message.type == "note_on" and message.velocity > 0:
+                self._beat.hear_reply(planned_s)
 
     def _release_everything(self, now_s: float) -> None:
         self._speculator.withdraw()

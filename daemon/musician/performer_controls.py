@@ -29,6 +29,7 @@ from typing import Any
 
 import mido
 from antiphon.daemon.midi.intake import InputGate
+from antiphon.daemon.musician.beat_keeper import BeatKeeper
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.engine import Engine
 from antiphon.daemon.musician.memory import PlayerMemory
@@ -40,6 +41,7 @@ from antiphon.daemon.surface.parameters import PARAMETER_NAMES, ParameterError, 
 log = logging.getLogger(__name__)
 
 STATE_SLOTS = 128
+CLOCK_MESSAGE_TYPES = frozenset(("clock", "start", "continue", "stop", "songpos"))
 
 Listener = Callable[[str, object], None]
 
@@ -59,6 +61,7 @@ class PerformerControls:
         self._params_lock = threading.Lock()  # only between control threads that set
         self._listeners: tuple[Listener, ...] = ()
         self._gate = InputGate(settings)  # the MIDI callback thread's side
+        self._beat = BeatKeeper(settings.beats_per_bar)  # its clock inbox: the callback's too
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         # Written by the performer's thread, read by status() from any thread.
         self._conversation = Conversation(engine)
@@ -76,8 +79,19 @@ class PerformerControls:
         """Hand over one input message (from the MIDI callback thread; never blocks).
 
         Call from one thread at a time. ``time_s`` is when it arrived, on the performer's clock.
+        MIDI clock never counts as playing: it goes to the beat (unless the clock has its own
+        port, ``clock_port``).
         """
+        if message.type in CLOCK_MESSAGE_TYPES:
+            if self.settings.clock_port is None:
+                self._beat.submit_clock(message, time_s)
+            return
         self._gate.submit(message, time_s)
+
+    def submit_clock(self, message: mido.Message, time_s: float) -> None:
+        """Hand over a message from the clock port (``clock_port``; never blocks): MIDI clock
+        is kept for the beat, everything else is ignored."""
+        self._beat.submit_clock(message, time_s)
 
     @property
     def dropped(self) -> int:
@@ -165,6 +179,7 @@ class PerformerControls:
             "replies": self.replies,
             "memory_notes": self.memory.notes,
             "last_reply": reports[-1].to_dict() if reports else None,
+            **self._beat.status(),
         }
 
     def reply_reports(self) -> tuple[ReplyReport, ...]:

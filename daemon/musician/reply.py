@@ -46,8 +46,10 @@ from typing import Any
 import mido
 import numpy as np
 from antiphon.daemon.midi.notes import SoundingNotes
+from antiphon.daemon.musician.beat import BeatGrid
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.engine import Engine, EngineState
+from antiphon.daemon.musician.groove import GridPlacer
 from antiphon.daemon.musician.shaping import ReplyShaping, ShapingState
 
 RELEASE_GRACE_S = 1.5  # after the last note-on, time the model has to release its notes
@@ -72,6 +74,8 @@ class ReplyReport:
     interrupted: bool
     schedule_error_mean_ms: float  # actual send time - planned time, over every message
     schedule_error_max_ms: float
+    beat_bpm: float | None = None  # the tempo of the beat it kept; None: free timing
+    beat_source: str = "none"  # where that beat came from: player, midi
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,6 +156,9 @@ class Reply:
         channel: MIDI channel 0-15 of the reply's notes.
         max_note_s: force-release any note sounding this long.
         shaping: what pushes the draws (None: nothing, the model's own choices).
+        grid: the beat the reply keeps (None: the model's free timing).
+        groove: how far each note-on is pulled onto the grid's subdivision (0 not at all,
+            1 onto it): the tokens fed are those of the time it is played at.
     """
 
     def __init__(
@@ -165,11 +172,14 @@ class Reply:
         channel: int,
         max_note_s: float,
         shaping: ReplyShaping | None = None,
+        grid: BeatGrid | None = None,
+        groove: float = 0.0,
     ) -> None:
         self._conversation = conversation
         self._shaping = shaping
         self._played_shape: ShapingState | None = None if shaping is None else shaping.start
         self._draw_shape = self._played_shape
+        self._placer = GridPlacer(conversation.vocabulary, grid, groove)
         vocabulary = conversation.vocabulary
         self._time_shift_base = vocabulary.time_shift_base
         self._velocity_base = vocabulary.velocity_base
@@ -204,6 +214,7 @@ class Reply:
         self._draw_notes_left = notes
         self._draw_release_by_s = self._end_s
         self._draw_sounding: set[int] = set()
+        self._draw_after_onset = False  # the last event drawn is a note-on (for chords)
         self._draw_stale = False
         self._restart_drawing()
         # Figures.
@@ -375,6 +386,7 @@ class Reply:
         if self._draw_notes_left <= 0:
             allowed[:off] = False  # no more note-ons
             allowed[self._velocity_base :] = False
+        self._draw_after_onset = False
         self._draw_stale = False
 
     def _draw(self) -> None:
@@ -404,7 +416,21 @@ class Reply:
                 if self._time_of(clock_s) > limit_s:
                     break
             else:
-                self._queue(token, tokens, clock_s, velocity, mark)
+                due_s = None
+                if token < self._note_off_base and self._placer.active:
+                    placed = self._placer.place(
+                        engine,
+                        mark.state,
+                        tokens,
+                        self._draw_after_onset,
+                        self._draw_clock_s,
+                        clock_s,
+                        self._draw_last_s,
+                        self.start_s - self._start_clock_s,
+                    )
+                    if placed is not None:
+                        tokens, clock_s, due_s = placed
+                self._queue(token, tokens, clock_s, velocity, mark, due_s)
                 return
         mark.restore(engine)
         self._spare_marks.append(mark)
@@ -429,11 +455,19 @@ class Reply:
             velocities[:] = saved
 
     def _queue(
-        self, token: int, tokens: list[int], clock_s: float, velocity: int, mark: _Mark
+        self,
+        token: int,
+        tokens: list[int],
+        clock_s: float,
+        velocity: int,
+        mark: _Mark,
+        due_s: float | None = None,
     ) -> None:
-        """Queue a drawn note event to be played, and draw on as if it had been."""
-        # Never before the last event: a forced note-off's time was quantised.
-        due_s = max(self._draw_last_s, self._time_of(clock_s))
+        """Queue a drawn note event to be played (at ``due_s``, placed on the grid, or at its
+        decoded time), and draw on as if it had been."""
+        if due_s is None:
+            # Never before the last event: a forced note-off's time was quantised.
+            due_s = max(self._draw_last_s, self._time_of(clock_s))
         self._draw_clock_s, self._draw_velocity, self._draw_last_s = clock_s, velocity, due_s
         allowed, off = self._allowed, self._note_off_base
         if token >= off:
@@ -441,6 +475,7 @@ class Reply:
             message = mido.Message("note_off", channel=self.channel, note=pitch, velocity=0)
             allowed[token] = False
             self._draw_sounding.discard(pitch)
+            self._draw_after_onset = False
         else:
             if self._shaping is not None:
                 velocity = self._shaping.loudness(velocity)
@@ -449,6 +484,7 @@ class Reply:
                 self._draw_shape = self._shaping.after_note_on(self._draw_shape, token, due_s)
             allowed[off + token] = True
             self._draw_sounding.add(token)
+            self._draw_after_onset = True
             allowed[self._time_shift_base : self._velocity_base] = True  # after the first note
             self._draw_notes_left -= 1
             if self._draw_notes_left <= 0:
@@ -513,6 +549,7 @@ class Reply:
         reaction_ms = None
         if self._first_note_sent_s is not None:
             reaction_ms = (self._first_note_sent_s - self.phrase_end_s) * 1000.0
+        grid = self._placer.grid
         return ReplyReport(
             phrase_end_s=self.phrase_end_s,
             reaction_ms=reaction_ms,
@@ -521,4 +558,6 @@ class Reply:
             interrupted=self.interrupted,
             schedule_error_mean_ms=1000.0 * self._error_total_s / max(1, len(self.sent)),
             schedule_error_max_ms=1000.0 * self._error_max_s,
+            beat_bpm=None if grid is None else round(grid.tempo_bpm, 2),
+            beat_source="none" if grid is None else grid.source,
         )

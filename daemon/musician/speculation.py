@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from antiphon.daemon.musician.beat import BeatGrid
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.follow import HeardCall, Steering
 from antiphon.daemon.musician.memory import PlayerMemory
@@ -34,6 +35,7 @@ class _Speculation:
 
     call: Call
     reply: Reply
+    start_s: float
 
 
 class Speculator:
@@ -75,9 +77,12 @@ class Speculator:
             self._conversation.vocabulary,
         )
 
-    def prepare(self, call: Call, start_s: float, params: Parameters) -> Reply | None:
-        """The reply to ``call`` starting at ``start_s``, its first events drawn; None when the
-        engine has heard nothing since a reset (after a reset, the pause alone is a start)."""
+    def prepare(
+        self, call: Call, start_s: float, params: Parameters, grid: BeatGrid | None = None
+    ) -> Reply | None:
+        """The reply to ``call`` starting at ``start_s`` (keeping ``grid``'s beat), its first
+        events drawn; None when the engine has heard nothing since a reset (after a reset,
+        the pause alone is a start)."""
         notes, max_s = reply_length_bounds(call.notes, call.seconds, params)
         reply = Reply(
             self._conversation,
@@ -88,6 +93,8 @@ class Speculator:
             channel=params.output_channel - 1,
             max_note_s=params.max_note_s,
             shaping=self.shaping(params, start_s),
+            grid=grid,
+            groove=params.groove,
         )
         if not self._conversation.engine.ready:
             reply.withdraw()
@@ -102,22 +109,30 @@ class Speculator:
             return None
         return deadline_s - self._before_s
 
-    def make_ahead(self, call: Call, params: Parameters) -> None:
-        """Make the reply to ``call`` (not over yet) as it will start at the call's end."""
+    def make_ahead(
+        self,
+        call: Call,
+        params: Parameters,
+        start_s: float | None = None,
+        grid: BeatGrid | None = None,
+    ) -> None:
+        """Make the reply to ``call`` (not over yet) as it will start at ``start_s`` (the
+        call's end by default), keeping ``grid``'s beat."""
         self._made_for_s = call.ended_s
         if params.mode != "call_response":
             return
-        reply = self.prepare(call, call.ended_s, params)
+        start_s = call.ended_s if start_s is None else start_s
+        reply = self.prepare(call, start_s, params, grid)
         if reply is not None:
-            self._ahead = _Speculation(call, reply)
+            self._ahead = _Speculation(call, reply, start_s)
 
     def take(self, call: Call, start_s: float, answering: bool) -> Reply | None:
         """The reply made ahead if it is the one wanted now (``answering`` ``call``, starting
-        at its end); otherwise it is withdrawn and the answer is None."""
+        at ``start_s``); otherwise it is withdrawn and the answer is None."""
         speculation, self._ahead = self._ahead, None
         if speculation is None:
             return None
-        if answering and speculation.call == call and start_s == call.ended_s:
+        if answering and speculation.call == call and start_s == speculation.start_s:
             return speculation.reply
         speculation.reply.withdraw()
         return None

@@ -229,7 +229,12 @@ def _perform(stage: Stage, stop: threading.Event) -> int:
             witness.start()
             on_exit.callback(witness.stop)
         on_exit.callback(performer.close)
-        ports.open_input(hear, stage.settings.input_port)
+        ports.open_input(
+            hear,
+            stage.settings.input_port,
+            clock_port=stage.settings.clock_port,
+            clock_handler=performer.submit_clock,
+        )
         performer_stop = threading.Event()
         thread = threading.Thread(
             target=_run_performer, args=(performer, performer_stop, failed, stop), name="performer"

@@ -42,6 +42,10 @@ class Parameters:
     output_channel: int  # 1-16, as in the settings
     thru: bool
     overlap: bool
+    # The beat
+    clock: str
+    groove: float
+    reply_start: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Parameters:

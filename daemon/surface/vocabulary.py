@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from antiphon.daemon.musician.model_file import ModelError
+from antiphon.daemon.settings import CLOCK_SOURCES, REPLY_STARTS
 from antiphon.daemon.surface.parameters import ParameterError
 
 NAMESPACE = "/antiphon"
@@ -75,6 +76,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("thru", bool),
     Parameter("overlap", bool),
     Parameter("max_note_s", float, 0.05, 60.0),
+    # The beat
+    Parameter("clock", str, clamp=False, choices=CLOCK_SOURCES),
+    Parameter("groove", float, 0.0, 1.0),
+    Parameter("reply_start", str, clamp=False, choices=REPLY_STARTS),
 )
 PARAMETER_BY_NAME = {p.name: p for p in PARAMETERS}
 PARAMETER_BY_ADDRESS = {p.address: p for p in PARAMETERS}

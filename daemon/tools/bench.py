@@ -1,6 +1,6 @@
 """``antiphon bench``: how fast Antiphon answers, measured on this machine.
 
-Four parts, each printed as a table row and kept in the JSON:
+Five parts, each printed as a table row and kept in the JSON:
 
 1. The engine alone, single thread: one inference step (``Engine.feed``) and one draw
    (``Engine.sample``), p50/p99 over ``--steps`` steps of a generated continuation; the
@@ -26,6 +26,9 @@ Four parts, each printed as a table row and kept in the JSON:
    one client's send to another's callback, measured with the probe on the same server;
    their p99s add up to a bound on the exact figure's p99.
 
+5. The beat (:mod:`antiphon.daemon.tools.bench_pulse`): the beat tracker's cost per onset, and
+   the jitter of MIDI clock as the daemon's input hears it.
+
 This module measures; :mod:`antiphon.daemon.tools.bench_report` turns what it measured into the
 figures,
 the verdicts against the targets and the table.
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.tools.bench_pulse import measure_pulse, pulse_rows
 from antiphon.daemon.tools.bench_report import (
     PHRASE_GAP_S,
     REPLY_EVENTS,
@@ -307,9 +311,15 @@ def run(args: argparse.Namespace) -> int:
     except (ModelError, PortError, JackServerError, DaemonError) as err:
         print(f"antiphon bench: {err}", file=sys.stderr)
         return 2
+    try:
+        results["pulse"] = measure_pulse(args.seed, args.period, jackd_available())
+    except (PortError, JackServerError) as err:
+        print(f"antiphon bench: {err}", file=sys.stderr)
+        return 2
     results["timing_error_bound_p99_ms"] = timing_error_bound_ms(results)
     results["targets"] = judge(results)
     print(table(results))
+    print("\n".join(pulse_rows(results["pulse"])))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
