@@ -32,6 +32,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "antiphon.training.eval_command",
         "score a model against a Markov baseline on held-out data",
     ),
+    (
+        "eval-turns",
+        "antiphon.daemon.tools.turns_eval",
+        "measure how soon and how wrongly calls are found over, beside fixed gaps",
+    ),
     ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 

@@ -133,6 +133,17 @@ class Settings:
         flag="--phrase-gap",
         check=_between(0.05, 10),
     )
+    turns: str = _setting(
+        "auto",
+        "when a call ends: gap, after phrase_gap seconds of silence; auto, when the playing "
+        "says the player is done (phrase_gap is then the longest wait)",
+        check=_one_of("gap", "auto"),
+    )
+    eagerness: float = _setting(
+        0.5,
+        "with turns auto: 0 waits out every breath, 1 answers at the first hint of an end",
+        check=_between(0, 1),
+    )
     end_phrase_cc: int | None = _setting(
         None, "a CC number (foot switch) that ends the call at once", check=_between(0, 127)
     )
