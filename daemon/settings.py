@@ -128,8 +128,9 @@ class Settings:
         check=_one_of("call_response", "listen"),
     )
     phrase_gap_s: float = _setting(
-        0.35,
-        "seconds of silence, no key or pedal held, that end a call",
+        0.8,
+        "seconds of silence, no key or pedal held, that end a call; with turns auto, the "
+        "longest wait",
         flag="--phrase-gap",
         check=_between(0.05, 10),
     )

@@ -40,10 +40,11 @@ from antiphon.daemon.codec import Vocabulary
 from antiphon.daemon.musician.phrase import MIN_GAP_S
 
 STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
-HORIZON_S = 0.5  # "the player goes on" means: a note within this of now
-# The threshold on that chance at eagerness 0 and 1 (linear between).
+HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
+# The threshold on that chance at eagerness 0 and 1 (linear between); 0.5 gives 0.4, tuned
+# on the piano validation split (BENCHMARKS.md, "Turn-taking").
 PATIENT_THRESHOLD = 0.05
-EAGER_THRESHOLD = 0.6
+EAGER_THRESHOLD = 0.75
 PRIOR_PAUSES = 8.0  # the model's expectation weighs as much as this many of the player's
 PAUSES_KEPT = 256  # the player's last silences remembered
 BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
