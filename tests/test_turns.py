@@ -93,7 +93,7 @@ def test_a_player_who_breathes_a_lot_is_waited_for() -> None:
     judge = TurnJudge(VOCABULARY)
     before = judge.wait_s(logits, 0.5, LONGEST_S)
     for _ in range(30):
-        judge.heard_pause(0.45)
+        judge.heard_pause(0.35)
     assert judge.wait_s(logits, 0.5, LONGEST_S) > before + 0.1
 
 
