@@ -217,6 +217,7 @@ class Performer(PerformerControls):
                 log.debug("the player went on before the call was answered")
             if (silence_start_s := phrase.silence_start_s) is not None:
                 self._turns.heard_pause(time_s - silence_start_s)
+            self._turns.key_down(key, time_s)
             self.notes_in += 1
             if params.thru:
                 self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))
@@ -224,6 +225,7 @@ class Performer(PerformerControls):
             conversation.note_on(data1, data2, time_s)
         elif code == NOTE_OFF:
             self._outlet.send_all(self._outlet.thru.stop(channel, data1))
+            self._turns.key_up(key, time_s)
             phrase.note_off(key, time_s)
             conversation.note_off(data1, time_s)
         elif code == SUSTAIN:
@@ -231,6 +233,7 @@ class Performer(PerformerControls):
             conversation.sustain(data2, time_s)
         elif code == ALL_OFF:
             self._outlet.release_thru()
+            self._turns.all_up()
             phrase.all_notes_off(time_s)
             conversation.all_notes_off(time_s)
         elif code == END_PHRASE:
@@ -303,6 +306,7 @@ class Performer(PerformerControls):
         if self._reply is not None:
             self._reply.rewind()  # the player's side is fed first, as in _take
         self._outlet.release_thru()
+        self._turns.all_up()
         self._conversation.all_notes_off(due_s)
         self._judge_silence(self._apply_parameters())
 

@@ -18,6 +18,11 @@ What it listens to:
   ``t`` seconds, how often did this player go on within the next moments? That evidence is
   blended with the model's, the model counting as ``PRIOR_PAUSES`` pauses: a player who
   breathes a lot is waited for.
+- The shape of the call's end (:class:`NoteLengths`): a phrase's last note is held longer
+  than the notes before it (final lengthening); the longer the last note was held against
+  the call's recent notes, the likelier the silence after it is an end. This weighs the
+  most on single-line material, where the piano-trained model is out of its element (its
+  own expectation is then also tempered, by ``MODEL_WEIGHT``).
 - The beat, where one is known (:class:`BeatHint`, from any :class:`BeatSource`): a rest
   that lasts to the next beat is part of the phrase, so the wait runs at least to just after
   the next beat.
@@ -40,12 +45,16 @@ from antiphon.daemon.codec import Vocabulary
 from antiphon.daemon.musician.phrase import MIN_GAP_S
 
 STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
+# Tuned on the validation splits of the piano corpus and of the single-line corpus
+# (BENCHMARKS.md, "Turn-taking"):
 HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
-# The threshold on that chance at eagerness 0 and 1 (linear between); 0.5 gives 0.4, tuned
-# on the piano validation split (BENCHMARKS.md, "Turn-taking").
+# The threshold on that chance at eagerness 0 and 1 (linear between); 0.5 gives 0.225.
 PATIENT_THRESHOLD = 0.05
-EAGER_THRESHOLD = 0.75
-PRIOR_PAUSES = 8.0  # the model's expectation weighs as much as this many of the player's
+EAGER_THRESHOLD = 0.4
+MODEL_WEIGHT = 0.5  # the model's log-odds of going on are scaled by this
+PRIOR_PAUSES = 64.0  # the model's expectation weighs as much as this many of the player's
+LENGTHENING_POWER = 2.5  # odds of going on / (last note's length / recent median) ** this
+NOTES_KEPT = 16  # the recent notes the last one is compared with
 PAUSES_KEPT = 256  # the player's last silences remembered
 BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
 BEAT_GRACE_S = 0.06  # a note this late after the beat is still on it
@@ -123,6 +132,37 @@ class PauseHistory:
         return longer.astype(np.float64), (longer - beyond).astype(np.float64)
 
 
+class NoteLengths:
+    """How long the player held each key, for the last ``kept`` keys released."""
+
+    def __init__(self, kept: int = NOTES_KEPT) -> None:
+        self._pressed_s: dict[tuple[int, int], float] = {}
+        self._lengths = np.zeros(kept, np.float64)
+        self._count = 0
+
+    def key_down(self, key: tuple[int, int], time_s: float) -> None:
+        self._pressed_s[key] = time_s
+
+    def key_up(self, key: tuple[int, int], time_s: float) -> None:
+        pressed_s = self._pressed_s.pop(key, None)
+        if pressed_s is not None:
+            self._lengths[self._count % self._lengths.shape[0]] = time_s - pressed_s
+            self._count += 1
+
+    def all_up(self) -> None:
+        """Every key let go at once (All Notes Off, a lost note-off): no length is known."""
+        self._pressed_s.clear()
+
+    def lengthening(self) -> float:
+        """The last key's length over the median of the recent ones (1 when unknown)."""
+        count = min(self._count, self._lengths.shape[0])
+        if count == 0:
+            return 1.0
+        last = self._lengths[(self._count - 1) % self._lengths.shape[0]]
+        median = float(np.median(self._lengths[:count]))
+        return float(max(last, 1e-3) / max(median, 1e-3))
+
+
 class TurnJudge:
     """Decides how long a silence must last to end the call (see the module docstring).
 
@@ -139,6 +179,7 @@ class TurnJudge:
         self.min_gap_s = min_gap_s
         self.horizon_s = horizon_s
         self.pauses = PauseHistory()
+        self.notes = NoteLengths()
         self._longest_s = -1.0
         self._times_s = np.zeros(0)
 
@@ -157,10 +198,13 @@ class TurnJudge:
         grid = np.concatenate((times_s, times_s + horizon_s))
         survival = silence_survival(logits, self.vocabulary, grid)
         now, later = survival[: len(times_s)], survival[len(times_s) :]
-        model = np.where(now > 1e-9, (now - later) / np.maximum(now, 1e-9), 0.0)
+        model = np.clip((now - later) / np.maximum(now, 1e-9), 1e-6, 1.0 - 1e-6)
+        model = 1.0 / (1.0 + ((1.0 - model) / model) ** MODEL_WEIGHT)  # tempered log-odds
         longer, went_on = self.pauses.going_on(times_s, horizon_s)
         chance = (went_on + PRIOR_PAUSES * model) / (longer + PRIOR_PAUSES)
-        return times_s, chance
+        odds = chance / np.maximum(1.0 - chance, 1e-9)
+        odds *= self.notes.lengthening() ** -LENGTHENING_POWER
+        return times_s, odds / (1.0 + odds)
 
     def wait_s(
         self,
@@ -181,6 +225,15 @@ class TurnJudge:
             to_beat_s = beat.next_beat_s - silence_start_s + BEAT_GRACE_S
             wait_s = max(wait_s, min(to_beat_s, longest_s))
         return min(max(wait_s, self.min_gap_s), longest_s)
+
+    def key_down(self, key: tuple[int, int], time_s: float) -> None:
+        self.notes.key_down(key, time_s)
+
+    def key_up(self, key: tuple[int, int], time_s: float) -> None:
+        self.notes.key_up(key, time_s)
+
+    def all_up(self) -> None:
+        self.notes.all_up()
 
     def heard_pause(self, silence_s: float) -> None:
         """The player went on after a silence of ``silence_s``."""
