@@ -114,14 +114,15 @@ def note_messages(notes: Sequence[Note]) -> list[tuple[float, mido.Message]]:
 
 
 def silences_of(messages: Sequence[tuple[float, mido.Message]]) -> list[tuple[float, float]]:
-    """(start, end) of each stretch with nothing sounding between two notes."""
+    """(start, end) of each stretch with nothing sounding between two notes (none of no
+    length, where a sounding pitch is struck again)."""
     found = []
     sounding = 0
     silence_start_s: float | None = None
     for time_s, message in messages:
         if message.type == "note_on":
-            if silence_start_s is not None and sounding == 0:
-                found.append((silence_start_s, time_s))
+            if silence_start_s is not None and sounding == 0 and time_s > silence_start_s:
+                found.append((silence_start_s, time_s))  # (a pitch struck again: none)
             sounding += 1
             silence_start_s = None
         else:
