@@ -17,8 +17,8 @@ from antiphon.daemon.tools.bench_report import (
     _reply_lines,
     _split_reaction,
     exact_timing,
-    live_figures,
     judge,
+    live_figures,
     percentiles,
     timing_error_bound_ms,
 )
@@ -55,13 +55,13 @@ def test_calls_pair_with_the_reply_whose_phrase_end_they_caused() -> None:
     assert split["declared_end_to_first_note_ms"]["max"] == pytest.approx(9.0)
 
 
-def test_with_judged_turns_the_answer_counts_from_the_last_message_and_the_reaction_from_the_declared_end() -> (
-    None
-):
+def test_judged_turns_answer_from_the_last_message_and_react_from_the_declared_end() -> None:
     calls = [Call(10.0, 10.125), Call(20.0, 20.51), Call(30.0, None)]
     lines = [
-        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: reply phrase_end_s=10.121 reaction_ms=0.2",
-        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: reply phrase_end_s=20.508 reaction_ms=0.3",
+        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=10.121 reaction_ms=0.2",
+        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=20.508 reaction_ms=0.3",
     ]
     figures = live_figures(calls, [], [1.0], lines, gap_s=None)
     assert figures["answer_ms"]["p50"] == pytest.approx(317.5)
