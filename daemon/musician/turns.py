@@ -48,12 +48,12 @@ STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
 # Tuned on the validation splits of the piano corpus and of the single-line corpus
 # (BENCHMARKS.md, "Turn-taking"):
 HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
-# The threshold on that chance at eagerness 0 and 1 (linear between); 0.5 gives 0.225.
+# The threshold on that chance at eagerness 0 and 1 (linear between); 0.5 gives 0.25.
 PATIENT_THRESHOLD = 0.05
-EAGER_THRESHOLD = 0.4
-MODEL_WEIGHT = 0.5  # the model's log-odds of going on are scaled by this
+EAGER_THRESHOLD = 0.45
+MODEL_WEIGHT = 0.75  # the model's log-odds of going on are scaled by this
 PRIOR_PAUSES = 64.0  # the model's expectation weighs as much as this many of the player's
-LENGTHENING_POWER = 2.5  # odds of going on / (last note's length / recent median) ** this
+LENGTHENING_POWER = 2.0  # odds of going on / (last note's length / recent median) ** this
 NOTES_KEPT = 16  # the recent notes the last one is compared with
 PAUSES_KEPT = 256  # the player's last silences remembered
 BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
