@@ -128,16 +128,16 @@ class Settings:
         check=_one_of("call_response", "listen"),
     )
     phrase_gap_s: float = _setting(
-        0.8,
+        0.35,
         "seconds of silence, no key or pedal held, that end a call; with turns auto, the "
         "longest wait",
         flag="--phrase-gap",
         check=_between(0.05, 10),
     )
     turns: str = _setting(
-        "auto",
+        "gap",
         "when a call ends: gap, after phrase_gap seconds of silence; auto, when the playing "
-        "says the player is done (phrase_gap is then the longest wait)",
+        "says the player is done (phrase_gap is then the longest wait: 0.8 suits it)",
         check=_one_of("gap", "auto"),
     )
     eagerness: float = _setting(

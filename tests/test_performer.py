@@ -117,8 +117,6 @@ def make(
     if isinstance(engine, SlowEngine):
         engine.clock = clock
     sink = ListSink(clock)
-    values.setdefault("turns", "gap")  # the fixed gap these tests time replies by
-    values.setdefault("phrase_gap_s", GAP)
     settings = Settings(model=str(MODEL), **values)
     performer = Performer(
         settings, engine, sink, clock=clock, speculate_before_s=speculate_before_s

@@ -56,6 +56,7 @@ PRIOR_PAUSES = 64.0  # the model's expectation weighs as much as this many of th
 LENGTHENING_POWER = 2.0  # odds of going on / (last note's length / recent median) ** this
 NOTES_KEPT = 16  # the recent notes the last one is compared with
 PAUSES_KEPT = 256  # the player's last silences remembered
+AUTO_PHRASE_GAP_S = 0.8  # the longest wait these were tuned with: a breath can be waited out
 BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
 BEAT_GRACE_S = 0.06  # a note this late after the beat is still on it
 

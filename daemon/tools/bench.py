@@ -13,7 +13,7 @@ Four parts, each printed as a table row and kept in the JSON:
    daemon's input and stamps the first reply note arriving at its own input. The answer time
    (what a player hears) = that arrival - the moment the probe sent the phrase's last
    message. The reaction = that arrival - (that moment + the phrase gap) with ``--turns
-   gap``; with ``--turns auto`` (the default), that arrival - the phrase end the daemon
+   gap`` (the default); with ``--turns auto``, that arrival - the phrase end the daemon
    declared (its log; one clock for every process on this machine). The daemon's own
    figure (first note sent - the phrase end it declared) comes from its "reply" log lines.
 4. Timing. Exact: for every reply message, its arrival at the probe's input minus the time
@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.bench_report import (
     PHRASE_GAP_S,
@@ -96,9 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--turns",
         choices=["gap", "auto"],
-        default="auto",
-        help=f"the daemon's turn-taking: gap (a fixed {PHRASE_GAP_S} s gap) or auto (the "
-        "judged wait, the default phrase gap as the longest); default: auto",
+        default="gap",
+        help=f"the daemon's turn-taking: gap (a fixed {PHRASE_GAP_S} s gap, the default) or "
+        f"auto (the judged wait, at most {AUTO_PHRASE_GAP_S} s)",
     )
 
 
@@ -241,8 +242,7 @@ def _run_daemon(
         *("--seed", str(seed), "--osc-port", "0", "--turns", turns),
         *("--reply-max-s", str(REPLY_MAX_S)),
     ]
-    if turns == "gap":
-        run_args += ["--phrase-gap", str(PHRASE_GAP_S)]
+    run_args += ["--phrase-gap", str(PHRASE_GAP_S if turns == "gap" else AUTO_PHRASE_GAP_S)]
     # At debug level the daemon logs the planned time of every reply message (once a reply
     # has ended, so the logging does not delay the music).
     daemon = DaemonProcess(run_args, env=env, log_level="debug").start()

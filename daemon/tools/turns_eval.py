@@ -8,10 +8,11 @@ sounding notes (the pedal applied), so a silence is a stretch where no key is he
 key is sustained by the pedal. For each silence the performer either declared the call
 over (how long after the silence began) or heard the player go on first.
 
-The figures, per minute of playing: false answers (a call declared over within a silence
-shorter than ``FALSE_BELOW_S``: the player was only breathing), real ends (silences of
-``REAL_END_S`` or more), the median and 90th percentile delay on real ends, and ends missed
-(never declared). Beside them, the fixed gaps ``FIXED_GAPS_S`` on the same silences.
+By default the judge (``turns auto``) is measured with the longest wait it was tuned with
+(``AUTO_PHRASE_GAP_S``). The figures, per minute of playing: false answers (a call declared
+over within a silence shorter than ``FALSE_BELOW_S``: the player was only breathing), real
+ends (silences of ``REAL_END_S`` or more), the median and 90th percentile delay on real
+ends, and ends missed (never declared). Beside them, the fixed gaps ``FIXED_GAPS_S`` on the same silences.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import mido
 import numpy as np
 from antiphon.daemon.codec import KeyEvent, Note, key_events_to_notes, notes_to_events
+from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -248,6 +250,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, kind in TURN_SETTINGS.items():
         flag = SETTINGS_FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
         parser.add_argument(flag, dest=name, type=kind, help=SETTINGS_FIELDS[name].metadata["help"])
+    parser.epilog = (
+        f"Measured by default: --turns auto --phrase-gap {AUTO_PHRASE_GAP_S:g} (with --turns "
+        "gap, the phrase gap of the settings); the fixed gaps are figured beside it."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -258,6 +264,9 @@ def run(args: argparse.Namespace) -> int:
     chosen = {
         name: getattr(args, name) for name in TURN_SETTINGS if getattr(args, name) is not None
     }
+    chosen.setdefault("turns", "auto")
+    if chosen["turns"] == "auto":
+        chosen.setdefault("phrase_gap_s", AUTO_PHRASE_GAP_S)
     try:
         settings = Settings(
             model=args.model,
