@@ -12,7 +12,8 @@ By default the judge (``turns auto``) is measured with the longest wait it was t
 (``AUTO_PHRASE_GAP_S``). The figures, per minute of playing: false answers (a call declared
 over within a silence shorter than ``FALSE_BELOW_S``: the player was only breathing), real
 ends (silences of ``REAL_END_S`` or more), the median and 90th percentile delay on real
-ends, and ends missed (never declared). Beside them, the fixed gaps ``FIXED_GAPS_S`` on the same silences.
+ends, and ends missed (never declared). Beside them, the fixed gaps ``FIXED_GAPS_S`` on the
+same silences.
 """
 
 from __future__ import annotations
