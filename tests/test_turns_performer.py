@@ -4,12 +4,18 @@ ahead of it."""
 
 from __future__ import annotations
 
+import tomllib
 from typing import Any
 
 import numpy as np
 import pytest
 from antiphon.daemon.musician.turns import BeatHint, TurnJudge
+from antiphon.daemon.settings import Settings
+from antiphon.daemon.surface.datagrams import ControlSurface
+from antiphon.daemon.surface.mapping import ControlMapping, parse_mapping
+from antiphon.daemon.surface.vocabulary import PARAMETERS, ControlError, SetParameter
 
+from tests.test_control import message
 from tests.test_performer import (
     SCALE,
     call_messages,
@@ -110,3 +116,32 @@ def test_turns_and_eagerness_are_live_parameters_in_the_status() -> None:
     performer.set_parameter("eagerness", 0.9)
     status = performer.status()
     assert status["turns"] == "auto" and status["eagerness"] == 0.9
+
+
+# The knobs on the control surface --------------------------------------------------------------
+
+
+def test_turns_and_eagerness_arrive_by_osc_as_any_other_parameter() -> None:
+    surface = ControlSurface(ControlMapping(), [])
+    current = {p.name: getattr(Settings(), p.name) for p in PARAMETERS}
+
+    def decoded(address: str, value: object) -> tuple[list[object], list[str]]:
+        result = surface.decode(message(address, value), current)
+        return list(result.commands), list(result.notes)
+
+    assert decoded("/antiphon/turns", "auto")[0] == [SetParameter("turns", "auto")]
+    with pytest.raises(ControlError, match="'sometimes' is not one of gap, auto"):
+        decoded("/antiphon/turns", "sometimes")
+    assert decoded("/antiphon/eagerness", 0.75)[0] == [SetParameter("eagerness", 0.75)]
+    assert decoded("/antiphon/eagerness", 3)[0] == [SetParameter("eagerness", 1.0)]
+
+
+def test_a_mapped_switch_chooses_between_the_turns() -> None:
+    mapping = parse_mapping(
+        tomllib.loads('[osc."/1/push"]\nparameter = "turns"\nvalues = ["gap", "auto"]\n')
+    )
+    surface = ControlSurface(mapping, [])
+    current = {p.name: getattr(Settings(), p.name) for p in PARAMETERS}
+    assert list(surface.decode(message("/1/push", 1.0), current).commands) == [
+        SetParameter("turns", "auto")
+    ]
