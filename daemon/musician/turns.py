@@ -32,7 +32,11 @@ the player goes on within ``HORIZON_S``, having been silent for ``t``, falls bel
 threshold set by ``eagerness`` (1: answer at the first hint of an end; 0: only when the
 player will almost surely not go on); at the latest at ``longest_s`` (the phrase gap).
 
-Pure: numbers in, a wait out; no clock, no engine. Used on the performer's thread.
+Pure: numbers in, a wait out; no clock, no engine. Used on the performer's thread
+(:meth:`~antiphon.daemon.musician.performer.Performer._judge_silence`), which asks its
+``beat_source`` (None until a beat tracker or a MIDI clock is given it) for the next beat
+when a silence begins. ``antiphon eval-turns`` measures it
+(:mod:`antiphon.daemon.tools.turns_eval`).
 """
 
 from __future__ import annotations
