@@ -167,3 +167,29 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     )
     assert figures["timing_error_bound_p99_ms"] is not None
     assert "output timing error, exact: arrival - planned" in result.stdout
+
+
+def test_a_bench_phrase_ends_with_its_last_note_held_longer() -> None:
+    import random
+
+    from antiphon.daemon.tools.bench import ended_phrase
+    from antiphon.daemon.tools.probe import human_phrase
+
+    plain = human_phrase(random.Random(3), notes=5)
+    ended = ended_phrase(plain, lengthening=2.5)
+    assert [e.time_s for e in ended] == sorted(e.time_s for e in ended)
+    assert sorted(str(e.message) for e in ended) == sorted(str(e.message) for e in plain)
+    last = ended[-1]
+    assert last.message.type == "note_off"
+    onset = max(e.time_s for e in plain if e.message.type == "note_on")
+    held = (
+        next(
+            e.time_s
+            for e in plain
+            if e.message.type == "note_off"
+            and e.message.note == last.message.note
+            and e.time_s > onset
+        )
+        - onset
+    )
+    assert last.time_s == pytest.approx(onset + 2.5 * held)

@@ -9,7 +9,8 @@ Four parts, each printed as a table row and kept in the JSON:
    against the incremental one, as a ratio.
 2. The daemon as a process on real JACK ports (its own ``jackd -d dummy`` when none runs):
    time from launch to the "ready" line, and peak RSS after the calls.
-3. Answer time and reaction latency, ``--calls`` times: a probe client plays a phrase into the
+3. Answer time and reaction latency, ``--calls`` times: a probe client plays a phrase (its
+   last note held longer, as a player ends a phrase: :func:`ended_phrase`) into the
    daemon's input and stamps the first reply note arriving at its own input. The answer time
    (what a player hears) = that arrival - the moment the probe sent the phrase's last
    message. The reaction = that arrival - (that moment + the phrase gap) with ``--turns
@@ -70,6 +71,7 @@ WINDOW_EVENTS = 30  # the naive approach's sliding window
 NAIVE_EVENTS = 200
 REPLY_MAX_S = 1.0  # keeps each call short: the bench measures the answer, not the music
 TRANSPORT_MESSAGES = 300
+FINAL_LENGTHENING = 2.5  # a bench phrase's last note is held this many times as long
 ANSWER_WAIT_S = 1.0  # a call is answered within this (the default longest wait is 0.8 s)
 
 
@@ -293,7 +295,32 @@ def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
 def _short_phrase(rng: random.Random) -> list[Any]:
     from antiphon.daemon.tools.probe import human_phrase
 
-    return human_phrase(rng, notes=rng.randint(4, 7))
+    return ended_phrase(human_phrase(rng, notes=rng.randint(4, 7)))
+
+
+def ended_phrase(events: list[Any], lengthening: float = FINAL_LENGTHENING) -> list[Any]:
+    """The phrase with its last note held ``lengthening`` times as long, as a player ends a
+    phrase: without it, a phrase has nothing that says it is over, and ``--turns auto``
+    waits the longest wait out (its answer time is then the phrase gap's)."""
+    from antiphon.daemon.tools.probe import Timed
+
+    last_on = max(
+        (i for i, e in enumerate(events) if e.message.type == "note_on" and e.message.velocity),
+        key=lambda i: events[i].time_s,
+    )
+    on = events[last_on]
+    off = next(
+        i
+        for i, e in enumerate(events)
+        if e.message.type in ("note_off", "note_on")
+        and e.message.note == on.message.note
+        and e.time_s > on.time_s
+        and not (e.message.type == "note_on" and e.message.velocity)
+    )
+    held_s = events[off].time_s - on.time_s
+    ended = [*events[:off], *events[off + 1 :]]
+    ended.append(Timed(on.time_s + lengthening * held_s, events[off].message))
+    return sorted(ended, key=lambda e: e.time_s)
 
 
 def _measure_transport() -> list[float]:
