@@ -145,3 +145,19 @@ def test_a_mapped_switch_chooses_between_the_turns() -> None:
     assert list(surface.decode(message("/1/push", 1.0), current).commands) == [
         SetParameter("turns", "auto")
     ]
+
+
+def test_judging_a_silence_leaves_the_model_state_as_it_was() -> None:
+    def heard(turns: str) -> Any:
+        engine = shared_engine()
+        performer, _, _ = make(engine, seed=5, mode="listen", turns=turns, phrase_gap_s=0.8)
+        breaths = [
+            (p, on + 0.4 * (i // 4), off + 0.4 * (i // 4)) for i, (p, on, off) in enumerate(SCALE)
+        ]
+        play(performer, call_messages(breaths))
+        finish(performer)
+        return snapshot(engine)
+
+    judged, fixed = heard("auto"), heard("gap")
+    assert np.array_equal(judged[0].h, fixed[0].h) and np.array_equal(judged[0].c, fixed[0].c)
+    assert judged[1:] == fixed[1:]
