@@ -44,6 +44,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "antiphon.training.eval_replies",
         "measure how well replies answer real calls cut from a corpus",
     ),
+    (
+        "eval-turns",
+        "antiphon.daemon.tools.turns_eval",
+        "measure how soon and how wrongly calls are found over, beside fixed gaps",
+    ),
     ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 

@@ -38,6 +38,8 @@ RESPOND_SETTINGS: dict[str, type] = {
     "density": float,
     "dynamics": int,
     "phrase_gap_s": float,
+    "turns": str,
+    "eagerness": float,
     "reply_ratio": float,
     "reply_min_notes": int,
     "reply_max_notes": int,

@@ -156,9 +156,21 @@ class Settings:
     )
     phrase_gap_s: float = _setting(
         0.35,
-        "seconds of silence, no key or pedal held, that end a call",
+        "seconds of silence, no key or pedal held, that end a call; with turns auto, the "
+        "longest wait",
         flag="--phrase-gap",
         check=_between(0.05, 10),
+    )
+    turns: str = _setting(
+        "gap",
+        "when a call ends: gap, after phrase_gap seconds of silence; auto, when the playing "
+        "says the player is done (phrase_gap is then the longest wait: 0.8 suits it)",
+        check=_one_of("gap", "auto"),
+    )
+    eagerness: float = _setting(
+        0.5,
+        "with turns auto: 0 waits out every breath, 1 answers at the first hint of an end",
+        check=_between(0, 1),
     )
     end_phrase_cc: int | None = _setting(
         None, "a CC number (foot switch) that ends the call at once", check=_between(0, 127)

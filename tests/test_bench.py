@@ -18,6 +18,7 @@ from antiphon.daemon.tools.bench_report import (
     _split_reaction,
     exact_timing,
     judge,
+    live_figures,
     percentiles,
     timing_error_bound_ms,
 )
@@ -52,6 +53,23 @@ def test_calls_pair_with_the_reply_whose_phrase_end_they_caused() -> None:
     split = _split_reaction(calls, replies)
     assert split["call_heard_ms"]["p50"] == pytest.approx(1.5)
     assert split["declared_end_to_first_note_ms"]["max"] == pytest.approx(9.0)
+
+
+def test_judged_turns_answer_from_the_last_message_and_react_from_the_declared_end() -> None:
+    calls = [Call(10.0, 10.125), Call(20.0, 20.51), Call(30.0, None)]
+    lines = [
+        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=10.121 reaction_ms=0.2",
+        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=20.508 reaction_ms=0.3",
+    ]
+    figures = live_figures(calls, [], [1.0], lines, gap_s=None)
+    assert figures["answer_ms"]["p50"] == pytest.approx(317.5)
+    assert figures["answer_ms"]["max"] == pytest.approx(510.0)
+    assert figures["reaction_ms"]["max"] == pytest.approx(4.0)
+    assert figures["declared_end_to_first_note_ms"]["n"] == 2
+    assert "values" not in figures["declared_end_to_first_note_ms"]
+    assert figures["unanswered_calls"] == 1
 
 
 def test_targets_allow_one_jack_period_where_the_brief_says_so() -> None:
@@ -151,3 +169,29 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     )
     assert figures["timing_error_bound_p99_ms"] is not None
     assert "output timing error, exact: arrival - planned" in result.stdout
+
+
+def test_a_bench_phrase_ends_with_its_last_note_held_longer() -> None:
+    import random
+
+    from antiphon.daemon.tools.bench import ended_phrase
+    from antiphon.daemon.tools.probe import human_phrase
+
+    plain = human_phrase(random.Random(3), notes=5)
+    ended = ended_phrase(plain, lengthening=2.5)
+    assert [e.time_s for e in ended] == sorted(e.time_s for e in ended)
+    assert sorted(str(e.message) for e in ended) == sorted(str(e.message) for e in plain)
+    last = ended[-1]
+    assert last.message.type == "note_off"
+    onset = max(e.time_s for e in plain if e.message.type == "note_on")
+    held = (
+        next(
+            e.time_s
+            for e in plain
+            if e.message.type == "note_off"
+            and e.message.note == last.message.note
+            and e.time_s > onset
+        )
+        - onset
+    )
+    assert last.time_s == pytest.approx(onset + 2.5 * held)

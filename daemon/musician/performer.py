@@ -46,6 +46,7 @@ from antiphon.daemon.musician.phrase import Call, PhraseDetector
 from antiphon.daemon.musician.reply import Reply, Timed, format_planned
 from antiphon.daemon.musician.shaping import SHAPING_KNOBS
 from antiphon.daemon.musician.speculation import SPECULATE_BEFORE_S, Speculator
+from antiphon.daemon.musician.turns import BeatSource, TurnJudge
 from antiphon.daemon.settings import Settings
 from antiphon.daemon.surface.parameters import ParameterError, Parameters
 
@@ -109,6 +110,10 @@ class Performer(PerformerControls):
         self._speculator = Speculator(
             self._conversation, speculate_before_s, heard=self._heard, memory=self.memory
         )
+        self._turns = TurnJudge(engine.vocabulary)
+        # Where the turn-taking judge hears the beat; None: the beat this performer keeps.
+        self.beat_source: BeatSource | None = None
+        self.last_call: Call | None = None  # the call last found over (answered or not)
         self._slots: dict[int, EngineState] = {}
         self._memory_slots: dict[int, PlayerMemory] = {}
         self._next_engine: Engine | None = None
@@ -204,6 +209,8 @@ class Performer(PerformerControls):
                     reply.reshape(self._speculator.shaping(params, self._clock()))
             engine.temperature, engine.noise = params.temperature, params.noise
             self._phrase.gap_s = params.phrase_gap_s
+            if params.turns != "auto":
+                self._phrase.wait_s = None
             self._applied = params
         return params
 
@@ -223,6 +230,9 @@ class Performer(PerformerControls):
             self._beat.hear_player(time_s)
             if phrase.poll(time_s) is not None:
                 log.debug("the player went on before the call was answered")
+            if (silence_start_s := phrase.silence_start_s) is not None:
+                self._turns.heard_pause(time_s - silence_start_s)
+            self._turns.key_down(key, time_s)
             self.notes_in += 1
             if params.thru:
                 self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))
@@ -233,6 +243,7 @@ class Performer(PerformerControls):
         elif code == NOTE_OFF:
             self._outlet.send_all(self._outlet.thru.stop(channel, data1))
             self._heard.note_off(data1, time_s)
+            self._turns.key_up(key, time_s)
             phrase.note_off(key, time_s)
             conversation.note_off(data1, time_s)
         elif code == SUSTAIN:
@@ -241,12 +252,37 @@ class Performer(PerformerControls):
         elif code == ALL_OFF:
             self._outlet.release_thru()
             self._heard.release_all(time_s)
+            self._turns.all_up()
             phrase.all_notes_off(time_s)
             conversation.all_notes_off(time_s)
         elif code == END_PHRASE:
             call = phrase.end_now(time_s)
             if call is not None:
                 self._answer(call, self._clock())
+        self._judge_silence(params)
+
+    def _judge_silence(self, params: Parameters) -> None:
+        """With ``turns`` ``auto``, when a silence has just begun (the model has heard the last
+        release): how long it must last to end the call, decided now, so the call has a
+        deadline and the reply is made ahead of it (:mod:`~antiphon.daemon.musician.turns`)."""
+        phrase, engine = self._phrase, self._conversation.engine
+        silence_start_s = phrase.silence_start_s
+        if (
+            params.turns != "auto"
+            or silence_start_s is None
+            or phrase.wait_s is not None
+            or not phrase.in_call
+            or not engine.ready
+        ):
+            return
+        beat_source = self.beat_source
+        if beat_source is not None:
+            beat = beat_source.beat_after(silence_start_s)
+        else:
+            beat = self._beat.beat_after(silence_start_s, params.clock)
+        phrase.wait_s = self._turns.wait_s(
+            engine.logits, params.eagerness, params.phrase_gap_s, silence_start_s, beat
+        )
 
     def _service(self, now_s: float) -> None:
         """Everything due at ``now_s``: commands, the call's end, the reply's events."""
@@ -293,9 +329,12 @@ class Performer(PerformerControls):
         if self._reply is not None:
             self._reply.rewind()  # the player's side is fed first, as in _take
         self._outlet.release_thru()
+        self._turns.all_up()
         self._conversation.all_notes_off(due_s)
+        self._judge_silence(self._apply_parameters())
 
     def _answer(self, call: Call, now_s: float) -> None:
+        self.last_call = call
         params = self._apply_parameters()  # new parameters withdraw the speculation
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))

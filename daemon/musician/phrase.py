@@ -14,6 +14,7 @@ Key = tuple[int, int]  # (channel, pitch)
 
 MIN_REPLY_WINDOW_S = 2.0  # even a one-note call gets this long to answer in
 REPLY_TIME_FACTOR = 2.0  # a reply may last this many times the call (times reply_ratio)
+MIN_GAP_S = 0.1  # with a judged wait, no call ends sooner after the player's last event
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,11 @@ class PhraseDetector:
     lifts) and ``gap_s`` has passed since the last key, pedal or note event; or at once by
     :meth:`end_now` (a foot switch). ``gap_s`` may be changed at any time.
 
+    With ``turns`` ``auto`` the performer sets :attr:`wait_s` when a silence begins (see
+    :class:`~antiphon.daemon.musician.turns.TurnJudge`): the call then ends that long after the
+    silence began (at most ``gap_s``, the longest wait), and never sooner than
+    ``MIN_GAP_S`` after the last event. Without it (``turns`` ``gap``), ``gap_s`` alone.
+
     A key still sounding after ``held_timeout_s`` with no event at all (None: never) most
     likely lost its note-off on the way: :meth:`release_stale` then takes every sounding key,
     and the pedal, as released at that moment, and the call can end.
@@ -52,6 +58,8 @@ class PhraseDetector:
         self._last_event_s = 0.0
         self._call_start_s: float | None = None
         self._call_notes = 0
+        self._silence_start_s: float | None = None  # when nothing sounded any more
+        self.wait_s: float | None = None  # this silence's judged wait; None: gap_s
 
     @property
     def in_call(self) -> bool:
@@ -63,7 +71,20 @@ class PhraseDetector:
         """Whether any key is held or sustained by the pedal."""
         return bool(self._held or self._sustained)
 
+    @property
+    def silence_start_s(self) -> float | None:
+        """When the silence going on began (the last sound ended); None while a key sounds
+        or before the first note."""
+        return self._silence_start_s
+
+    def _after_release(self, was_sounding: bool, time_s: float) -> None:
+        if was_sounding and not self.sounding:
+            self._silence_start_s = time_s
+            self.wait_s = None
+
     def note_on(self, key: Key, time_s: float) -> None:
+        self._silence_start_s = None
+        self.wait_s = None
         self._held.add(key)
         self._sustained.discard(key)
         self._last_event_s = time_s
@@ -73,23 +94,29 @@ class PhraseDetector:
         self._call_notes += 1
 
     def note_off(self, key: Key, time_s: float) -> None:
+        was_sounding = self.sounding
         if key in self._held:
             self._held.discard(key)
             if self._pedal_down:
                 self._sustained.add(key)
         self._last_event_s = time_s
+        self._after_release(was_sounding, time_s)
 
     def sustain(self, down: bool, time_s: float) -> None:
+        was_sounding = self.sounding
         self._pedal_down = down
         if not down:
             self._sustained.clear()
         self._last_event_s = time_s
+        self._after_release(was_sounding, time_s)
 
     def all_notes_off(self, time_s: float) -> None:
         """The player's All Notes Off / All Sound Off: nothing is held any more."""
+        was_sounding = self.sounding
         self._held.clear()
         self._sustained.clear()
         self._last_event_s = time_s
+        self._after_release(was_sounding, time_s)
 
     def stale_due_s(self) -> float | None:
         """When the keys sounding now count as released if nothing happens before; None when
@@ -110,12 +137,16 @@ class PhraseDetector:
         self._sustained.clear()
         self._pedal_down = False
         self._last_event_s = due_s
+        self._after_release(True, due_s)
         return released
 
     def deadline(self) -> float | None:
         """When the call will be over if nothing else happens; None: no call, or a key held."""
         if self._call_start_s is None or self.sounding:
             return None
+        if self.wait_s is not None and self._silence_start_s is not None:
+            judged_s = self._silence_start_s + min(self.wait_s, self.gap_s)
+            return max(judged_s, self._last_event_s + min(MIN_GAP_S, self.gap_s))
         return self._last_event_s + self.gap_s
 
     def poll(self, now_s: float) -> Call | None:

@@ -239,7 +239,7 @@ def _mapped(key: str, entry: dict[str, Any], default_input: tuple[float, float])
             raise ControlError(f"{key}.values: a list of {', '.join(parameter.choices)}")
         values = tuple(raw_values)
     elif "values" in entry:
-        raise ControlError(f"{key}.values: only for mode")
+        raise ControlError(f"{key}.values: only for mode and turns")
     if "range" in entry:
         if parameter.kind in (str, bool):
             raise ControlError(f"{key}.range: {name} has no range")

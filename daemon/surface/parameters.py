@@ -34,6 +34,8 @@ class Parameters:
     dynamics: int
     mode: str
     phrase_gap_s: float
+    turns: str
+    eagerness: float
     reply_ratio: float
     reply_min_notes: int
     reply_max_notes: int

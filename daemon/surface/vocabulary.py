@@ -24,6 +24,7 @@ from antiphon.daemon.surface.parameters import ParameterError
 NAMESPACE = "/antiphon"
 STATE_SLOTS = 128  # as many as the performer keeps
 MODES = ("call_response", "listen")
+TURNS = ("gap", "auto")
 
 Value = float | int | bool | str
 OscArgument = float | int | bool | str
@@ -68,6 +69,8 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("dynamics", int, -64, 64),
     Parameter("mode", str, clamp=False, choices=MODES),
     Parameter("phrase_gap_s", float, 0.05, 10.0, address=f"{NAMESPACE}/phrase_gap"),
+    Parameter("turns", str, clamp=False, choices=TURNS),
+    Parameter("eagerness", float, 0.0, 1.0),
     Parameter("reply_ratio", float, 0.1, 8.0),
     Parameter("reply_min_notes", int, 1, 512),
     Parameter("reply_max_notes", int, 1, 512),

@@ -11,9 +11,13 @@ Five parts, each printed as a table row and kept in the JSON:
    against the incremental one, as a ratio.
 2. The daemon as a process on real JACK ports (its own ``jackd -d dummy`` when none runs):
    time from launch to the "ready" line, and peak RSS after the calls.
-3. Reaction latency, ``--calls`` times: a probe client plays a phrase into the daemon's input
-   and stamps the first reply note arriving at its own input; reaction = that arrival -
-   (the moment the probe sent the phrase's last message + the phrase gap). The daemon's own
+3. Answer time and reaction latency, ``--calls`` times: a probe client plays a phrase (its
+   last note held longer, as a player ends a phrase: :func:`ended_phrase`) into the
+   daemon's input and stamps the first reply note arriving at its own input. The answer time
+   (what a player hears) = that arrival - the moment the probe sent the phrase's last
+   message. The reaction = that arrival - (that moment + the phrase gap) with ``--turns
+   gap`` (the default); with ``--turns auto``, that arrival - the phrase end the daemon
+   declared (its log; one clock for every process on this machine). The daemon's own
    figure (first note sent - the phrase end it declared) comes from its "reply" log lines.
 4. Timing. Exact: for every reply message, its arrival at the probe's input minus the time
    the daemon planned it for. The daemon and the probe run on the same machine, where
@@ -49,6 +53,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.bench_pulse import measure_pulse, pulse_rows
 from antiphon.daemon.tools.bench_report import (
@@ -72,6 +77,8 @@ WINDOW_EVENTS = 30  # the naive approach's sliding window
 NAIVE_EVENTS = 200
 REPLY_MAX_S = 1.0  # keeps each call short: the bench measures the answer, not the music
 TRANSPORT_MESSAGES = 300
+FINAL_LENGTHENING = 2.5  # a bench phrase's last note is held this many times as long
+ANSWER_WAIT_S = 1.0  # a call is answered within this (the default longest wait is 0.8 s)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames per JACK period of the bench's own jackd (default: 128)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the model and the phrases")
+    parser.add_argument(
+        "--turns",
+        choices=["gap", "auto"],
+        default="gap",
+        help=f"the daemon's turn-taking: gap (a fixed {PHRASE_GAP_S} s gap, the default) or "
+        f"auto (the judged wait, at most {AUTO_PHRASE_GAP_S} s)",
+    )
 
 
 # 1. The engine alone ------------------------------------------------------------------------
@@ -197,7 +211,9 @@ def _jack_tool_number(tool: str, env: dict[str, str]) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, Any]:
+def measure_live(
+    model: Path, calls: int, period: int, seed: int, turns: str = "gap"
+) -> dict[str, Any]:
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 
     own: JackServer | None = None
@@ -215,7 +231,7 @@ def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, A
             "sample_rate": rate,
             "period_ms": 1000.0 * frames / rate if frames and rate else None,
         }
-        figures = _run_daemon(model, calls, seed, env)
+        figures = _run_daemon(model, calls, seed, env, turns)
         jack["xruns"] = own.xruns() if own else None
         return {"jack": jack, **figures}
     finally:
@@ -224,16 +240,19 @@ def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, A
             os.environ.pop(SERVER_ENV, None)
 
 
-def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
+def _run_daemon(
+    model: Path, calls: int, seed: int, env: dict[str, str], turns: str = "gap"
+) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
 
     names = virtual_port_names("jack", "AntiphonBench")
     run_args = [
         *("--midi-api", "jack", "--port-name", "AntiphonBench", "--model", str(model)),
-        *("--seed", str(seed), "--osc-port", "0", "--phrase-gap", str(PHRASE_GAP_S)),
+        *("--seed", str(seed), "--osc-port", "0", "--turns", turns),
         *("--reply-max-s", str(REPLY_MAX_S)),
     ]
+    run_args += ["--phrase-gap", str(PHRASE_GAP_S if turns == "gap" else AUTO_PHRASE_GAP_S)]
     # At debug level the daemon logs the planned time of every reply message (once a reply
     # has ended, so the logging does not delay the music).
     daemon = DaemonProcess(run_args, env=env, log_level="debug").start()
@@ -253,7 +272,13 @@ def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict
         "ready_s": daemon.ready_s,
         "peak_rss_mb": peak_rss_mb,
         "exit_code_after_sigterm": exit_code,
-        **live_figures(calls_played, arrivals, transport_ms, daemon.lines),
+        **live_figures(
+            calls_played,
+            arrivals,
+            transport_ms,
+            daemon.lines,
+            PHRASE_GAP_S if turns == "gap" else None,
+        ),
     }
 
 
@@ -265,7 +290,7 @@ def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
     for _ in range(calls):
         probe.clear()
         last_sent_s = probe.play(_short_phrase(rng))
-        if probe.wait_until(lambda got: bool(note_ons(got)), PHRASE_GAP_S + 2.0):
+        if probe.wait_until(lambda got: bool(note_ons(got)), ANSWER_WAIT_S + 2.0):
             played.append(Call(last_sent_s, note_ons(probe.received())[0].time_s))
         else:
             played.append(Call(last_sent_s, None))
@@ -278,7 +303,32 @@ def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
 def _short_phrase(rng: random.Random) -> list[Any]:
     from antiphon.daemon.tools.probe import human_phrase
 
-    return human_phrase(rng, notes=rng.randint(4, 7))
+    return ended_phrase(human_phrase(rng, notes=rng.randint(4, 7)))
+
+
+def ended_phrase(events: list[Any], lengthening: float = FINAL_LENGTHENING) -> list[Any]:
+    """The phrase with its last note held ``lengthening`` times as long, as a player ends a
+    phrase: without it, a phrase has nothing that says it is over, and ``--turns auto``
+    waits the longest wait out (its answer time is then the phrase gap's)."""
+    from antiphon.daemon.tools.probe import Timed
+
+    last_on = max(
+        (i for i, e in enumerate(events) if e.message.type == "note_on" and e.message.velocity),
+        key=lambda i: events[i].time_s,
+    )
+    on = events[last_on]
+    off = next(
+        i
+        for i, e in enumerate(events)
+        if e.message.type in ("note_off", "note_on")
+        and e.message.note == on.message.note
+        and e.time_s > on.time_s
+        and not (e.message.type == "note_on" and e.message.velocity)
+    )
+    held_s = events[off].time_s - on.time_s
+    ended = [*events[:off], *events[off + 1 :]]
+    ended.append(Timed(on.time_s + lengthening * held_s, events[off].message))
+    return sorted(ended, key=lambda e: e.time_s)
 
 
 def _measure_transport() -> list[float]:
@@ -301,11 +351,12 @@ def run(args: argparse.Namespace) -> int:
         "machine": machine(),
         "model": str(args.model),
         "calls": args.calls,
+        "turns": args.turns,
     }
     try:
         results |= measure_engine(args.model, args.steps, args.seed)
         if jackd_available():
-            results |= measure_live(args.model, args.calls, args.period, args.seed)
+            results |= measure_live(args.model, args.calls, args.period, args.seed, args.turns)
         else:
             print("antiphon bench: jackd is not installed: no latency figures", file=sys.stderr)
     except (ModelError, PortError, JackServerError, DaemonError) as err:

@@ -68,31 +68,65 @@ class Call:
 
 
 def live_figures(
-    calls_played: list[Call], arrivals: list[Timed], transport_ms: list[float], lines: list[str]
+    calls_played: list[Call],
+    arrivals: list[Timed],
+    transport_ms: list[float],
+    lines: list[str],
+    gap_s: float | None = PHRASE_GAP_S,
 ) -> dict[str, Any]:
-    """The figures of the calls played to the daemon: reaction, its two parts, the daemon's own
-    figures from its log, the JACK delivery time, the exact timing error."""
+    """The figures of the calls played to the daemon: the answer time a player hears, the
+    reaction and its two parts, the daemon's own figures from its log, the JACK delivery
+    time, the exact timing error. ``gap_s``: the daemon's fixed phrase gap; None with
+    ``turns auto``, where the reaction counts from the phrase end the daemon declared."""
     replies = _reply_lines(lines)
     answered = [c for c in calls_played if c.first_note_s is not None]
-    reaction = [1000.0 * (c.reply_s - c.last_sent_s - PHRASE_GAP_S) for c in answered]
+    answer = [1000.0 * (c.reply_s - c.last_sent_s) for c in answered]
+    if gap_s is None:
+        split = _split_judged(answered, replies)
+        reaction = (split["declared_end_to_first_note_ms"] or {}).get("values", [])
+    else:
+        split = _split_reaction(answered, replies, gap_s)
+        reaction = [1000.0 * (c.reply_s - c.last_sent_s - gap_s) for c in answered]
     return {
+        "answer_ms": percentiles(answer) if answer else None,
         "reaction_ms": percentiles(reaction) if reaction else None,
         "unanswered_calls": len(calls_played) - len(answered),
-        **_split_reaction(answered, replies),
+        **{name: _without_values(value) for name, value in split.items()},
         **_internal_figures(replies),
         "transport_ms": percentiles(transport_ms),
         **exact_timing(_planned_notes(lines), arrivals),
     }
 
 
-def _split_reaction(answered: list[Call], replies: list[dict[str, str]]) -> dict[str, Any]:
+def _without_values(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if figures is None else {k: v for k, v in figures.items() if k != "values"}
+
+
+def _split_judged(answered: list[Call], replies: list[dict[str, str]]) -> dict[str, Any]:
+    """With ``turns auto``: the daemon's declared phrase end (the first one logged after the
+    call's last message left) to the first note arriving; how long the daemon waited is the
+    answer time less this."""
+    ends_s = sorted(float(r["phrase_end_s"]) for r in replies if "phrase_end_s" in r)
+    answer_ms = []
+    for call in answered:
+        declared_s = next((end_s for end_s in ends_s if end_s >= call.last_sent_s), None)
+        if declared_s is None or declared_s > call.reply_s:
+            continue
+        answer_ms.append(1000.0 * (call.reply_s - declared_s))
+    figures = {**percentiles(answer_ms), "values": answer_ms} if answer_ms else None
+    return {"call_heard_ms": None, "declared_end_to_first_note_ms": figures}
+
+
+def _split_reaction(
+    answered: list[Call], replies: list[dict[str, str]], gap_s: float = PHRASE_GAP_S
+) -> dict[str, Any]:
     """The reaction in two: the call's last message reaching the daemon (the phrase end it
     declares, less the gap), and the daemon's declared phrase end to the first note arriving.
     Calls and reply lines are paired by that phrase end (within 50 ms)."""
     ends_s = [float(r["phrase_end_s"]) for r in replies if "phrase_end_s" in r]
     heard_ms, answer_ms = [], []
     for call in answered:
-        expected_s = call.last_sent_s + PHRASE_GAP_S
+        expected_s = call.last_sent_s + gap_s
         declared_s = min(ends_s, key=lambda end_s: abs(end_s - expected_s), default=None)
         if declared_s is None or abs(declared_s - expected_s) > 0.05:
             continue
@@ -252,7 +286,13 @@ def table(results: dict[str, Any]) -> str:
             f"{jack['period_ms']:.2f} ms "
             + ("(own jackd -d dummy" if jack["started_by_bench"] else "(the running server")
             + (f", {jack['xruns']} overruns)" if jack["xruns"] is not None else ")"),
-            _row("reaction: first note at client - (last sent + gap)", results["reaction_ms"]),
+            _row("answer: first note at client - last sent", results.get("answer_ms")),
+            _row(
+                "reaction: first note at client - (last sent + gap)"
+                if results.get("turns", "gap") == "gap"
+                else "reaction: first note at client - declared end",
+                results["reaction_ms"],
+            ),
             _row("  of which: last message reaches the daemon", results["call_heard_ms"]),
             _row(
                 "  of which: declared phrase end -> first note",
