@@ -481,7 +481,8 @@ BASELINE: dict[str, float | int | str] = {
 @pytest.fixture
 def baseline(daemon: Daemon, feedback: OscListener, asker: OscListener) -> Daemon:
     """The daemon with every parameter back at its start value (one bundle; the beat off),
-    feedback cleared."""
+    no reply left playing from the test before (panic), feedback cleared."""
+    asker.send(daemon.port, message("/antiphon/panic"))
     asker.send(daemon.port, encode([(a, [v]) for a, v in BASELINE.items()]))
     status = asker.status(daemon.port)
     assert {a: status[a] for a in BASELINE} == pytest.approx(BASELINE)
