@@ -28,7 +28,6 @@ from typing import Any
 import mido
 from antiphon.daemon.musician.beat import BeatGrid, BeatTracker, choose_subdivision
 from antiphon.daemon.musician.midi_clock import ClockFollower, ClockInbox
-from antiphon.daemon.musician.turns import BeatHint
 
 CALL_ONSETS_KEPT = 64  # the player's latest onsets, for the subdivision a call uses
 
@@ -102,12 +101,6 @@ class BeatKeeper:
         """The first beat at or after ``after_s`` on the beat last used; None without one."""
         grid = self.last_grid
         return None if grid is None else grid.next_beat_s(after_s)
-
-    def beat_after(self, time_s: float, clock: str) -> BeatHint | None:
-        """The next beat after ``time_s`` and how sure of it Antiphon is, for the turn-taking
-        judge (a rest that lasts to the next beat is part of the phrase); None: no beat."""
-        grid = self.grid(time_s, clock)
-        return None if grid is None else BeatHint(grid.next_beat_s(time_s), grid.confidence)
 
     def plan(
         self,
