@@ -144,6 +144,10 @@ class MidiProbe:
         self._output.send(message)
         return time.monotonic()
 
+    def send_raw(self, data: Sequence[int]) -> None:
+        """Send bytes as one event now, message or not."""
+        self._output.send_raw(data)
+
     def play(self, phrase: Sequence[Timed]) -> float:
         """Play a phrase with its timing; the time its last message was sent."""
         start_s = time.monotonic()
