@@ -22,6 +22,7 @@ from antiphon.daemon.tools.bench_report import (
     timing_error_bound_ms,
 )
 from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.message_match import match_messages
 from antiphon.daemon.tools.probe import Timed
 from hypothesis import given
 from hypothesis import strategies as st
@@ -118,8 +119,39 @@ def test_exact_timing_pairs_each_arrival_with_its_planned_message() -> None:
     assert errors["n"] == 4
     assert errors["max"] == pytest.approx(3.0)  # +67 paired with its own arrival
     assert errors["p50"] == pytest.approx(1.65)  # median of 1.2, 1.3, 2.0, 3.0
-    assert figures["timing_error_unpaired"] == 2
+    assert (figures["messages_lost"], figures["messages_extra"]) == (1, 1)
+    assert figures["messages_reordered"] == 0
     assert exact_timing([], [])["timing_error_ms"] is None
+
+
+def test_lost_duplicated_and_reordered_messages_are_counted() -> None:
+    planned = [(1.0, True, 60), (1.1, True, 62), (1.2, False, 60), (1.3, False, 62)]
+    heard = [
+        (1.001, True, 60),
+        (1.001, True, 60),  # twice
+        (1.205, False, 60),  # before +62: out of order
+        (1.206, True, 62),
+        # -62 never came
+    ]
+    match = match_messages(planned, heard)
+    assert (match.lost, match.extra, match.reordered) == (1, 1, 1)
+    assert sorted(match.pairs) == [(0, 0), (1, 3), (2, 2)]
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.0, 100.0), st.booleans(), st.integers(0, 127)), max_size=40),
+    st.sets(st.integers(0, 39)),
+    st.floats(0.0, 0.5),
+)
+def test_every_message_heard_on_time_is_matched_and_only_the_dropped_are_lost(
+    planned: list[tuple[float, bool, int]], dropped: set[int], delay_s: float
+) -> None:
+    planned = sorted(planned)
+    heard = [(t + delay_s, on, p) for i, (t, on, p) in enumerate(planned) if i not in dropped]
+    match = match_messages(planned, heard)
+    assert match.extra == 0
+    assert match.lost == len(planned) - len(heard)
+    assert len(match.pairs) == len(heard)
 
 
 @pytest.mark.jack
@@ -140,7 +172,9 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     assert figures["exit_code_after_sigterm"] == 0
     assert set(figures["targets"]) == {
         "step_p99_ms", "reaction_p99_ms", "timing_error_p99_ms", "peak_rss_mb", "ready_s",
+        "messages_lost", "unanswered_calls",
     }  # fmt: skip
+    assert figures["messages_lost"] == 0
     assert "reaction: first note at client" in result.stdout
     # The exact output timing error: every reply message paired with its arrival.
     assert figures["timing_error_ms"]["n"] >= 2 * figures["reaction_ms"]["n"]
