@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="frames per JACK period of the bench's own jackd (default: 128)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the model and the phrases")
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=0,
+        help="run the bench's own jackd realtime and the daemon's performer thread at this "
+        "SCHED_FIFO priority (default: 0, neither)",
+    )
 
 
 # 1. The engine alone ------------------------------------------------------------------------
@@ -189,12 +196,14 @@ def _jack_tool_number(tool: str, env: dict[str, str]) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, Any]:
+def measure_live(
+    model: Path, calls: int, period: int, seed: int, realtime_priority: int = 0
+) -> dict[str, Any]:
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 
     own: JackServer | None = None
     if not server_running(os.environ.get(SERVER_ENV)):
-        own = JackServer(period_frames=period).start()
+        own = JackServer(period_frames=period, realtime=realtime_priority > 0).start()
         os.environ[SERVER_ENV] = own.name
     try:
         env = dict(os.environ)
@@ -206,8 +215,9 @@ def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, A
             "period_frames": frames,
             "sample_rate": rate,
             "period_ms": 1000.0 * frames / rate if frames and rate else None,
+            "realtime": own.realtime if own else None,
         }
-        figures = _run_daemon(model, calls, seed, env)
+        figures = _run_daemon(model, calls, seed, env, realtime_priority)
         jack["xruns"] = own.xruns() if own else None
         return {"jack": jack, **figures}
     finally:
@@ -216,7 +226,9 @@ def measure_live(model: Path, calls: int, period: int, seed: int) -> dict[str, A
             os.environ.pop(SERVER_ENV, None)
 
 
-def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
+def _run_daemon(
+    model: Path, calls: int, seed: int, env: dict[str, str], realtime_priority: int = 0
+) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
 
@@ -224,7 +236,7 @@ def _run_daemon(model: Path, calls: int, seed: int, env: dict[str, str]) -> dict
     run_args = [
         *("--midi-api", "jack", "--port-name", "AntiphonBench", "--model", str(model)),
         *("--seed", str(seed), "--osc-port", "0", "--phrase-gap", str(PHRASE_GAP_S)),
-        *("--reply-max-s", str(REPLY_MAX_S)),
+        *("--reply-max-s", str(REPLY_MAX_S), "--realtime-priority", str(realtime_priority)),
     ]
     # At debug level the daemon logs the planned time of every reply message (once a reply
     # has ended, so the logging does not delay the music).
@@ -297,7 +309,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         results |= measure_engine(args.model, args.steps, args.seed)
         if jackd_available():
-            results |= measure_live(args.model, args.calls, args.period, args.seed)
+            results |= measure_live(
+                args.model, args.calls, args.period, args.seed, args.realtime_priority
+            )
         else:
             print("antiphon bench: jackd is not installed: no latency figures", file=sys.stderr)
     except (ModelError, PortError, JackServerError, DaemonError) as err:

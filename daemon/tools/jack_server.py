@@ -69,10 +69,12 @@ class JackServer:
         period_frames: int = DEFAULT_PERIOD_FRAMES,
         name: str | None = None,
         client_timeout_ms: int = CLIENT_TIMEOUT_MS,
+        realtime: bool = False,
     ) -> None:
         self.sample_rate = sample_rate
         self.period_frames = period_frames
         self.client_timeout_ms = client_timeout_ms
+        self.realtime = realtime  # its cycle and its clients' process threads at SCHED_FIFO
         self.name = name or f"antiphon-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log_dir = Path(tempfile.mkdtemp(prefix="antiphon-jack-"))
@@ -94,8 +96,8 @@ class JackServer:
         # must be told the period length or the cycle would be 8 times too long.
         wait_us = round(self.period_s * 1e6)
         command = [
-            "jackd", "--sync", "--timeout", str(self.client_timeout_ms), "--no-realtime",
-            "--name", self.name,
+            "jackd", "--sync", "--timeout", str(self.client_timeout_ms),
+            "--realtime" if self.realtime else "--no-realtime", "--name", self.name,
             "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period_frames),
             "-w", str(wait_us), "-C", "0", "-P", "0",
         ]  # fmt: skip
