@@ -90,6 +90,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the model and the phrases")
     parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="instead: a long night of calls, OSC changes, swaps and panics (daemon/tools/soak.py)",
+    )
+    parser.add_argument(
+        "--window-minutes", type=float, default=5.0, help="the soak's report window (default: 5)"
+    )
+    parser.add_argument(
+        "--fuzz",
+        type=float,
+        metavar="SECONDS",
+        help="instead: random bytes on the input between real calls, with an OSC flood "
+        "(daemon/tools/fuzz.py)",
+    )
+    parser.add_argument(
         "--realtime-priority",
         type=int,
         default=0,
@@ -291,12 +307,44 @@ def _measure_transport() -> list[float]:
     return measure_delivery("jack", TRANSPORT_MESSAGES)
 
 
+def _run_long(args: argparse.Namespace) -> int:
+    """``--soak`` or ``--fuzz``: a long run of its own, its figures judged in its table."""
+    from antiphon.daemon.midi.port_names import PortError
+    from antiphon.daemon.tools.fuzz import fuzz_table, run_fuzz_bench
+    from antiphon.daemon.tools.jack_server import JackServerError
+    from antiphon.daemon.tools.probe import DaemonError
+    from antiphon.daemon.tools.soak import run_soak, soak_table
+
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "model": str(args.model),
+    }
+    try:
+        if args.soak is not None:
+            results["soak"] = run_soak(
+                args.model, args.soak, args.period, args.seed, args.window_minutes
+            )
+            print(soak_table(results["soak"]))
+        else:
+            results["fuzz"] = run_fuzz_bench(args.model, args.fuzz, args.period, args.seed)
+            print(fuzz_table(results["fuzz"]))
+    except (PortError, JackServerError, DaemonError) as err:
+        print(f"antiphon bench: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from antiphon.daemon.midi.port_names import PortError
     from antiphon.daemon.musician.model_file import ModelError
     from antiphon.daemon.tools.jack_server import JackServerError, jackd_available
     from antiphon.daemon.tools.probe import DaemonError
 
+    if args.soak is not None or args.fuzz is not None:
+        return _run_long(args)
     if args.calls < 1 or args.steps < 100:
         print("antiphon bench: needs --calls >= 1 and --steps >= 100", file=sys.stderr)
         return 2

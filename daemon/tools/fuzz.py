@@ -16,8 +16,10 @@ anything, or longer when it starts with ``F0``.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import mido
@@ -31,6 +33,7 @@ SUSTAIN_CC = 64
 ALL_NOTES_OFF_CC = 123
 UNDEFINED_STATUS = (0xF4, 0xF5, 0xF9, 0xFD)
 REAL_TIME = (0xF8, 0xFA, 0xFB, 0xFC, 0xFE, 0xFF)
+DROP_LINE = "malformed events and"  # the daemon's last word on its input (stage.live)
 
 
 def _data(rng: random.Random) -> int:
@@ -129,3 +132,84 @@ def fuzz_calls(
     time.sleep(0.2)
     report.notes_left_sounding = len(sounding_notes(probe.all_received()))
     return report
+
+
+class OscFlood:
+    """A thread sending OSC parameter changes as fast as it can (or ``per_s`` a second)."""
+
+    def __init__(self, port: int, per_s: float = 2000.0) -> None:
+        from pythonosc.udp_client import SimpleUDPClient
+
+        self._client = SimpleUDPClient("127.0.0.1", port)
+        self._interval_s = 1.0 / per_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="osc-flood", daemon=True)
+        self.sent = 0
+
+    def _run(self) -> None:
+        rng = random.Random(3)
+        while not self._stop.wait(self._interval_s):
+            self._client.send_message("/antiphon/temperature", round(rng.uniform(0.8, 1.2), 3))
+            self.sent += 1
+
+    def __enter__(self) -> OscFlood:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_fuzz_bench(
+    model: Path, seconds: float, period: int, seed: int, osc_flood_per_s: float = 2000.0
+) -> dict[str, Any]:
+    """``antiphon bench --fuzz SECONDS``: the fuzz run, an OSC flood going on all along."""
+    from antiphon.daemon.tools.bench_report import PHRASE_GAP_S, percentiles
+    from antiphon.daemon.tools.rig import LiveRig
+
+    run_args = [
+        *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
+        *("--reply-max-s", "1.0"),
+    ]
+    with LiveRig(run_args, period_frames=period, log_level="info") as rig:
+        assert rig.probe is not None and rig.daemon is not None
+        with OscFlood(rig.osc_port, osc_flood_per_s) as flood:
+            report = fuzz_calls(rig.probe, seconds, random.Random(seed), PHRASE_GAP_S)
+        running = rig.daemon.running()
+        exit_code = rig.terminate()
+        time.sleep(0.3)
+        report.notes_left_sounding = len(sounding_notes(rig.probe.all_received()))
+        counts = next(
+            (line.split("MIDI input: ", 1)[1] for line in rig.daemon.lines if DROP_LINE in line),
+            None,
+        )
+        jack = rig.jack()
+    figures = report.to_dict()
+    delays = figures.pop("answer_delays_ms")
+    return {
+        **figures,
+        "answer_delay_ms": percentiles(delays) if delays else None,
+        "osc_messages_sent": flood.sent,
+        "daemon_ran_throughout": running,
+        "daemon_input_counts": counts,
+        "exit_code_after_sigterm": exit_code,
+        "jack": jack,
+    }
+
+
+def fuzz_table(figures: dict[str, Any]) -> str:
+    delay = figures["answer_delay_ms"]
+    shown = "-" if not delay else f"p50 {delay['p50']:.2f} ms, p99 {delay['p99']:.2f} ms"
+    return "\n".join(
+        [
+            f"fuzz: {figures['bursts']} bursts, {figures['events_sent']} random events, "
+            f"{figures['osc_messages_sent']} OSC messages alongside",
+            f"calls answered: {figures['calls_answered']} of {figures['calls']}; "
+            f"answer (first note - (last sent + gap)): {shown}",
+            f"daemon: ran throughout {figures['daemon_ran_throughout']}, "
+            f"exit status after SIGTERM {figures['exit_code_after_sigterm']}; "
+            f"input: {figures['daemon_input_counts']}",
+            f"notes left sounding: {figures['notes_left_sounding']}",
+        ]
+    )
