@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import mido
 import rtmidi
+from antiphon.daemon.midi.notes import NotesOnTheWire
 from antiphon.daemon.midi.port_names import (
     API_LABEL,
     GUARD_PORT,
@@ -402,12 +403,17 @@ class SysexGuard:
 
 
 class MidiOutput(_Endpoint):
-    """The daemon's MIDI output. ``send`` never raises: a device that vanished drops messages."""
+    """The daemon's MIDI output. ``send`` never raises: a device that vanished drops messages.
+
+    A device that comes back after vanishing is first sent note-offs for the notes it was
+    playing when it went (and All Notes Off on their channels): it may still be sounding them.
+    """
 
     kind = "output"
 
     def __init__(self, api: str, names: VirtualPortNames, pattern: str | None = None) -> None:
         self._lock = threading.Lock()  # taken by send and by a reconnect, never for long
+        self._wire = NotesOnTheWire()  # what the connected device is sounding
         self.failed_sends = 0
         super().__init__(api, names, pattern)
 
@@ -428,6 +434,7 @@ class MidiOutput(_Endpoint):
                 return
             try:
                 self._rt.send_message(data)
+                self._wire.sent(data)
             except rtmidi.RtMidiError as err:
                 self.failed_sends += 1
                 if self.failed_sends == 1:
@@ -436,6 +443,15 @@ class MidiOutput(_Endpoint):
     def _reconnect(self, target: str) -> None:
         with self._lock:
             super()._reconnect(target)
+            left = len(self._wire)
+            for message in self._wire.release():
+                self._rt.send_message(message.bytes())
+        if left:
+            log.warning(
+                "MIDI output '%s' is back: ended the %d notes it was playing when it went",
+                target,
+                left,
+            )
 
     def close(self) -> None:
         with self._lock:

@@ -288,6 +288,15 @@ class DaemonProcess:
             self._reader.join(timeout=2.0)
         return code
 
+    def kill(self) -> int:
+        """SIGKILL: no clean-up of any kind, as a crash or the OOM killer; its exit status."""
+        assert self._process is not None
+        self._process.kill()
+        code = self._process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        return code
+
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self.terminate(timeout_s=5.0)
