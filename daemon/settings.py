@@ -167,12 +167,6 @@ class Settings:
         None, "record each performance as a MIDI file in this folder", path=True
     )
     tui: bool = _setting(False, "show a live status view in the terminal")
-    realtime_priority: int = _setting(
-        0,
-        "SCHED_FIFO priority of the performer's thread, 1-99 (Linux, needs an rtprio limit); "
-        "0: normal scheduling",
-        check=_between(0, 99),
-    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

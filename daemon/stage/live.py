@@ -44,7 +44,6 @@ from antiphon.daemon.settings import (
     describe_settings,
     resolve_settings,
 )
-from antiphon.daemon.stage.scheduling import use_realtime_priority
 
 if TYPE_CHECKING:
     from antiphon.daemon.midi.ports import MidiOutput, MidiPorts
@@ -233,9 +232,7 @@ def _perform(stage: Stage, stop: threading.Event) -> int:
         ports.open_input(hear, stage.settings.input_port)
         performer_stop = threading.Event()
         thread = threading.Thread(
-            target=_run_performer,
-            args=(performer, performer_stop, failed, stop, stage.settings.realtime_priority),
-            name="performer",
+            target=_run_performer, args=(performer, performer_stop, failed, stop), name="performer"
         )
         thread.start()
         on_exit.callback(_stop_performer, ports, performer_stop, thread)
@@ -287,12 +284,10 @@ def _run_performer(
     performer_stop: threading.Event,
     failed: threading.Event,
     daemon_stop: threading.Event,
-    realtime_priority: int,
 ) -> None:
     """The performer thread: a failure is logged whole and stops the daemon (exit status 1),
     so a supervisor restarts it; the performer's own ``finally`` has released the notes."""
     try:
-        use_realtime_priority(realtime_priority)
         performer.run(performer_stop)
     except Exception:
         log.exception("the performer failed; stopping")

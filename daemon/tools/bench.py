@@ -109,8 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--realtime-priority",
         type=int,
         default=0,
-        help="run the bench's own jackd realtime and the daemon's performer thread at this "
-        "SCHED_FIFO priority (default: 0, neither)",
+        help="run the bench's own jackd realtime, and the daemon under chrt --fifo at this "
+        "priority, as the README's realtime set-up does (default: 0, neither)",
     )
 
 
@@ -252,11 +252,12 @@ def _run_daemon(
     run_args = [
         *("--midi-api", "jack", "--port-name", "AntiphonBench", "--model", str(model)),
         *("--seed", str(seed), "--osc-port", "0", "--phrase-gap", str(PHRASE_GAP_S)),
-        *("--reply-max-s", str(REPLY_MAX_S), "--realtime-priority", str(realtime_priority)),
+        *("--reply-max-s", str(REPLY_MAX_S)),
     ]
+    launcher = ["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else []
     # At debug level the daemon logs the planned time of every reply message (once a reply
     # has ended, so the logging does not delay the music).
-    daemon = DaemonProcess(run_args, env=env, log_level="debug").start()
+    daemon = DaemonProcess(run_args, env=env, log_level="debug", launcher=launcher).start()
     try:
         probe = MidiProbe("jack", names.input_listed, names.output_listed, name="BenchProbe")
         try:
@@ -273,6 +274,7 @@ def _run_daemon(
         "ready_s": daemon.ready_s,
         "peak_rss_mb": peak_rss_mb,
         "exit_code_after_sigterm": exit_code,
+        "daemon_fifo_priority": realtime_priority or None,
         **live_figures(calls_played, arrivals, transport_ms, daemon.lines),
     }
 

@@ -215,9 +215,15 @@ class DaemonProcess:
     """``antiphon run`` as a separate process, its log collected line by line."""
 
     def __init__(
-        self, run_args: Sequence[str], env: dict[str, str] | None = None, log_level: str = "info"
+        self,
+        run_args: Sequence[str],
+        env: dict[str, str] | None = None,
+        log_level: str = "info",
+        launcher: Sequence[str] = (),
     ) -> None:
+        """``launcher`` goes before the command (``chrt --fifo 20``: realtime scheduling)."""
         self.command = [
+            *launcher,
             sys.executable, "-m", "antiphon.daemon.cli", "--log-level", log_level, "run", *run_args,
         ]  # fmt: skip
         self.env = env
