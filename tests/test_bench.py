@@ -183,3 +183,11 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     )
     assert figures["timing_error_bound_p99_ms"] is not None
     assert "output timing error, exact: arrival - planned" in result.stdout
+
+
+def test_every_timed_wait_is_measured_and_none_ends_before_it_is_due() -> None:
+    from antiphon.daemon.tools.wakeups import measure_wakeups
+
+    late_ms = measure_wakeups(waits=50)
+    assert len(late_ms) == 50
+    assert min(late_ms) > -0.1  # a queue wait with a timeout never ends early

@@ -303,6 +303,13 @@ def _short_phrase(rng: random.Random) -> list[Any]:
     return human_phrase(rng, notes=rng.randint(4, 7))
 
 
+def _wakeups(fifo_priority: int) -> dict[str, Any] | None:
+    from antiphon.daemon.tools.wakeups import measure_wakeups
+
+    late_ms = measure_wakeups(fifo_priority=fifo_priority)
+    return percentiles(late_ms) if late_ms else None
+
+
 def _measure_transport() -> list[float]:
     from antiphon.daemon.tools.probe import measure_delivery
 
@@ -358,6 +365,7 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         results |= measure_engine(args.model, args.steps, args.seed)
+        results["wakeup_late_ms"] = _wakeups(args.realtime_priority)
         if jackd_available():
             results |= measure_live(
                 args.model, args.calls, args.period, args.seed, args.realtime_priority

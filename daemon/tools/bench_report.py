@@ -240,6 +240,7 @@ def table(results: dict[str, Any]) -> str:
         f"model {results['model']} ({results['layers']} x {results['hidden']} LSTM)",
         _row("inference step (feed, 1 thread)", results["step_ms"]),
         _row("draw (sample)", results["sample_ms"]),
+        _row("a bare thread's timed wait, late by", results.get("wakeup_late_ms")),
         _row(f"{REPLY_EVENTS}-event reply compute", results["reply32_ms"]),
         f"{'naive 30-event window per event':<48} {naive['naive_per_event_ms']:.3f} ms vs "
         f"{naive['incremental_per_event_ms']:.3f} ms incremental: {naive['ratio']:.1f}x",
