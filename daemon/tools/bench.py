@@ -332,7 +332,12 @@ def _run_long(args: argparse.Namespace) -> int:
     try:
         if args.soak is not None:
             results["soak"] = run_soak(
-                args.model, args.soak, args.period, args.seed, args.window_minutes
+                args.model,
+                args.soak,
+                args.period,
+                args.seed,
+                args.window_minutes,
+                args.realtime_priority,
             )
             print(soak_table(results["soak"]))
         else:

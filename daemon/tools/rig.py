@@ -34,10 +34,16 @@ class LiveRig:
         run_args: ``antiphon run`` arguments besides the MIDI system, port name and OSC port.
         period_frames: the period of its own server, when it starts one.
         log_level: the daemon's (``debug`` logs each reply message's planned time).
+        realtime_priority: above 0, its own server runs realtime and the daemon under
+            ``chrt --fifo`` at this priority (the README's realtime set-up).
     """
 
     def __init__(
-        self, run_args: list[str], period_frames: int = 128, log_level: str = "debug"
+        self,
+        run_args: list[str],
+        period_frames: int = 128,
+        log_level: str = "debug",
+        realtime_priority: int = 0,
     ) -> None:
         self.osc_port = free_udp_port()
         self._run_args = [
@@ -46,6 +52,7 @@ class LiveRig:
         ]
         self._period_frames = period_frames
         self._log_level = log_level
+        self._realtime_priority = realtime_priority
         self._stack = contextlib.ExitStack()
         self.server: JackServer | None = None
         self.daemon: DaemonProcess | None = None
@@ -55,13 +62,19 @@ class LiveRig:
     def __enter__(self) -> LiveRig:
         with self._stack as stack:
             if not server_running(os.environ.get(SERVER_ENV)):
-                self.server = JackServer(period_frames=self._period_frames).start()
+                self.server = JackServer(
+                    period_frames=self._period_frames, realtime=self._realtime_priority > 0
+                ).start()
                 stack.callback(self.server.stop)
                 previous = os.environ.get(SERVER_ENV)
                 os.environ[SERVER_ENV] = self.server.name
                 stack.callback(_restore_env, previous)
+            priority = self._realtime_priority
             self.daemon = DaemonProcess(
-                self._run_args, env=dict(os.environ), log_level=self._log_level
+                self._run_args,
+                env=dict(os.environ),
+                log_level=self._log_level,
+                launcher=["chrt", "--fifo", str(priority)] if priority > 0 else [],
             ).start()
             stack.callback(self.daemon.stop)
             names = virtual_port_names("jack", PORT_NAME)
@@ -82,6 +95,8 @@ class LiveRig:
             "server": os.environ.get(SERVER_ENV, "default"),
             "started_by_rig": server is not None,
             "period_frames": server.period_frames if server else None,
+            "realtime": server.realtime if server else None,
+            "daemon_fifo_priority": self._realtime_priority or None,
             "xruns": server.xruns() if server else None,
         }
 

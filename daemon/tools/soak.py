@@ -251,7 +251,12 @@ def judge_soak(figures: dict[str, Any]) -> dict[str, bool | None]:
 
 
 def run_soak(
-    model: Path, minutes: float, period: int, seed: int, window_minutes: float = 5.0
+    model: Path,
+    minutes: float,
+    period: int,
+    seed: int,
+    window_minutes: float = 5.0,
+    realtime_priority: int = 0,
 ) -> dict[str, Any]:
     """Soak the daemon for ``minutes``; every figure, judged."""
     from antiphon.daemon.tools.bench_report import _planned_notes
@@ -261,7 +266,7 @@ def run_soak(
         *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
         *("--reply-max-s", str(REPLY_MAX_S)),
     ]
-    with LiveRig(run_args, period_frames=period) as rig:
+    with LiveRig(run_args, period, realtime_priority=realtime_priority) as rig:
         assert rig.probe is not None and rig.daemon is not None
         start_s = time.monotonic()
         log = Soak(rig, minutes * 60.0, seed).run()
