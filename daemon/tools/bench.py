@@ -341,7 +341,9 @@ def _run_long(args: argparse.Namespace) -> int:
             )
             print(soak_table(results["soak"]))
         else:
-            results["fuzz"] = run_fuzz_bench(args.model, args.fuzz, args.period, args.seed)
+            results["fuzz"] = run_fuzz_bench(
+                args.model, args.fuzz, args.period, args.seed, args.realtime_priority
+            )
             print(fuzz_table(results["fuzz"]))
     except (PortError, JackServerError, DaemonError) as err:
         print(f"antiphon bench: {err}", file=sys.stderr)

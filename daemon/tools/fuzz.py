@@ -162,7 +162,12 @@ class OscFlood:
 
 
 def run_fuzz_bench(
-    model: Path, seconds: float, period: int, seed: int, osc_flood_per_s: float = 2000.0
+    model: Path,
+    seconds: float,
+    period: int,
+    seed: int,
+    realtime_priority: int = 0,
+    osc_flood_per_s: float = 2000.0,
 ) -> dict[str, Any]:
     """``antiphon bench --fuzz SECONDS``: the fuzz run, an OSC flood going on all along."""
     from antiphon.daemon.tools.bench_report import PHRASE_GAP_S, percentiles
@@ -172,7 +177,7 @@ def run_fuzz_bench(
         *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
         *("--reply-max-s", "1.0"),
     ]
-    with LiveRig(run_args, period_frames=period, log_level="info") as rig:
+    with LiveRig(run_args, period, "info", realtime_priority) as rig:
         assert rig.probe is not None and rig.daemon is not None
         with OscFlood(rig.osc_port, osc_flood_per_s) as flood:
             report = fuzz_calls(rig.probe, seconds, random.Random(seed), PHRASE_GAP_S)
