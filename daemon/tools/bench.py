@@ -24,9 +24,18 @@ Four parts, each printed as a table row and kept in the JSON:
    one client's send to another's callback, measured with the probe on the same server;
    their p99s add up to a bound on the exact figure's p99.
 
+Every planned reply message is matched with its arrival
+(:mod:`antiphon.daemon.tools.message_match`): lost, extra and reordered messages are counted,
+and a lost message or an unanswered call fails its target. Beside them, how late a bare
+thread's timed wait ends on this machine (:mod:`antiphon.daemon.tools.wakeups`), the floor
+under the daemon's timing. ``--realtime-priority`` runs the bench's JACK server realtime and
+the daemon under ``chrt --fifo``.
+
+``--soak MINUTES`` (:mod:`antiphon.daemon.tools.soak`) and ``--fuzz SECONDS``
+(:mod:`antiphon.daemon.tools.fuzz`) are long runs of their own instead.
+
 This module measures; :mod:`antiphon.daemon.tools.bench_report` turns what it measured into the
-figures,
-the verdicts against the targets and the table.
+figures, the verdicts against the targets and the table.
 """
 
 from __future__ import annotations
