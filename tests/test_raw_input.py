@@ -57,6 +57,17 @@ def test_messages_swallowed_by_an_unended_sysex_come_back_in_order() -> None:
 
 def test_real_time_bytes_inside_a_message_do_not_break_it() -> None:
     assert split_stream([0x90, 0xF8, 60, 0xFE, 64]) == ([NOTE_ON], 0)
+    raw = RawInput()
+    assert [m.bytes() for m in raw.read([0x90, 60, 0xF8, 64])] == [NOTE_ON]
+    assert raw.counts.malformed == 0
+
+
+def test_an_event_cut_short_is_counted_and_dropped() -> None:
+    raw = RawInput()
+    assert raw.read([0xE0]) == []  # mido itself raises IndexError on this one
+    assert raw.read([0x90, 60]) == []
+    assert raw.read([60, 64]) == []
+    assert raw.counts.malformed == 4  # the two stray data bytes count one each
 
 
 def test_a_status_byte_cuts_short_the_message_before_it() -> None:

@@ -113,10 +113,13 @@ class RawInput:
             return self._sysex(data)
         if len(data) == 1 and data[0] == SYSEX_END:
             return []  # the guard's lone F7, with no sysex open: nothing happened
-        if not is_whole_message(data):
-            self.counts.malformed += 1
-            return []
-        return [mido.Message.from_bytes(data)]
+        if is_whole_message(data):
+            return [mido.Message.from_bytes(data)]
+        # Not one message: whatever whole messages it holds (a real-time byte inside one,
+        # two glued together by a careless client) are kept, the rest counted.
+        pieces, broken = split_stream(data)
+        self.counts.malformed += broken
+        return [mido.Message.from_bytes(piece) for piece in pieces]
 
     def _sysex(self, data: Sequence[int]) -> list[mido.Message]:
         if all(byte < 0x80 or byte >= REALTIME_FIRST for byte in data[1:-1]):
