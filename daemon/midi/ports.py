@@ -354,8 +354,8 @@ class SysexGuard:
             self._rt.close_port()
             listed = self._rt.get_ports()
             own = self._endpoint.names.input_listed
-            if own not in listed:
-                log.warning("the input's sysex guard cannot find '%s'", own)
+            if own not in listed:  # a named device not there yet: connected when it comes
+                log.debug("the input's sysex guard waits for '%s'", own)
                 return
             self._rt.open_port(listed.index(own), GUARD_PORT)
 
