@@ -284,6 +284,7 @@ def run_soak(
     ]
     figures = soak_figures(log, _planned_notes(lines), heard, start_s, end_s, window_minutes * 60.0)
     figures |= {
+        "daemon_log": _log_counts(lines),
         "minutes": minutes,
         "jack": jack,
         "notes_left_sounding": len(sounding_notes(arrivals)),
@@ -291,6 +292,15 @@ def run_soak(
     }
     figures["targets"] = judge_soak(figures)
     return figures
+
+
+def _log_counts(lines: list[str]) -> dict[str, int]:
+    """What the daemon said: models it swapped in, warnings and errors."""
+    return {
+        "models_swapped_in": sum("now playing" in line for line in lines),
+        "warnings": sum(" WARNING " in line for line in lines),
+        "errors": sum(" ERROR " in line or "Traceback" in line for line in lines),
+    }
 
 
 def soak_table(figures: dict[str, Any]) -> str:
@@ -314,6 +324,7 @@ def soak_table(figures: dict[str, Any]) -> str:
         "RSS growth: " + ("-" if growth is None else f"{growth:.2f} MB/hour"),
         f"messages planned {figures['messages_planned']}: {figures['messages_lost']} lost, "
         f"{figures['messages_extra']} extra",
+        f"daemon log: {figures['daemon_log']}",
         f"notes left sounding: {figures['notes_left_sounding']}; exit status after SIGTERM: "
         f"{figures['exit_code_after_sigterm']}",
         "targets: " + ", ".join(f"{k} {v}" for k, v in figures["targets"].items()),
