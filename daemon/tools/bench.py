@@ -115,6 +115,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(daemon/tools/fuzz.py)",
     )
     parser.add_argument(
+        "--osc-flood",
+        type=float,
+        default=2000.0,
+        metavar="PER_S",
+        help="OSC parameter changes a second sent alongside --fuzz (default: 2000, as fast "
+        "as it goes)",
+    )
+    parser.add_argument(
         "--realtime-priority",
         type=int,
         default=0,
@@ -351,7 +359,12 @@ def _run_long(args: argparse.Namespace) -> int:
             print(soak_table(results["soak"]))
         else:
             results["fuzz"] = run_fuzz_bench(
-                args.model, args.fuzz, args.period, args.seed, args.realtime_priority
+                args.model,
+                args.fuzz,
+                args.period,
+                args.seed,
+                args.realtime_priority,
+                args.osc_flood,
             )
             print(fuzz_table(results["fuzz"]))
     except (PortError, JackServerError, DaemonError) as err:
