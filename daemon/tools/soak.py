@@ -235,6 +235,10 @@ def soak_figures(
         "messages_extra": match.extra,
         "actions": log.actions,
         "rss_growth_mb_per_hour": growth,
+        "rss_samples": [  # minutes from the start, MB, whether the shipped model played
+            [round((s.time_s - start_s) / 60.0, 3), round(s.rss_mb, 2), s.shipped_model]
+            for s in log.samples
+        ],
         "reaction_p99_worst_over_first": worst / first if first else None,
     }
 
