@@ -23,6 +23,7 @@ from antiphon.daemon.tools.bench_report import (
     timing_error_bound_ms,
 )
 from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.message_match import match_messages
 from antiphon.daemon.tools.probe import Timed
 from hypothesis import given
 from hypothesis import strategies as st
@@ -136,8 +137,39 @@ def test_exact_timing_pairs_each_arrival_with_its_planned_message() -> None:
     assert errors["n"] == 4
     assert errors["max"] == pytest.approx(3.0)  # +67 paired with its own arrival
     assert errors["p50"] == pytest.approx(1.65)  # median of 1.2, 1.3, 2.0, 3.0
-    assert figures["timing_error_unpaired"] == 2
+    assert (figures["messages_lost"], figures["messages_extra"]) == (1, 1)
+    assert figures["messages_reordered"] == 0
     assert exact_timing([], [])["timing_error_ms"] is None
+
+
+def test_lost_duplicated_and_reordered_messages_are_counted() -> None:
+    planned = [(1.0, True, 60), (1.1, True, 62), (1.2, False, 60), (1.3, False, 62)]
+    heard = [
+        (1.001, True, 60),
+        (1.001, True, 60),  # twice
+        (1.205, False, 60),  # before +62: out of order
+        (1.206, True, 62),
+        # -62 never came
+    ]
+    match = match_messages(planned, heard)
+    assert (match.lost, match.extra, match.reordered) == (1, 1, 1)
+    assert sorted(match.pairs) == [(0, 0), (1, 3), (2, 2)]
+
+
+@given(
+    st.lists(st.tuples(st.floats(0.0, 100.0), st.booleans(), st.integers(0, 127)), max_size=40),
+    st.sets(st.integers(0, 39)),
+    st.floats(0.0, 0.5),
+)
+def test_every_message_heard_on_time_is_matched_and_only_the_dropped_are_lost(
+    planned: list[tuple[float, bool, int]], dropped: set[int], delay_s: float
+) -> None:
+    planned = sorted(planned)
+    heard = [(t + delay_s, on, p) for i, (t, on, p) in enumerate(planned) if i not in dropped]
+    match = match_messages(planned, heard)
+    assert match.extra == 0
+    assert match.lost == len(planned) - len(heard)
+    assert len(match.pairs) == len(heard)
 
 
 @pytest.mark.jack
@@ -158,9 +190,10 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     assert figures["exit_code_after_sigterm"] == 0
     assert set(figures["targets"]) == {
         "step_p99_ms", "reaction_p99_ms", "timing_error_p99_ms", "peak_rss_mb", "ready_s",
-        "shaped_reply32_p99_ms", "memory_note_p99_us",
+        "shaped_reply32_p99_ms", "memory_note_p99_us", "messages_lost", "unanswered_calls",
     }  # fmt: skip
     assert figures["memory_note_us"]["n"] > 0 and figures["shaped_reply32_ms"]["n"] > 0
+    assert figures["messages_lost"] == 0
     assert "reaction: first note at client" in result.stdout
     # The exact output timing error: every reply message paired with its arrival.
     assert figures["timing_error_ms"]["n"] >= 2 * figures["reaction_ms"]["n"]
@@ -195,3 +228,11 @@ def test_a_bench_phrase_ends_with_its_last_note_held_longer() -> None:
         - onset
     )
     assert last.time_s == pytest.approx(onset + 2.5 * held)
+
+
+def test_every_timed_wait_is_measured_and_none_ends_before_it_is_due() -> None:
+    from antiphon.daemon.tools.wakeups import measure_wakeups
+
+    late_ms = measure_wakeups(waits=50)
+    assert len(late_ms) == 50
+    assert min(late_ms) > -0.1  # a queue wait with a timeout never ends early

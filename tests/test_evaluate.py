@@ -281,3 +281,37 @@ def test_eval_needs_neither_torch_nor_heavy_imports_to_load() -> None:
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_long_stream_is_the_torch_model_run_once_over_the_whole_split(
+    corpus: Path, model_path: Path, lstm: NoteLSTM
+) -> None:
+    from antiphon.training.long_stream import evaluate_long
+
+    pieces = _pieces(corpus)
+    stream = np.concatenate(pieces)
+    first_tokens = np.cumsum([len(p) for p in pieces]) - [len(p) for p in pieces]
+    with torch.no_grad():
+        logits, _ = lstm(torch.as_tensor(stream[None, :-1], dtype=torch.int64))
+        log_probs = torch.log_softmax(logits[0].double(), dim=-1).numpy()
+    targets = np.arange(1, len(stream))
+    targets = targets[~np.isin(targets, first_tokens)]  # never scored: nothing foretells them
+    expected_bits = -log_probs[targets - 1, stream[targets]].sum() / np.log(2.0)
+
+    report = evaluate_long(model_path, corpus, batch=2, threads=1)
+    assert report.long.tokens == len(targets) == report.carried.tokens
+    assert report.long.bits == pytest.approx(expected_bits, rel=1e-4)
+    assert report.performances == len(pieces) >= 2
+    # Through one state, a performance is scored after the others: not as from zero.
+    assert report.long.bits != pytest.approx(report.carried.bits, rel=1e-9)
+
+
+def test_eval_long_prints_the_drift_and_fails_beyond_the_limit(
+    corpus: Path, model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "long.json"
+    rc = main(["eval", str(model_path), str(corpus), "--long", "--json", str(out)])
+    data = json.loads(out.read_text())
+    assert rc == (0 if data["drift"] <= 0.03 else 3)
+    assert data["no_drift"] == (data["drift"] <= 0.03)
+    assert "one stream, never reset" in capsys.readouterr().out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import mido
-from antiphon.daemon.midi.notes import ALL_NOTES_OFF_CC, SoundingNotes
+from antiphon.daemon.midi.notes import ALL_NOTES_OFF_CC, NotesOnTheWire, SoundingNotes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -101,3 +101,18 @@ def test_any_sequence_leaves_nothing_sounding_after_release_all(ops: list) -> No
         assert synth.sounding == set(notes)
     synth.play(notes.release_all())
     assert synth.sounding == set()
+
+
+def test_notes_on_the_wire_are_what_a_returning_device_must_end() -> None:
+    wire = NotesOnTheWire()
+    for data in ([0x90, 60, 90], [0x91, 62, 90], [0x90, 64, 90], [0x80, 64, 0], [0x90, 65, 0]):
+        wire.sent(data)
+    wire.sent([0x92, 70, 90])
+    wire.sent([0xB2, 123, 0])  # All Notes Off on channel 3 ended its note
+    assert [m.bytes() for m in wire.release()] == [
+        [0x80, 60, 0],
+        [0x81, 62, 0],
+        [0xB0, 123, 0],
+        [0xB1, 123, 0],
+    ]
+    assert wire.release() == []  # ended once

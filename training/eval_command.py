@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="performances the model steps through at once (default: 32)",
     )
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads (default: 2)")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help="instead: the whole split as one stream, never reset (a long gig), against "
+        "each performance from a zero state; drift beyond 3%% fails (exit status 3)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from antiphon.training.evaluate import EvalError, evaluate
     from antiphon.training.markov import MarkovError
 
+    if args.long:
+        return _run_long(args)
     try:
         report = evaluate(
             args.model,
@@ -72,3 +80,26 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"wrote {args.json}")
     return 0
+
+
+def _run_long(args: argparse.Namespace) -> int:
+    from antiphon.daemon.codec import CodecError
+    from antiphon.training.corpus import CorpusError
+    from antiphon.training.evaluate import EvalError
+    from antiphon.training.long_stream import evaluate_long
+
+    try:
+        report = evaluate_long(
+            args.model, args.corpus, split=args.split, batch=args.batch, threads=args.threads
+        )
+    except (EvalError, CorpusError, CodecError, OSError) as err:
+        print(f"antiphon eval: {err}", file=sys.stderr)
+        return 1
+    print(report.table())
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(report.to_json(), indent=2) + "\n", encoding="utf-8")
+        except OSError as err:
+            print(f"antiphon eval: cannot write {args.json}: {err}", file=sys.stderr)
+            return 1
+    return 0 if report.no_drift else 3

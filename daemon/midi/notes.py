@@ -5,7 +5,7 @@ Pure: methods take times and return the MIDI messages to send; nothing here talk
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import mido
 
@@ -92,5 +92,44 @@ class SoundingNotes:
         messages.extend(
             mido.Message("control_change", channel=c, control=ALL_NOTES_OFF_CC, value=0)
             for c in sorted(self._channels_used)
+        )
+        return messages
+
+
+class NotesOnTheWire:
+    """The notes an output device was told to play and not yet told to end, from the bytes
+    sent to it.
+
+    A device that vanishes in the middle of a reply (a cable pulled, a synth rebooting) may
+    keep sounding what it was playing when it comes back; the note-offs sent meanwhile never
+    reached it. :meth:`release` gives what ends those notes, to send when it returns.
+    """
+
+    def __init__(self) -> None:
+        self._sounding: set[tuple[int, int]] = set()
+
+    def __len__(self) -> int:
+        return len(self._sounding)
+
+    def sent(self, data: Sequence[int]) -> None:
+        """Account for one message that reached the device (its bytes)."""
+        if len(data) != 3:
+            return
+        kind, channel = data[0] & 0xF0, data[0] & 0x0F
+        if kind == 0x90 and data[2] > 0:
+            self._sounding.add((channel, data[1]))
+        elif kind in (0x80, 0x90):
+            self._sounding.discard((channel, data[1]))
+        elif kind == 0xB0 and data[1] in (ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC):
+            self._sounding = {(c, p) for c, p in self._sounding if c != channel}
+
+    def release(self) -> list[mido.Message]:
+        """Note-offs for every note left sounding, then All Notes Off on their channels."""
+        keys = sorted(self._sounding)
+        self._sounding.clear()
+        messages = [mido.Message("note_off", channel=c, note=p, velocity=0) for c, p in keys]
+        messages.extend(
+            mido.Message("control_change", channel=c, control=ALL_NOTES_OFF_CC, value=0)
+            for c in sorted({c for c, _ in keys})
         )
         return messages

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 MIDI_APIS = ("alsa", "jack", "coremidi", "windows")  # the --midi-api names, auto aside
+GUARD_PORT = "sysex-end"
 API_LABEL = {"alsa": "ALSA", "jack": "JACK", "coremidi": "CoreMIDI", "windows": "Windows MM"}
 
 
@@ -129,11 +130,21 @@ class VirtualPortNames:
     output_port: str
     output_listed: str
 
+    @property
+    def guard_client(self) -> str:
+        """The client whose port ends a sysex left open on the input (JACK only, see
+        :class:`antiphon.daemon.midi.ports.SysexGuard`)."""
+        return f"{self.input_client}-guard"
+
+    @property
+    def guard_listed(self) -> str:
+        return f"{self.guard_client}:{GUARD_PORT}"
+
     def is_own(self, listed_name: str) -> bool:
         """Whether a name in a port list is one of this daemon's ports (never connect to it)."""
         return any(
             listed_name == own or listed_name.startswith(own + " ")
-            for own in (self.input_listed, self.output_listed)
+            for own in (self.input_listed, self.output_listed, self.guard_listed)
         )
 
     def others(self, listed: Sequence[str]) -> list[str]:

@@ -6,7 +6,10 @@ wants every port it makes to carry its name. Messages are still mido ``Message``
 How the ports are named and how a name is matched live in :mod:`antiphon.daemon.midi.port_names`.
 
 Input arrives on the MIDI system's own thread (inside the JACK process cycle with JACK): the
-callback stamps the message with ``time.monotonic()`` and hands it on, nothing else. A port
+callback stamps the message with ``time.monotonic()`` and hands it on, nothing else. Bytes that
+are no message are counted and dropped (:mod:`antiphon.daemon.midi.raw_input`); on JACK a
+:class:`SysexGuard` ends any sysex left open on the input, which would otherwise swallow
+everything played after it, and logs what the input dropped and recovered. A port
 connected to a device by name is watched by a thread that looks at the list of port names
 once a second; when the device goes away the daemon plays on, says so once, and reconnects by
 name when it is back.
@@ -26,8 +29,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import mido
 import rtmidi
+from antiphon.daemon.midi.notes import NotesOnTheWire
 from antiphon.daemon.midi.port_names import (
     API_LABEL,
+    GUARD_PORT,
     MIDI_APIS,
     PortError,
     PortNotFound,
@@ -40,6 +45,7 @@ from antiphon.daemon.midi.port_names import (
     port_listing,
     virtual_port_names,
 )
+from antiphon.daemon.midi.raw_input import SYSEX_END, RawInput, RawInputCounts
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,8 @@ RTMIDI_API_OF = {
 }
 ALSA_SEQUENCER = "/dev/snd/seq"
 WATCH_INTERVAL_S = 1.0
+GUARD_INTERVAL_S = 0.25  # how long a sysex left open may hold the input back
+MALFORMED_LOG_INTERVAL_S = 5.0
 CHANNELS = 16
 ALL_NOTES_OFF_CC = 123
 
@@ -247,15 +255,29 @@ class MidiInput(_Endpoint):
         pattern: str | None = None,
     ) -> None:
         self._handler = handler
-        self.malformed = 0  # messages mido could not parse, dropped
+        self._raw = RawInput()
+        self._guard: SysexGuard | None = None
         super().__init__(api, names, pattern)
+
+    @property
+    def counts(self) -> RawInputCounts:
+        """What the input dropped (malformed events, sysex) and recovered, since it opened."""
+        return self._raw.counts
 
     def _make_rt(self) -> rtmidi.MidiIn:
         rt = rtmidi.MidiIn(RTMIDI_API_OF[self.api], self.names.input_client)
-        # Sysex and active sensing are dropped inside rtmidi: they never reach Python. MIDI
-        # clock comes through, for the beat (the performer keeps it apart from the playing).
-        rt.ignore_types(sysex=True, timing=False, active_sense=True)
+        # Active sensing is dropped inside rtmidi: it never reaches Python. MIDI clock comes
+        # through, for the beat (the performer keeps it apart from the playing). Sysex is let
+        # through, because rtmidi drops a swallowed message with the sysex that swallowed it
+        # when it ignores sysex; raw_input drops the sysex and keeps the rest.
+        rt.ignore_types(sysex=False, timing=False, active_sense=True)
         return rt
+
+    def open(self) -> None:
+        super().open()
+        if self.api == "jack" and self._guard is None:
+            self._guard = SysexGuard(self)
+            self._guard.start()
 
     def _own_port(self) -> str:
         return self.names.input_port
@@ -267,12 +289,8 @@ class MidiInput(_Endpoint):
     def _on_midi(self, event: tuple[list[int], float], data: object = None) -> None:
         # Runs on the MIDI system's thread (inside the JACK cycle): stamp, parse, hand on.
         received_s = time.monotonic()
-        try:
-            message = mido.Message.from_bytes(event[0])
-        except ValueError:
-            self.malformed += 1
-            return
-        self._handler(message, received_s)
+        for message in self._raw.read(event[0]):
+            self._handler(message, received_s)
 
     def _on_gone(self) -> None:
         # Keys held on a device that vanished will never be released: release them. (From
@@ -283,20 +301,118 @@ class MidiInput(_Endpoint):
                 mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF_CC), now_s
             )
 
+    def _reconnect(self, target: str) -> None:
+        super()._reconnect(target)
+        if self._guard is not None:
+            self._guard.connect()  # the port was made anew: its connections are gone
+
     def close(self) -> None:
-        """Deregister the callback first, so no message arrives in a half-closed port."""
+        """Stop the guard and deregister the callback first, so no message arrives in a
+        half-closed port."""
+        if self._guard is not None:
+            self._guard.stop()
+            self._guard = None
         if not self.closed:
             self._rt.cancel_callback()
         super().close()
 
 
+class SysexGuard:
+    """Ends a sysex left open on a JACK input, and says what the input dropped and recovered.
+
+    python-rtmidi's JACK backend takes every event after an unterminated ``F0`` fragment as
+    part of that sysex until an event ends in ``F7``. This thread sends a lone ``F7`` from a
+    port of its own, connected to the input, every ``GUARD_INTERVAL_S``: with no sysex open
+    it arrives as itself and is dropped; otherwise it ends the sysex, and the messages it had
+    swallowed come out of it (:mod:`antiphon.daemon.midi.raw_input`), a quarter of a second
+    late at most. A long sysex sent in several events can be cut by it, which costs nothing:
+    the daemon does not listen to sysex. After each tick the thread logs, at once, a sysex
+    that had swallowed messages, and, at most every ``MALFORMED_LOG_INTERVAL_S``, how many
+    malformed events were dropped.
+    """
+
+    def __init__(self, endpoint: MidiInput) -> None:
+        self._endpoint = endpoint
+        self._lock = threading.Lock()  # between the ticks and a reconnect
+        self._stop = threading.Event()
+        try:
+            self._rt = rtmidi.MidiOut(RTMIDI_API_OF[endpoint.api], endpoint.names.guard_client)
+        except rtmidi.RtMidiError as err:
+            raise PortError(f"cannot make the input's sysex guard: {err}") from err
+        self._thread = threading.Thread(target=self._run, name="midi-sysex-guard", daemon=True)
+        self._reported = RawInputCounts()
+        self._malformed_logged_s = -MALFORMED_LOG_INTERVAL_S
+
+    def start(self) -> None:
+        self.connect()
+        self._thread.start()
+
+    def connect(self) -> None:
+        """(Re)connect the guard's port to the input's own port."""
+        with self._lock:
+            self._rt.close_port()
+            listed = self._rt.get_ports()
+            own = self._endpoint.names.input_listed
+            if own not in listed:  # a named device not there yet: connected when it comes
+                log.debug("the input's sysex guard waits for '%s'", own)
+                return
+            self._rt.open_port(listed.index(own), GUARD_PORT)
+
+    def _run(self) -> None:
+        while not self._stop.wait(GUARD_INTERVAL_S):
+            with self._lock:
+                try:
+                    self._rt.send_message([SYSEX_END])
+                except rtmidi.RtMidiError as err:
+                    log.debug("the sysex guard could not send: %s", err)
+            self._report()
+
+    def _report(self) -> None:
+        counts, reported = self._endpoint.counts, self._reported
+        if counts.swallowed_sysex > reported.swallowed_sysex:
+            log.warning(
+                "MIDI input '%s': a sysex without its end (F7) swallowed what came after it; "
+                "Antiphon ended it: %d messages heard late (%d sysex fragments so far)",
+                self._endpoint.name,
+                counts.recovered - reported.recovered,
+                counts.swallowed_sysex,
+            )
+            reported.swallowed_sysex, reported.recovered = counts.swallowed_sysex, counts.recovered
+        now_s = time.monotonic()
+        if (
+            counts.malformed > reported.malformed
+            and now_s - self._malformed_logged_s >= MALFORMED_LOG_INTERVAL_S
+        ):
+            log.warning(
+                "MIDI input '%s': %d malformed events dropped (%d so far)",
+                self._endpoint.name,
+                counts.malformed - reported.malformed,
+                counts.malformed,
+            )
+            reported.malformed = counts.malformed
+            self._malformed_logged_s = now_s
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._lock:
+            self._rt.close_port()
+            self._rt.delete()
+
+
 class MidiOutput(_Endpoint):
-    """The daemon's MIDI output. ``send`` never raises: a device that vanished drops messages."""
+    """The daemon's MIDI output. ``send`` never raises: a device that vanished drops messages.
+
+    A device that comes back after vanishing is first sent note-offs for the notes it was
+    playing when it went (and All Notes Off on their channels): it may still be sounding them.
+    """
 
     kind = "output"
 
     def __init__(self, api: str, names: VirtualPortNames, pattern: str | None = None) -> None:
         self._lock = threading.Lock()  # taken by send and by a reconnect, never for long
+        self._wire = NotesOnTheWire()  # what the connected device is sounding
         self.failed_sends = 0
         super().__init__(api, names, pattern)
 
@@ -307,11 +423,17 @@ class MidiOutput(_Endpoint):
         return self.names.output_port
 
     def send(self, message: mido.Message) -> None:
+        self.send_raw(message.bytes())
+
+    def send_raw(self, data: Sequence[int]) -> None:
+        """Send bytes as one event, whatever they are (python-rtmidi takes one to three
+        bytes, or more starting with ``F0``): how the fuzz run puts garbage on a port."""
         with self._lock:
             if self.closed or self.absent:
                 return
             try:
-                self._rt.send_message(message.bytes())
+                self._rt.send_message(data)
+                self._wire.sent(data)
             except rtmidi.RtMidiError as err:
                 self.failed_sends += 1
                 if self.failed_sends == 1:
@@ -320,6 +442,15 @@ class MidiOutput(_Endpoint):
     def _reconnect(self, target: str) -> None:
         with self._lock:
             super()._reconnect(target)
+            left = len(self._wire)
+            for message in self._wire.release():
+                self._rt.send_message(message.bytes())
+        if left:
+            log.warning(
+                "MIDI output '%s' is back: ended the %d notes it was playing when it went",
+                target,
+                left,
+            )
 
     def close(self) -> None:
         with self._lock:

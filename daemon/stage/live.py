@@ -256,6 +256,16 @@ def _stop_performer(
     """Deregister the input's callback (nothing reaches the performer after it), then stop
     the performer's thread, which releases every sounding note on its way out."""
     ports.stop_input()
+    if ports.input is not None:
+        counts = ports.input.counts
+        log.info(
+            "MIDI input: %d malformed events and %d sysex dropped; %d sysex without an end "
+            "ended, %d messages recovered from them",
+            counts.malformed,
+            counts.sysex,
+            counts.swallowed_sysex,
+            counts.recovered,
+        )
     performer_stop.set()
     thread.join(PERFORMER_STOP_WAIT_S)
     if thread.is_alive():

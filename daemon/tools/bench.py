@@ -33,9 +33,18 @@ Five parts, each printed as a table row and kept in the JSON:
 5. The beat (:mod:`antiphon.daemon.tools.bench_pulse`): the beat tracker's cost per onset, and
    the jitter of MIDI clock as the daemon's input hears it.
 
+Every planned reply message is matched with its arrival
+(:mod:`antiphon.daemon.tools.message_match`): lost, extra and reordered messages are counted,
+and a lost message or an unanswered call fails its target. Beside them, how late a bare
+thread's timed wait ends on this machine (:mod:`antiphon.daemon.tools.wakeups`), the floor
+under the daemon's timing. ``--realtime-priority`` runs the bench's JACK server realtime and
+the daemon under ``chrt --fifo``.
+
+``--soak MINUTES`` (:mod:`antiphon.daemon.tools.soak`) and ``--fuzz SECONDS``
+(:mod:`antiphon.daemon.tools.fuzz`) are long runs of their own instead.
+
 This module measures; :mod:`antiphon.daemon.tools.bench_report` turns what it measured into the
-figures,
-the verdicts against the targets and the table.
+figures, the verdicts against the targets and the table.
 """
 
 from __future__ import annotations
@@ -108,6 +117,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="gap",
         help=f"the daemon's turn-taking: gap (a fixed {PHRASE_GAP_S} s gap, the default) or "
         f"auto (the judged wait, at most {AUTO_PHRASE_GAP_S} s)",
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="instead: a long night of calls, OSC changes, swaps and panics (daemon/tools/soak.py)",
+    )
+    parser.add_argument(
+        "--window-minutes", type=float, default=5.0, help="the soak's report window (default: 5)"
+    )
+    parser.add_argument(
+        "--fuzz",
+        type=float,
+        metavar="SECONDS",
+        help="instead: random bytes on the input between real calls, with an OSC flood "
+        "(daemon/tools/fuzz.py)",
+    )
+    parser.add_argument(
+        "--osc-flood",
+        type=float,
+        default=2000.0,
+        metavar="PER_S",
+        help="OSC parameter changes a second sent alongside --fuzz (default: 2000, as fast "
+        "as it goes)",
+    )
+    parser.add_argument(
+        "--realtime-priority",
+        type=int,
+        default=0,
+        help="run the bench's own jackd realtime, and the daemon under chrt --fifo at this "
+        "priority, as the README's realtime set-up does (default: 0, neither)",
     )
 
 
@@ -212,13 +252,18 @@ def _jack_tool_number(tool: str, env: dict[str, str]) -> int | None:
 
 
 def measure_live(
-    model: Path, calls: int, period: int, seed: int, turns: str = "gap"
+    model: Path,
+    calls: int,
+    period: int,
+    seed: int,
+    turns: str = "gap",
+    realtime_priority: int = 0,
 ) -> dict[str, Any]:
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 
     own: JackServer | None = None
     if not server_running(os.environ.get(SERVER_ENV)):
-        own = JackServer(period_frames=period).start()
+        own = JackServer(period_frames=period, realtime=realtime_priority > 0).start()
         os.environ[SERVER_ENV] = own.name
     try:
         env = dict(os.environ)
@@ -230,8 +275,9 @@ def measure_live(
             "period_frames": frames,
             "sample_rate": rate,
             "period_ms": 1000.0 * frames / rate if frames and rate else None,
+            "realtime": own.realtime if own else None,
         }
-        figures = _run_daemon(model, calls, seed, env, turns)
+        figures = _run_daemon(model, calls, seed, env, turns, realtime_priority)
         jack["xruns"] = own.xruns() if own else None
         return {"jack": jack, **figures}
     finally:
@@ -241,7 +287,12 @@ def measure_live(
 
 
 def _run_daemon(
-    model: Path, calls: int, seed: int, env: dict[str, str], turns: str = "gap"
+    model: Path,
+    calls: int,
+    seed: int,
+    env: dict[str, str],
+    turns: str = "gap",
+    realtime_priority: int = 0,
 ) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
@@ -253,9 +304,10 @@ def _run_daemon(
         *("--reply-max-s", str(REPLY_MAX_S)),
     ]
     run_args += ["--phrase-gap", str(PHRASE_GAP_S if turns == "gap" else AUTO_PHRASE_GAP_S)]
+    launcher = ["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else []
     # At debug level the daemon logs the planned time of every reply message (once a reply
     # has ended, so the logging does not delay the music).
-    daemon = DaemonProcess(run_args, env=env, log_level="debug").start()
+    daemon = DaemonProcess(run_args, env=env, log_level="debug", launcher=launcher).start()
     try:
         probe = MidiProbe("jack", names.input_listed, names.output_listed, name="BenchProbe")
         try:
@@ -272,6 +324,7 @@ def _run_daemon(
         "ready_s": daemon.ready_s,
         "peak_rss_mb": peak_rss_mb,
         "exit_code_after_sigterm": exit_code,
+        "daemon_fifo_priority": realtime_priority or None,
         **live_figures(
             calls_played,
             arrivals,
@@ -331,10 +384,59 @@ def ended_phrase(events: list[Any], lengthening: float = FINAL_LENGTHENING) -> l
     return sorted(ended, key=lambda e: e.time_s)
 
 
+def _wakeups(fifo_priority: int) -> dict[str, Any] | None:
+    from antiphon.daemon.tools.wakeups import measure_wakeups
+
+    late_ms = measure_wakeups(fifo_priority=fifo_priority)
+    return percentiles(late_ms) if late_ms else None
+
+
 def _measure_transport() -> list[float]:
     from antiphon.daemon.tools.probe import measure_delivery
 
     return measure_delivery("jack", TRANSPORT_MESSAGES)
+
+
+def _run_long(args: argparse.Namespace) -> int:
+    """``--soak`` or ``--fuzz``: a long run of its own, its figures judged in its table."""
+    from antiphon.daemon.midi.port_names import PortError
+    from antiphon.daemon.tools.fuzz import fuzz_table, run_fuzz_bench
+    from antiphon.daemon.tools.jack_server import JackServerError
+    from antiphon.daemon.tools.probe import DaemonError
+    from antiphon.daemon.tools.soak import run_soak, soak_table
+
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "model": str(args.model),
+    }
+    try:
+        if args.soak is not None:
+            results["soak"] = run_soak(
+                args.model,
+                args.soak,
+                args.period,
+                args.seed,
+                args.window_minutes,
+                args.realtime_priority,
+            )
+            print(soak_table(results["soak"]))
+        else:
+            results["fuzz"] = run_fuzz_bench(
+                args.model,
+                args.fuzz,
+                args.period,
+                args.seed,
+                args.realtime_priority,
+                args.osc_flood,
+            )
+            print(fuzz_table(results["fuzz"]))
+    except (PortError, JackServerError, DaemonError) as err:
+        print(f"antiphon bench: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -343,6 +445,8 @@ def run(args: argparse.Namespace) -> int:
     from antiphon.daemon.tools.jack_server import JackServerError, jackd_available
     from antiphon.daemon.tools.probe import DaemonError
 
+    if args.soak is not None or args.fuzz is not None:
+        return _run_long(args)
     if args.calls < 1 or args.steps < 100:
         print("antiphon bench: needs --calls >= 1 and --steps >= 100", file=sys.stderr)
         return 2
@@ -355,8 +459,11 @@ def run(args: argparse.Namespace) -> int:
     }
     try:
         results |= measure_engine(args.model, args.steps, args.seed)
+        results["wakeup_late_ms"] = _wakeups(args.realtime_priority)
         if jackd_available():
-            results |= measure_live(args.model, args.calls, args.period, args.seed, args.turns)
+            results |= measure_live(
+                args.model, args.calls, args.period, args.seed, args.turns, args.realtime_priority
+            )
         else:
             print("antiphon bench: jackd is not installed: no latency figures", file=sys.stderr)
     except (ModelError, PortError, JackServerError, DaemonError) as err:

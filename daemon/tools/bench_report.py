@@ -10,7 +10,6 @@ machine is.
 
 from __future__ import annotations
 
-import difflib
 import os
 import platform
 import re
@@ -34,6 +33,8 @@ TARGETS = {  # name: (limit, "in JACK periods added to the limit")
     "ready_s": (2.0, 0),
     "shaped_reply32_p99_ms": (5.0, 0),
     "memory_note_p99_us": (50.0, 0),
+    "messages_lost": (0, 0),  # every message the daemon planned reached the probe
+    "unanswered_calls": (0, 0),
 }
 REPLY_LINE = re.compile(r"daemon\.stage\.live: reply (.*)$")
 PLANNED_LINE = re.compile(r"daemon\.musician\.performer: reply messages .*\bplanned=(\S*)")
@@ -159,25 +160,28 @@ def _planned_notes(lines: list[str]) -> list[PlannedNote]:
 
 
 def exact_timing(planned: list[PlannedNote], arrivals: list[Timed]) -> dict[str, Any]:
-    """Arrival at the probe - planned time, per reply message, in ms.
+    """Arrival at the probe - planned time, per reply message, in ms, and what was lost.
 
-    The daemon's messages reach the probe in the order they were sent; the two sequences of
-    (note-on?, pitch) are aligned (:class:`difflib.SequenceMatcher`), so a message lost on
-    the way, or one that was not a reply's, leaves the others paired right. Those left
-    unpaired are counted.
+    Each planned message is matched with its arrival (:mod:`antiphon.daemon.tools.message_match`):
+    planned and never heard is lost, heard and never planned is extra (duplicated, or not a
+    reply's), heard out of the planned order is reordered.
     """
-    notes = [t for t in arrivals if t.message.type in ("note_on", "note_off")]
-    heard = [(m.type == "note_on" and m.velocity > 0, m.note) for m in (t.message for t in notes)]
-    sent = [(on, pitch) for _, on, pitch in planned]
-    matcher = difflib.SequenceMatcher(None, sent, heard, autojunk=False)
-    errors_ms = [
-        1000.0 * (notes[block.b + i].time_s - planned[block.a + i][0])
-        for block in matcher.get_matching_blocks()
-        for i in range(block.size)
+    from antiphon.daemon.tools.message_match import match_messages
+
+    heard = [
+        (t.time_s, m.type == "note_on" and m.velocity > 0, m.note)
+        for t in arrivals
+        if (m := t.message).type in ("note_on", "note_off")
     ]
+    match = match_messages(planned, heard)
+    errors_ms = [1000.0 * error_s for error_s in match.errors_s(planned, heard)]
     return {
         "timing_error_ms": percentiles(errors_ms) if errors_ms else None,
-        "timing_error_unpaired": len(sent) + len(heard) - 2 * len(errors_ms),
+        "messages_planned": len(planned),
+        "messages_heard": len(heard),
+        "messages_lost": match.lost,
+        "messages_extra": match.extra,
+        "messages_reordered": match.reordered,
     }
 
 
@@ -236,6 +240,8 @@ def judge(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "ready_s": results.get("ready_s"),
         "shaped_reply32_p99_ms": (results.get("shaped_reply32_ms") or {}).get("p99"),
         "memory_note_p99_us": (results.get("memory_note_us") or {}).get("p99"),
+        "messages_lost": results.get("messages_lost"),
+        "unanswered_calls": results.get("unanswered_calls"),
     }
     verdicts = {}
     for name, (limit, periods) in TARGETS.items():
@@ -272,6 +278,7 @@ def table(results: dict[str, Any]) -> str:
         f"model {results['model']} ({results['layers']} x {results['hidden']} LSTM)",
         _row("inference step (feed, 1 thread)", results["step_ms"]),
         _row("draw (sample)", results["sample_ms"]),
+        _row("a bare thread's timed wait, late by", results.get("wakeup_late_ms")),
         _row(f"{REPLY_EVENTS}-event reply compute", results["reply32_ms"]),
         _row("draw with follow, range, dynamics, mirror on", results.get("shaped_sample_ms")),
         _row(f"{REPLY_EVENTS}-event reply compute, all of it on", results.get("shaped_reply32_ms")),
@@ -304,8 +311,10 @@ def table(results: dict[str, Any]) -> str:
                 results["schedule_error_worst_per_reply_ms"],
             ),
             _row("JACK delivery client -> client", results["transport_ms"]),
-            _row("output timing error, exact: arrival - planned", results["timing_error_ms"])
-            + f"   {results['timing_error_unpaired']} unpaired",
+            _row("output timing error, exact: arrival - planned", results["timing_error_ms"]),
+            f"{'reply messages planned / heard':<48} {results['messages_planned']} / "
+            f"{results['messages_heard']}: {results['messages_lost']} lost, "
+            f"{results['messages_extra']} extra, {results['messages_reordered']} reordered",
             f"{'  bound: schedule error p99 + delivery p99':<48} "
             + _ms(timing_error_bound_ms(results)),
             f"{'start to ready':<48} {results['ready_s']:.2f} s",

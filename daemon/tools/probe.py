@@ -144,6 +144,10 @@ class MidiProbe:
         self._output.send(message)
         return time.monotonic()
 
+    def send_raw(self, data: Sequence[int]) -> None:
+        """Send bytes as one event now, message or not."""
+        self._output.send_raw(data)
+
     def play(self, phrase: Sequence[Timed]) -> float:
         """Play a phrase with its timing; the time its last message was sent."""
         start_s = time.monotonic()
@@ -211,9 +215,15 @@ class DaemonProcess:
     """``antiphon run`` as a separate process, its log collected line by line."""
 
     def __init__(
-        self, run_args: Sequence[str], env: dict[str, str] | None = None, log_level: str = "info"
+        self,
+        run_args: Sequence[str],
+        env: dict[str, str] | None = None,
+        log_level: str = "info",
+        launcher: Sequence[str] = (),
     ) -> None:
+        """``launcher`` goes before the command (``chrt --fifo 20``: realtime scheduling)."""
         self.command = [
+            *launcher,
             sys.executable, "-m", "antiphon.daemon.cli", "--log-level", log_level, "run", *run_args,
         ]  # fmt: skip
         self.env = env
@@ -280,6 +290,15 @@ class DaemonProcess:
             self._process.kill()
             self._process.wait()
             code = -9
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        return code
+
+    def kill(self) -> int:
+        """SIGKILL: no clean-up of any kind, as a crash or the OOM killer; its exit status."""
+        assert self._process is not None
+        self._process.kill()
+        code = self._process.wait()
         if self._reader is not None:
             self._reader.join(timeout=2.0)
         return code
