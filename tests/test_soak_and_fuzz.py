@@ -11,6 +11,7 @@ from antiphon.daemon.tools.soak import (
     ProcessSample,
     SoakCall,
     SoakLog,
+    growth_while_playing,
     judge_soak,
     soak_figures,
 )
@@ -62,3 +63,15 @@ def test_soak_windows_growth_and_drift_come_from_what_was_logged() -> None:
     verdicts = judge_soak(figures)
     assert verdicts["rss_growth_under_5_mb_per_hour"]
     assert not verdicts["reaction_p99_within_1.5x_first_window"]
+
+
+def test_memory_steps_at_model_swaps_are_not_growth_while_playing() -> None:
+    # Flat at 180 MB, a swap away (no samples), flat again 9 MB higher, and so on.
+    samples = [
+        ProcessSample(float(t), 180.0 + 9.0 * (t // 100), 0.0, True)
+        for t in range(0, 400, 5)
+        if t % 100 < 70
+    ]
+    assert growth_while_playing(samples) == pytest.approx(0.0, abs=1e-9)
+    leaking = [ProcessSample(s.time_s, s.rss_mb + s.time_s / 360.0, 0.0, True) for s in samples]
+    assert growth_while_playing(leaking) == pytest.approx(10.0)  # MB an hour

@@ -7,8 +7,10 @@ saved and loaded, panic, and a model swap (the float32 model, then back to the s
 one). Figures per window (5 minutes unless told): reaction p99 at the client, the exact
 output timing error p99 (every planned reply message matched with its arrival), calls
 unanswered, messages lost, resident memory and CPU. At the end: resident memory growth per
-hour (a straight line fitted to the samples taken while the shipped model plays, the first
-window left out as warm-up), notes left sounding, and the exit status after SIGTERM.
+hour, two ways: a straight line fitted to the samples taken while the shipped model plays, the
+first window left out as warm-up; and the growth while one model plays, the steps a model
+swap leaves left out (:func:`growth_while_playing`); notes left sounding, and the exit status
+after SIGTERM.
 
 Done when: growth under 5 MB an hour, no window's reaction p99 above 1.5 times the first
 window's, and nothing sounding at the end.
@@ -224,6 +226,7 @@ def soak_figures(
     if len(steady) >= 3:
         hours = np.array([s.time_s for s in steady]) / 3600.0
         growth = float(np.polyfit(hours, [s.rss_mb for s in steady], 1)[0])
+    playing_growth = growth_while_playing(steady)
     first = (windows[0]["reaction_ms"] or {}).get("p99")
     worst = max(((w["reaction_ms"] or {}).get("p99") or 0.0) for w in windows)
     return {
@@ -235,6 +238,7 @@ def soak_figures(
         "messages_extra": match.extra,
         "actions": log.actions,
         "rss_growth_mb_per_hour": growth,
+        "rss_growth_while_playing_mb_per_hour": playing_growth,
         "rss_samples": [  # minutes from the start, MB, whether the shipped model played
             [round((s.time_s - start_s) / 60.0, 3), round(s.rss_mb, 2), s.shipped_model]
             for s in log.samples
@@ -243,11 +247,40 @@ def soak_figures(
     }
 
 
+def growth_while_playing(samples: list[ProcessSample]) -> float | None:
+    """MB an hour that resident memory grows while one model plays, swaps left out.
+
+    Loading a model (a swap and back) raises RSS in a step that the allocator keeps, which a
+    straight line through every sample counts as growth. Here the samples are cut into runs
+    between swaps (a gap of more than two sampling periods), and one slope is
+    fitted to all runs together, each about its own mean (the pooled within-run slope).
+    """
+    runs: list[list[ProcessSample]] = []
+    for sample in samples:
+        if runs and sample.time_s - runs[-1][-1].time_s <= 2.5 * SAMPLE_EVERY_S:
+            runs[-1].append(sample)
+        else:
+            runs.append([sample])
+    covariance = variance = 0.0
+    for run in runs:
+        if len(run) < 3:
+            continue
+        hours = [s.time_s / 3600.0 for s in run]
+        mean_h = sum(hours) / len(hours)
+        mean_mb = sum(s.rss_mb for s in run) / len(run)
+        pairs = zip(hours, run, strict=True)
+        covariance += sum((h - mean_h) * (s.rss_mb - mean_mb) for h, s in pairs)
+        variance += sum((h - mean_h) ** 2 for h in hours)
+    return covariance / variance if variance else None
+
+
 def judge_soak(figures: dict[str, Any]) -> dict[str, bool | None]:
     growth = figures["rss_growth_mb_per_hour"]
+    playing = figures.get("rss_growth_while_playing_mb_per_hour")
     drift = figures["reaction_p99_worst_over_first"]
     return {
         "rss_growth_under_5_mb_per_hour": None if growth is None else growth < 5.0,
+        "rss_growth_while_playing_under_5_mb_per_hour": None if playing is None else playing < 5.0,
         "reaction_p99_within_1.5x_first_window": None if drift is None else drift <= 1.5,
         "no_note_sounding": figures["notes_left_sounding"] == 0,
         "exit_0_after_sigterm": figures["exit_code_after_sigterm"] == 0,
@@ -325,7 +358,14 @@ def soak_table(figures: dict[str, Any]) -> str:
         )
     growth = figures["rss_growth_mb_per_hour"]
     lines += [
-        "RSS growth: " + ("-" if growth is None else f"{growth:.2f} MB/hour"),
+        "RSS growth: "
+        + ("-" if growth is None else f"{growth:.2f} MB/hour")
+        + ", while one model plays: "
+        + (
+            "-"
+            if figures["rss_growth_while_playing_mb_per_hour"] is None
+            else f"{figures['rss_growth_while_playing_mb_per_hour']:.2f} MB/hour"
+        ),
         f"messages planned {figures['messages_planned']}: {figures['messages_lost']} lost, "
         f"{figures['messages_extra']} extra",
         f"daemon log: {figures['daemon_log']}",
