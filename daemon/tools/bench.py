@@ -302,6 +302,9 @@ def _run_daemon(
         *("--midi-api", "jack", "--port-name", "AntiphonBench", "--model", str(model)),
         *("--seed", str(seed), "--osc-port", "0", "--turns", turns),
         *("--reply-max-s", str(REPLY_MAX_S)),
+        # Replies start at once, not on the next beat (the default): the bench measures how
+        # fast the daemon reacts, not where the beat puts the reply.
+        *("--reply-start", "now"),
     ]
     run_args += ["--phrase-gap", str(PHRASE_GAP_S if turns == "gap" else AUTO_PHRASE_GAP_S)]
     launcher = ["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else []

@@ -176,6 +176,7 @@ def run_fuzz_bench(
     run_args = [
         *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
         *("--reply-max-s", "1.0"),
+        *("--reply-start", "now"),  # reaction, not the beat: see bench.py
     ]
     with LiveRig(run_args, period, "info", realtime_priority) as rig:
         assert rig.probe is not None and rig.daemon is not None

@@ -302,6 +302,7 @@ def run_soak(
     run_args = [
         *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
         *("--reply-max-s", str(REPLY_MAX_S)),
+        *("--reply-start", "now"),  # reaction, not the beat: see bench.py
     ]
     with LiveRig(run_args, period, realtime_priority=realtime_priority) as rig:
         assert rig.probe is not None and rig.daemon is not None
