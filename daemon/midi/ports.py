@@ -62,6 +62,33 @@ ALSA_SEQUENCER = "/dev/snd/seq"
 WATCH_INTERVAL_S = 1.0
 GUARD_INTERVAL_S = 0.25  # how long a sysex left open may hold the input back
 MALFORMED_LOG_INTERVAL_S = 5.0
+# How long a guard's F7 may take to reach its input (a few JACK periods of any size).
+GUARD_IN_FLIGHT_S = 0.05
+
+
+class _ClientClosing:
+    """Keeps the guards' F7s away from a JACK client while this process closes one.
+
+    python-rtmidi holds the GIL while a JACK client closes, and under a synchronous JACK
+    server (``-S``, as the tests and the bench run it) the close waits for the server's cycle,
+    which waits for every client's process callback: an input callback of this process that
+    wants the GIL then never returns, and the close never ends. The guards' F7s (every
+    ``GUARD_INTERVAL_S``, into each input) are the callbacks that would come: no guard sends
+    while a client closes, and a close waits until the last F7 sent has been delivered.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.last_send_s = -GUARD_IN_FLIGHT_S
+
+    @contextlib.contextmanager
+    def closing(self) -> Iterator[None]:
+        with self.lock:
+            time.sleep(max(0.0, self.last_send_s + GUARD_IN_FLIGHT_S - time.monotonic()))
+            yield
+
+
+CLIENT_CLOSING = _ClientClosing()
 CHANNELS = 16
 ALL_NOTES_OFF_CC = 123
 
@@ -230,7 +257,8 @@ class _Endpoint:
         log.warning("MIDI %s '%s' %s", self.kind, target, event)
 
     def _reconnect(self, target: str) -> None:
-        self._rt.close_port()
+        with CLIENT_CLOSING.closing():
+            self._rt.close_port()
         self._before_open()
         self._rt.open_port(self._rt.get_ports().index(target), self._own_port())
 
@@ -238,8 +266,9 @@ class _Endpoint:
         if self.closed:
             return
         self.closed = True
-        self._rt.close_port()
-        self._rt.delete()
+        with CLIENT_CLOSING.closing():
+            self._rt.close_port()
+            self._rt.delete()
 
 
 class MidiInput(_Endpoint):
@@ -350,7 +379,8 @@ class SysexGuard:
     def connect(self) -> None:
         """(Re)connect the guard's port to the input's own port."""
         with self._lock:
-            self._rt.close_port()
+            with CLIENT_CLOSING.closing():
+                self._rt.close_port()
             listed = self._rt.get_ports()
             own = self._endpoint.names.input_listed
             if own not in listed:  # a named device not there yet: connected when it comes
@@ -361,10 +391,15 @@ class SysexGuard:
     def _run(self) -> None:
         while not self._stop.wait(GUARD_INTERVAL_S):
             with self._lock:
+                if not CLIENT_CLOSING.lock.acquire(blocking=False):
+                    continue  # a client is closing: this tick's F7 waits for the next one
                 try:
+                    CLIENT_CLOSING.last_send_s = time.monotonic()
                     self._rt.send_message([SYSEX_END])
                 except rtmidi.RtMidiError as err:
                     log.debug("the sysex guard could not send: %s", err)
+                finally:
+                    CLIENT_CLOSING.lock.release()
             self._report()
 
     def _report(self) -> None:
@@ -396,7 +431,7 @@ class SysexGuard:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        with self._lock:
+        with self._lock, CLIENT_CLOSING.closing():
             self._rt.close_port()
             self._rt.delete()
 
