@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.tools.jack_server import JackServer
-from antiphon.daemon.tools.probe import Timed
+from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed
 
 from tests.jack_server import recorded_call, session_jack_server
 
@@ -21,3 +22,15 @@ def jack_server() -> Iterator[JackServer]:
 def call_phrase() -> list[Timed]:
     """A short phrase recorded by hand: 14 notes, sustain pedal, human timing."""
     return recorded_call()
+
+
+@pytest.fixture
+def probe(daemon: DaemonProcess, port_name: str) -> Iterator[MidiProbe]:
+    """A client wired to the module's ``daemon`` (named by its ``port_name`` fixture): it plays
+    into the daemon's input and hears its output."""
+    names = virtual_port_names("jack", port_name)
+    client = MidiProbe("jack", names.input_listed, names.output_listed, name=port_name + "P")
+    try:
+        yield client
+    finally:
+        client.close()

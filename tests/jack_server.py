@@ -11,7 +11,8 @@ daemons they start all meet on it and on nothing else.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,14 @@ def session_jack_server() -> Iterator[JackServer]:
 
 def recorded_call() -> list[Timed]:
     return load_phrase(CALL_MIDI)
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether ``condition`` came true within ``timeout_s`` (a passing test waits only as long
+    as it takes)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import mido
 import pytest
@@ -26,6 +26,8 @@ from antiphon.daemon.tools.probe import (
     note_ons,
     sounding_notes,
 )
+
+from tests.jack_server import wait_for
 
 pytestmark = [pytest.mark.jack]
 
@@ -60,16 +62,6 @@ def daemon(jack_server: JackServer, port_name: str) -> Iterator[DaemonProcess]:
         process.stop()
 
 
-@pytest.fixture
-def probe(daemon: DaemonProcess, port_name: str) -> Iterator[MidiProbe]:
-    names = virtual_port_names("jack", port_name)
-    client = MidiProbe("jack", names.input_listed, names.output_listed, name=port_name + "P")
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 def answered(received: list[Timed]) -> bool:
     return bool(note_ons(received))
 
@@ -83,7 +75,7 @@ def test_a_call_gets_a_reply_that_releases_every_note(
     first = note_ons(probe.received())[0]
     delay_s = first.time_s - (last_sent_s + PHRASE_GAP_S)
     assert 0.0 <= delay_s < LATE_BOUND_S, f"reply began {delay_s * 1000:.1f} ms after the gap"
-    assert _wait_for(lambda: _replies_logged(daemon) == 1, SETTLE_TIMEOUT_S), daemon.log()
+    assert wait_for(lambda: _replies_logged(daemon) == 1, SETTLE_TIMEOUT_S), daemon.log()
     time.sleep(0.2)  # the last messages' delivery; and nothing may follow
     received = probe.received()
     assert sounding_notes(received) == set(), received
@@ -161,7 +153,7 @@ def test_a_flood_neither_crashes_the_daemon_nor_sticks_notes(
     probe.send(mido.Message("control_change", control=123, value=0))
     assert sent > 2000
     # Whatever it made of the flood, it finishes the reply with nothing left sounding...
-    assert _wait_for(lambda: _replies_logged(daemon) > 0, PHRASE_GAP_S + SETTLE_TIMEOUT_S)
+    assert wait_for(lambda: _replies_logged(daemon) > 0, PHRASE_GAP_S + SETTLE_TIMEOUT_S)
     time.sleep(0.3)
     assert sounding_notes(probe.received()) == set()
     assert daemon.running(), daemon.log()
@@ -185,7 +177,7 @@ def test_an_unplugged_input_device_is_reconnected_by_name(
         phrase = human_phrase(random.Random(3), notes=4)
         _play_on(keyboard, phrase)
         assert listener.wait_until(answered, ANSWER_TIMEOUT_S), daemon.log()
-        assert _wait_for(lambda: _replies_logged(daemon) == 1, SETTLE_TIMEOUT_S), daemon.log()
+        assert wait_for(lambda: _replies_logged(daemon) == 1, SETTLE_TIMEOUT_S), daemon.log()
 
         keyboard.close()  # unplugged
         assert _wait_for_line(daemon, "is gone", 5.0), daemon.log()
@@ -227,7 +219,7 @@ def _play_on(output: MidiOutput, phrase: list[Timed]) -> None:
 
 
 def _wait_for_line(daemon: DaemonProcess, text: str, timeout_s: float) -> bool:
-    return _wait_for(lambda: any(text in line for line in daemon.lines), timeout_s)
+    return wait_for(lambda: any(text in line for line in daemon.lines), timeout_s)
 
 
 # In-process: the ports alone ------------------------------------------------------------------
@@ -290,22 +282,13 @@ def test_an_unplugged_output_device_is_reconnected_by_name(jack_server: JackServ
     try:
         ports.open_input(lambda message, time_s: None)
         synth.close()  # unplugged
-        assert _wait_for(lambda: ports.output.absent, 3.0)
+        assert wait_for(lambda: ports.output.absent, 3.0)
         ports.output.send(mido.Message("note_on", note=61))  # dropped, and no exception
         synth = plug_in()
-        assert _wait_for(lambda: not ports.output.absent, 3.0)
+        assert wait_for(lambda: not ports.output.absent, 3.0)
         ports.output.send(mido.Message("note_on", note=62))
-        assert _wait_for(lambda: bool(heard), 1.0)
+        assert wait_for(lambda: bool(heard), 1.0)
         assert [m.note for m in heard] == [62]
     finally:
         ports.close()
         synth.close()
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True

@@ -9,8 +9,6 @@ thousands of random events a second on the daemon's input between real calls
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Callable
 
 import mido
 import pytest
@@ -21,18 +19,11 @@ from antiphon.daemon.tools.fuzz import fuzz_calls
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
 
+from tests.jack_server import wait_for
+
 pytestmark = [pytest.mark.jack]
 
 PHRASE_GAP_S = 0.35
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_notes_after_a_sysex_fragment_with_no_end_are_heard(jack_server: JackServer) -> None:
@@ -46,13 +37,13 @@ def test_notes_after_a_sysex_fragment_with_no_end_are_heard(jack_server: JackSer
         notes = [mido.Message("note_on", note=60 + i, velocity=80) for i in range(4)]
         for note in notes:
             cable.send(note)
-        assert _wait_for(lambda: len(heard) == len(notes), 5.0), heard
+        assert wait_for(lambda: len(heard) == len(notes), 5.0), heard
         assert heard == notes
         assert listener.counts.swallowed_sysex == 1
         assert listener.counts.recovered == len(notes)
         # Once ended, the input hears at once again.
         cable.send(mido.Message("note_off", note=60))
-        assert _wait_for(lambda: len(heard) == len(notes) + 1, 5.0)
+        assert wait_for(lambda: len(heard) == len(notes) + 1, 5.0)
     finally:
         cable.close()
         listener.close()
@@ -86,7 +77,7 @@ def test_the_daemon_answers_every_call_between_bursts_of_garbage(
         assert report.calls_answered == report.calls, daemon.log()
         assert report.notes_left_sounding == 0
         assert daemon.running(), daemon.log()
-        assert _wait_for(lambda: "malformed events dropped" in daemon.log(), 2.0), daemon.log()
+        assert wait_for(lambda: "malformed events dropped" in daemon.log(), 2.0), daemon.log()
         assert "a sysex without its end" in daemon.log()
     finally:
         probe.close()

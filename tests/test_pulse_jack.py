@@ -18,7 +18,6 @@ from collections.abc import Iterator
 
 import mido
 import pytest
-from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed, note_ons, sounding_notes
@@ -128,16 +127,6 @@ def daemon(jack_server: JackServer, port_name: str, osc_port: int) -> Iterator[D
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-def probe(daemon: DaemonProcess, port_name: str) -> Iterator[MidiProbe]:
-    names = virtual_port_names("jack", port_name)
-    client = MidiProbe("jack", names.input_listed, names.output_listed, name=port_name + "P")
-    try:
-        yield client
-    finally:
-        client.close()
 
 
 @pytest.fixture

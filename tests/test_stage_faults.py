@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import mido
@@ -27,6 +26,8 @@ from antiphon.daemon.tools.probe import (
     sounding_notes,
 )
 
+from tests.jack_server import wait_for
+
 pytestmark = [pytest.mark.jack, pytest.mark.system]
 
 PHRASE_GAP_S = 0.35
@@ -38,15 +39,6 @@ def daemon_args(port_name: str, *extra: str) -> list[str]:
         *("--midi-api", "jack", "--seed", "1", "--osc-port", "0", "--port-name", port_name),
         *("--model", str(DEFAULT_MODEL), "--phrase-gap", str(PHRASE_GAP_S), *extra),
     ]
-
-
-def _wait_for(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def _play_on(output: MidiOutput, phrase: list[Timed]) -> None:
@@ -90,16 +82,19 @@ def test_an_output_device_back_after_vanishing_mid_reply_has_its_notes_ended(
         keys.open()
         _play_on(keys, human_phrase(random.Random(4), notes=12))
         # Pulled out while the reply has notes sounding on it.
-        assert _wait_for(lambda: bool(sounding_notes(synth.heard))), daemon.log()
+        assert wait_for(lambda: bool(sounding_notes(synth.heard)), WAIT_S), daemon.log()
         synth.unplug()
         left_sounding = sounding_notes(synth.heard)
         assert left_sounding
-        assert _wait_for(lambda: "is gone" in daemon.log()), daemon.log()
+        assert wait_for(lambda: "is gone" in daemon.log(), WAIT_S), daemon.log()
         # The reply ends while the device is away: its note-offs go nowhere.
-        assert _wait_for(lambda: "stage.live: reply " in daemon.log()), daemon.log()
+        assert wait_for(lambda: "stage.live: reply " in daemon.log(), WAIT_S), daemon.log()
         synth.plug_in()
-        assert _wait_for(lambda: "is back" in daemon.log()), daemon.log()
-        assert _wait_for(lambda: not sounding_notes(synth.heard)), (left_sounding, daemon.log())
+        assert wait_for(lambda: "is back" in daemon.log(), WAIT_S), daemon.log()
+        assert wait_for(lambda: not sounding_notes(synth.heard), WAIT_S), (
+            left_sounding,
+            daemon.log(),
+        )
         assert daemon.running()
     finally:
         keys.close()
