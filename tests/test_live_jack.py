@@ -9,8 +9,11 @@ and records everything that comes out of its output port. Latency is measured by
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import mido
 import pytest
@@ -292,3 +295,59 @@ def test_an_unplugged_output_device_is_reconnected_by_name(jack_server: JackServ
     finally:
         ports.close()
         synth.close()
+
+
+def play_while_the_graph_changes(changes: int) -> None:
+    """Numbered notes flow into an input while this process opens and closes other clients;
+    exits non-zero unless every note arrives, in order. A child process of the test below."""
+    import threading
+
+    received: list[int] = []
+    ears = MidiInput(
+        "jack",
+        virtual_port_names("jack", "Ears"),
+        lambda message, time_s: received.append(128 * message.velocity + message.note),
+    )
+    ears.open()
+    mouth = MidiOutput("jack", virtual_port_names("jack", "Mouth"), pattern="Ears-in:in")
+    mouth.open()
+    sent: list[int] = []
+    done = threading.Event()
+
+    def play() -> None:
+        while not done.is_set():
+            number = len(sent) % (128 * 127) + 128  # velocity 1..127, any note
+            mouth.send(mido.Message("note_on", note=number % 128, velocity=number // 128))
+            sent.append(number)
+            time.sleep(0.001)
+
+    player = threading.Thread(target=play)
+    player.start()
+    for _ in range(changes):
+        passer_by = MidiOutput("jack", virtual_port_names("jack", "PasserBy"))
+        passer_by.open()
+        passer_by.close()
+    done.set()
+    player.join()
+    wait_for(lambda: len(received) >= len(sent), 5.0)
+    mouth.close()
+    ears.close()
+    raise SystemExit(0 if received == sent else f"sent {len(sent)}, received {len(received)}")
+
+
+def test_messages_arriving_while_the_process_changes_the_graph_all_land_in_order(
+    jack_server: JackServer,
+) -> None:
+    # Before inputs were paused during a change, this hung (an input callback waiting for the
+    # GIL that python-rtmidi held in a call to the synchronous server) or crashed (a callback
+    # that python-rtmidi had let go of): so it runs in a child process, with a time limit.
+    script = f"from tests.test_live_jack import {play_while_the_graph_changes.__name__} as f; f(30)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

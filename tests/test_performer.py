@@ -325,6 +325,30 @@ def test_a_reply_made_ahead_is_the_reply_made_at_the_deadline(seed: int) -> None
         assert_same_snapshot(state_ahead, state_at_deadline)
 
 
+@pytest.mark.parametrize(("name", "value"), [("temperature", 0.7), ("noise", 0.1), ("follow", 0.3)])
+def test_a_knob_turned_just_before_the_deadline_reaches_the_reply_made_ahead(
+    name: str, value: float
+) -> None:
+    def reply(speculate_before_s: float) -> tuple[list[tuple[float, str]], Any, Any]:
+        engine = shared_engine()
+        performer, _, sink = make(engine, seed=2, noise=0.6, speculate_before_s=speculate_before_s)
+        play(performer, call_messages(SCALE))
+        performer.process_until(CALL_END_S - 0.01)  # made ahead by now, when speculating
+        performer.set_parameter(name, value)
+        performer.process_until(CALL_END_S - 0.005)
+        kept = performer._speculator._ahead  # the reply made ahead, if any
+        drawn = None if kept is None else kept.reply.drawn_ahead
+        finish(performer)
+        return [(t, str(m)) for t, m in sink.sent], snapshot(engine), drawn
+
+    at_deadline, state_at_deadline, _ = reply(0.0)
+    ahead, state_ahead, drawn = reply(0.02)
+    assert drawn is not None, "the change withdrew the reply made ahead"
+    assert drawn == 1  # its first event drawn again, with the new value
+    assert ahead == at_deadline and len(ahead) >= 2
+    assert_same_snapshot(state_ahead, state_at_deadline)
+
+
 def test_playing_on_before_the_deadline_leaves_no_trace_of_the_reply_made_ahead() -> None:
     player_s = CALL_END_S - 0.005
     going_on = [(55, player_s, player_s + 0.3), (57, player_s + 0.4, player_s + 0.6)]

@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 
 import mido
@@ -62,33 +64,57 @@ ALSA_SEQUENCER = "/dev/snd/seq"
 WATCH_INTERVAL_S = 1.0
 GUARD_INTERVAL_S = 0.25  # how long a sysex left open may hold the input back
 MALFORMED_LOG_INTERVAL_S = 5.0
-# How long a guard's F7 may take to reach its input (a few JACK periods of any size).
-GUARD_IN_FLIGHT_S = 0.05
+# How long a message sent on JACK may take to reach its destination: RtMidi queues it for
+# the next cycle, so a client that closes sooner loses it (a few periods of any size).
+JACK_IN_FLIGHT_S = 0.1
+# How long a paused input waits for a callback already on its way (one that took its event
+# before the pause and waits for the GIL): the GIL is free meanwhile, so it runs at once.
+CALLBACK_SETTLE_S = 0.005
 
 
-class _ClientClosing:
-    """Keeps the guards' F7s away from a JACK client while this process closes one.
+class _GraphChanges:
+    """One change at a time to this process's part of the MIDI graph, every input paused.
 
-    python-rtmidi holds the GIL while a JACK client closes, and under a synchronous JACK
-    server (``-S``, as the tests and the bench run it) the close waits for the server's cycle,
-    which waits for every client's process callback: an input callback of this process that
-    wants the GIL then never returns, and the close never ends. The guards' F7s (every
-    ``GUARD_INTERVAL_S``, into each input) are the callbacks that would come: no guard sends
-    while a client closes, and a close waits until the last F7 sent has been delivered.
+    Every client made, port opened and client closed by this process goes through
+    :meth:`changing`, because of what was seen under a synchronous JACK server (``-S``, as
+    the tests and the bench run it):
+
+    - python-rtmidi holds the GIL while it asks the JACK server for a change, and under
+      ``-S`` the server may first wait for every client's process callback: an input
+      callback of this process that wants the GIL never returns, nor does the change (a
+      hang seen when a message arrived while a client opened). During a change every input
+      of this process is paused: its callback is taken off, RtMidi queues what arrives
+      without needing Python, and when the change is done the callback is set again and
+      the queue handed on, a few milliseconds late.
+    - libjack walks a client's port list on its own thread when latencies change, while the
+      client's thread edits that list to close a port (a crash seen in
+      ``JackClient::HandleLatencyCallback`` with clients opening and closing in two
+      threads): this process makes one change at a time.
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.last_send_s = -GUARD_IN_FLIGHT_S
+        self._lock = threading.Lock()
+        self._inputs: weakref.WeakSet[MidiInput] = weakref.WeakSet()
+
+    def add(self, endpoint: MidiInput) -> None:
+        self._inputs.add(endpoint)
+
+    def discard(self, endpoint: MidiInput) -> None:
+        self._inputs.discard(endpoint)
 
     @contextlib.contextmanager
-    def closing(self) -> Iterator[None]:
-        with self.lock:
-            time.sleep(max(0.0, self.last_send_s + GUARD_IN_FLIGHT_S - time.monotonic()))
-            yield
+    def changing(self) -> Iterator[None]:
+        with self._lock:
+            if any([endpoint.pause() for endpoint in list(self._inputs)]):
+                time.sleep(CALLBACK_SETTLE_S)
+            try:
+                yield
+            finally:
+                for endpoint in list(self._inputs):
+                    endpoint.resume()
 
 
-CLIENT_CLOSING = _ClientClosing()
+GRAPH_CHANGES = _GraphChanges()
 CHANNELS = 16
 ALL_NOTES_OFF_CC = 123
 
@@ -136,7 +162,7 @@ def probe_api(api: str) -> None:
     if api == "alsa" and not os.path.exists(ALSA_SEQUENCER):
         raise PortError(f"no ALSA sequencer ({ALSA_SEQUENCER} missing)")
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), GRAPH_CHANGES.changing():
             probe = rtmidi.MidiIn(RTMIDI_API_OF[api], "Antiphon probe")
             probe.get_port_count()
             probe.delete()
@@ -178,7 +204,8 @@ class _Endpoint:
         self.absent = False  # a named device that went away or has not appeared yet
         self.closed = False
         try:
-            self._rt = self._make_rt()
+            with GRAPH_CHANGES.changing():
+                self._rt = self._make_rt()
         except rtmidi.RtMidiError as err:
             raise PortError(f"cannot make the MIDI {self.kind}: {err}") from err
 
@@ -211,22 +238,26 @@ class _Endpoint:
         """Open the port. A named device that is not there yet is waited for, not an error:
         the watcher connects it when it appears (a keyboard plugged in after boot)."""
         try:
-            self._before_open()
-            if self.pattern is None:
-                self._rt.open_virtual_port(self._own_port())
-                return
-            listed = self._rt.get_ports()
-            try:
-                target = match_port(self.pattern, self.names.others(listed), self.kind)
-            except PortNotFound as err:
-                self.absent = True
-                log.warning("%s; waiting for it", err)
-                return
-            self._rt.open_port(listed.index(target), self._own_port())
-            self.connected_to = target
+            with GRAPH_CHANGES.changing():
+                self._open()
         except rtmidi.RtMidiError as err:
             wanted = self.pattern or self.own_name
             raise PortError(f"cannot open the MIDI {self.kind} '{wanted}': {err}") from err
+
+    def _open(self) -> None:
+        self._before_open()
+        if self.pattern is None:
+            self._rt.open_virtual_port(self._own_port())
+            return
+        listed = self._rt.get_ports()
+        try:
+            target = match_port(self.pattern, self.names.others(listed), self.kind)
+        except PortNotFound as err:
+            self.absent = True
+            log.warning("%s; waiting for it", err)
+            return
+        self._rt.open_port(listed.index(target), self._own_port())
+        self.connected_to = target
 
     def check(self, present: Sequence[str]) -> None:
         """Notice the device going away or coming back, given the names listed now."""
@@ -257,16 +288,16 @@ class _Endpoint:
         log.warning("MIDI %s '%s' %s", self.kind, target, event)
 
     def _reconnect(self, target: str) -> None:
-        with CLIENT_CLOSING.closing():
+        with GRAPH_CHANGES.changing():
             self._rt.close_port()
-        self._before_open()
-        self._rt.open_port(self._rt.get_ports().index(target), self._own_port())
+            self._before_open()
+            self._rt.open_port(self._rt.get_ports().index(target), self._own_port())
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        with CLIENT_CLOSING.closing():
+        with GRAPH_CHANGES.changing():
             self._rt.close_port()
             self._rt.delete()
 
@@ -286,6 +317,8 @@ class MidiInput(_Endpoint):
         self._handler = handler
         self._raw = RawInput()
         self._guard: SysexGuard | None = None
+        self._listening = False  # its callback is set
+        self._callback_pairs: list[tuple[object, ...]] = []
         super().__init__(api, names, pattern)
 
     @property
@@ -312,11 +345,52 @@ class MidiInput(_Endpoint):
         return self.names.input_port
 
     def _before_open(self) -> None:
-        # Set before opening, so no message waits in rtmidi's queue (closing cancels it).
+        # Its callback is set when the change that opens it is done (see _GraphChanges).
+        GRAPH_CHANGES.add(self)
+
+    def pause(self) -> bool:
+        """Take the callback off: RtMidi queues what arrives. Whether it was listening."""
+        if not self._listening:
+            return False
+        self._rt.cancel_callback()
+        self._listening = False
+        return True
+
+    def resume(self) -> None:
+        """Hand on what was queued meanwhile, in order, and set the callback again.
+
+        RtMidi reads no queue while a callback is set, so an event that lands in the
+        microseconds between the last look and the callback waits in the queue for the next
+        change of the graph.
+        """
+        if self.closed or self._listening:
+            return
+        while (event := self._rt.get_message()) is not None:
+            self._on_midi(event)
         self._rt.set_callback(self._on_midi)
+        self._keep_callback_pair()
+        self._listening = True
+
+    def _keep_callback_pair(self) -> None:
+        """Hold the (function, data) pair that python-rtmidi gives RtMidi as a bare pointer.
+
+        python-rtmidi lets go of the pair when the callback is cancelled (a pause, a close). A
+        MIDI thread already in RtMidi's dispatch with that pointer, waiting for the GIL, then
+        reads freed memory: the segfault seen under ``jackd -S`` when a message arrived while
+        a port closed. The endpoint keeps every pair it set (one per change of the graph) for
+        as long as it lives; found through the rtmidi object's references, the only way
+        python-rtmidi shows them.
+        """
+        self._callback_pairs.extend(
+            ref
+            for ref in gc.get_referents(self._rt)
+            if isinstance(ref, tuple) and ref and ref[0] == self._on_midi
+        )
 
     def _on_midi(self, event: tuple[list[int], float], data: object = None) -> None:
         # Runs on the MIDI system's thread (inside the JACK cycle): stamp, parse, hand on.
+        if self.closed:
+            return  # it was already waiting for the GIL when the port closed
         received_s = time.monotonic()
         for message in self._raw.read(event[0]):
             self._handler(message, received_s)
@@ -336,14 +410,13 @@ class MidiInput(_Endpoint):
             self._guard.connect()  # the port was made anew: its connections are gone
 
     def close(self) -> None:
-        """Stop the guard and deregister the callback first, so no message arrives in a
-        half-closed port."""
+        """Stop the guard, then close (the change pauses the input: nothing arrives in a
+        half-closed port)."""
         if self._guard is not None:
             self._guard.stop()
             self._guard = None
-        if not self.closed:
-            self._rt.cancel_callback()
         super().close()
+        GRAPH_CHANGES.discard(self)
 
 
 class SysexGuard:
@@ -365,7 +438,8 @@ class SysexGuard:
         self._lock = threading.Lock()  # between the ticks and a reconnect
         self._stop = threading.Event()
         try:
-            self._rt = rtmidi.MidiOut(RTMIDI_API_OF[endpoint.api], endpoint.names.guard_client)
+            with GRAPH_CHANGES.changing():
+                self._rt = rtmidi.MidiOut(RTMIDI_API_OF[endpoint.api], endpoint.names.guard_client)
         except rtmidi.RtMidiError as err:
             raise PortError(f"cannot make the input's sysex guard: {err}") from err
         self._thread = threading.Thread(target=self._run, name="midi-sysex-guard", daemon=True)
@@ -378,9 +452,8 @@ class SysexGuard:
 
     def connect(self) -> None:
         """(Re)connect the guard's port to the input's own port."""
-        with self._lock:
-            with CLIENT_CLOSING.closing():
-                self._rt.close_port()
+        with self._lock, GRAPH_CHANGES.changing():
+            self._rt.close_port()
             listed = self._rt.get_ports()
             own = self._endpoint.names.input_listed
             if own not in listed:  # a named device not there yet: connected when it comes
@@ -391,15 +464,10 @@ class SysexGuard:
     def _run(self) -> None:
         while not self._stop.wait(GUARD_INTERVAL_S):
             with self._lock:
-                if not CLIENT_CLOSING.lock.acquire(blocking=False):
-                    continue  # a client is closing: this tick's F7 waits for the next one
                 try:
-                    CLIENT_CLOSING.last_send_s = time.monotonic()
                     self._rt.send_message([SYSEX_END])
                 except rtmidi.RtMidiError as err:
                     log.debug("the sysex guard could not send: %s", err)
-                finally:
-                    CLIENT_CLOSING.lock.release()
             self._report()
 
     def _report(self) -> None:
@@ -431,7 +499,7 @@ class SysexGuard:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        with self._lock, CLIENT_CLOSING.closing():
+        with self._lock, GRAPH_CHANGES.changing():
             self._rt.close_port()
             self._rt.delete()
 
@@ -448,6 +516,7 @@ class MidiOutput(_Endpoint):
     def __init__(self, api: str, names: VirtualPortNames, pattern: str | None = None) -> None:
         self._lock = threading.Lock()  # taken by send and by a reconnect, never for long
         self._wire = NotesOnTheWire()  # what the connected device is sounding
+        self._sent_s = -JACK_IN_FLIGHT_S  # when the last message left
         self.failed_sends = 0
         super().__init__(api, names, pattern)
 
@@ -468,6 +537,7 @@ class MidiOutput(_Endpoint):
                 return
             try:
                 self._rt.send_message(data)
+                self._sent_s = time.monotonic()
                 self._wire.sent(data)
             except rtmidi.RtMidiError as err:
                 self.failed_sends += 1
@@ -488,7 +558,11 @@ class MidiOutput(_Endpoint):
             )
 
     def close(self) -> None:
+        """Close once the last message sent has left: on JACK it waits in RtMidi's queue for
+        the next cycle, and the note-offs sent just before a close must not be lost with it."""
         with self._lock:
+            if self.api == "jack":
+                time.sleep(max(0.0, self._sent_s + JACK_IN_FLIGHT_S - time.monotonic()))
             super().close()
 
 
@@ -509,10 +583,11 @@ class PortWatcher:
         if self._inputs or self._outputs:
             api = RTMIDI_API_OF[(self._inputs or self._outputs)[0].api]
             try:
-                self._listers = (
-                    rtmidi.MidiIn(api, "Antiphon watch"),
-                    rtmidi.MidiOut(api, "Antiphon watch"),
-                )
+                with GRAPH_CHANGES.changing():
+                    self._listers = (
+                        rtmidi.MidiIn(api, "Antiphon watch"),
+                        rtmidi.MidiOut(api, "Antiphon watch"),
+                    )
             except rtmidi.RtMidiError as err:
                 raise PortError(f"cannot watch the MIDI ports: {err}") from err
             self._thread = threading.Thread(target=self._run, name="midi-port-watcher", daemon=True)
@@ -540,8 +615,9 @@ class PortWatcher:
         if self._thread is not None and self._thread.is_alive():
             self._thread.join()
         if self._listers is not None:
-            for lister in self._listers:
-                lister.delete()
+            with GRAPH_CHANGES.changing():
+                for lister in self._listers:
+                    lister.delete()
             self._listers = None
 
 
@@ -653,12 +729,12 @@ def list_ports(api: str) -> tuple[list[str], list[str]]:
     """(inputs, outputs) of a working MIDI system: what --input-port and --output-port accept."""
     api_id = RTMIDI_API_OF[api]
     try:
-        with _quiet_stderr():
+        with _quiet_stderr(), GRAPH_CHANGES.changing():
             source = rtmidi.MidiIn(api_id, "Antiphon ports")
             destination = rtmidi.MidiOut(api_id, "Antiphon ports")
-        inputs, outputs = source.get_ports(), destination.get_ports()
-        source.delete()
-        destination.delete()
+            inputs, outputs = source.get_ports(), destination.get_ports()
+            source.delete()
+            destination.delete()
     except rtmidi.RtMidiError as err:
         raise PortError(_unavailable_reason(api, err)) from err
     return inputs, outputs

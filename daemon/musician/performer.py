@@ -45,10 +45,10 @@ from antiphon.daemon.musician.performer_controls import STATE_SLOTS, PerformerCo
 from antiphon.daemon.musician.phrase import Call, PhraseDetector
 from antiphon.daemon.musician.reply import Reply, Timed, format_planned
 from antiphon.daemon.musician.shaping import SHAPING_KNOBS
-from antiphon.daemon.musician.speculation import SPECULATE_BEFORE_S, Speculator
+from antiphon.daemon.musician.speculation import SPECULATE_BEFORE_S, TAKEN_IN_STRIDE, Speculator
 from antiphon.daemon.musician.turns import BeatSource, TurnJudge
 from antiphon.daemon.settings import Settings
-from antiphon.daemon.surface.parameters import ParameterError, Parameters
+from antiphon.daemon.surface.parameters import PARAMETER_NAMES, ParameterError, Parameters
 
 # Also importable from here, where callers have always found them.
 __all__ = ["STATE_SLOTS", "ManualClock", "MidiSink", "ParameterError", "Performer"]
@@ -175,6 +175,8 @@ class Performer(PerformerControls):
         """When the performer next has something to do (None: nothing until input comes)."""
         if self._gate.waiting or not self._commands.empty():
             return self._clock()  # input or commands waiting: now
+        if self._params is not self._applied and self._speculator.holding:
+            return self._clock()  # the reply made ahead takes the new values now
         reply = self._reply
         phrase = self._phrase
         due_s = reply.next_due_s() if reply is not None else self._speculation_due_s()
@@ -197,17 +199,26 @@ class Performer(PerformerControls):
     def _apply_parameters(self) -> Parameters:
         params = self._params
         if params is not self._applied:
-            self._speculator.withdraw()  # made with the parameters of before
             engine = self._conversation.engine
+            applied = self._applied
+            redraw = (engine.temperature, engine.noise) != (params.temperature, params.noise)
+            reshape = applied is not None and any(
+                getattr(applied, k) != getattr(params, k) for k in SHAPING_KNOBS
+            )
+            if applied is not None and all(
+                getattr(applied, k) == getattr(params, k)
+                for k in PARAMETER_NAMES
+                if k not in TAKEN_IN_STRIDE
+            ):
+                self._speculator.adjust(params, redraw=redraw, reshape=reshape)
+            else:
+                self._speculator.withdraw()  # made with the parameters of before
             reply = self._reply
             if reply is not None:
                 reply.max_note_s = params.max_note_s
-                if (engine.temperature, engine.noise) != (params.temperature, params.noise):
+                if redraw:
                     reply.rewind()  # the events drawn ahead are drawn again with the new ones
-                applied = self._applied
-                if applied is not None and any(
-                    getattr(applied, k) != getattr(params, k) for k in SHAPING_KNOBS
-                ):
+                if reshape:
                     reply.reshape(self._speculator.shaping(params, self._clock()))
             engine.temperature, engine.noise = params.temperature, params.noise
             self._phrase.gap_s = params.phrase_gap_s
@@ -357,6 +368,7 @@ class Performer(PerformerControls):
         return self._speculator.due_s(self._phrase.deadline())
 
     def _speculate(self, now_s: float) -> None:
+        self._speculator.draw_again()
         due_s = self._speculation_due_s()
         if due_s is None or now_s < due_s:
             return

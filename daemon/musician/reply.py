@@ -265,18 +265,20 @@ class Reply:
                 self.done = True
         return out
 
-    def draw_ahead(self) -> None:
+    def draw_ahead(self, most: int | None = None) -> None:
         """Draw the coming events before they are due (call after sending what was due).
 
         At least the next event, and every event due within ``LOOKAHEAD_S`` of it, up to
-        ``MAX_DRAWN_AHEAD``; nothing once the reply has no event left to play.
+        ``most`` events drawn (``MAX_DRAWN_AHEAD``); nothing once the reply has no event
+        left to play.
         """
         self.settle()
+        most = MAX_DRAWN_AHEAD if most is None else most
         drawn = self._drawn
         while (
             not self.done
             and self._stalled_at_s is None
-            and len(drawn) < MAX_DRAWN_AHEAD
+            and len(drawn) < most
             and (self._draw_notes_left > 0 or self._draw_sounding)
             and (not drawn or drawn[-1].due_s < drawn[0].due_s + LOOKAHEAD_S)
         ):
@@ -314,8 +316,8 @@ class Reply:
         self.rewind()
         if shaping is None:
             self._played_shape = None
-        elif self._played_shape is None:
-            self._played_shape = shaping.start
+        elif self._played_shape is None or not self.sent:
+            self._played_shape = shaping.start  # nothing played: it starts as the new one
         self._shaping = shaping
         self._draw_stale = True
         self.settle()

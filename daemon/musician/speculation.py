@@ -23,10 +23,15 @@ from antiphon.daemon.musician.follow import HeardCall, Steering
 from antiphon.daemon.musician.memory import PlayerMemory
 from antiphon.daemon.musician.phrase import Call, reply_length_bounds
 from antiphon.daemon.musician.reply import Reply
-from antiphon.daemon.musician.shaping import ReplyShaping, make_shaping
+from antiphon.daemon.musician.shaping import SHAPING_KNOBS, ReplyShaping, make_shaping
 from antiphon.daemon.surface.parameters import Parameters
 
 SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
+# The parameters a reply made ahead follows without being made again: what they change is
+# drawn, or not a reply's at all (thru, overlap).
+TAKEN_IN_STRIDE = frozenset(
+    {"temperature", "noise", "max_note_s", "thru", "overlap", *SHAPING_KNOBS}
+)
 
 
 @dataclass
@@ -63,6 +68,11 @@ class Speculator:
         self._before_s = before_s
         self._ahead: _Speculation | None = None
         self._made_for_s: float | None = None  # the deadline last speculated for
+
+    @property
+    def holding(self) -> bool:
+        """Whether a reply made ahead waits for its deadline."""
+        return self._ahead is not None
 
     def shaping(self, params: Parameters, now_s: float) -> ReplyShaping | None:
         """What shapes a reply to the call heard, with ``params``' knobs."""
@@ -136,6 +146,24 @@ class Speculator:
             return speculation.reply
         speculation.reply.withdraw()
         return None
+
+    def adjust(self, params: Parameters, *, redraw: bool, reshape: bool) -> None:
+        """Knobs in ``TAKEN_IN_STRIDE`` changed: the reply made ahead takes ``params``, its
+        events drawn again (``redraw``: temperature or noise; ``reshape``: shaping knobs)."""
+        if self._ahead is None:
+            return
+        reply = self._ahead.reply
+        reply.max_note_s = params.max_note_s
+        if reshape:
+            reply.reshape(self.shaping(params, self._ahead.start_s))
+        elif redraw:
+            reply.rewind()
+
+    def draw_again(self) -> None:
+        """Draw the first event of the reply made ahead again, if :meth:`adjust` rolled its
+        events back: at the deadline it is sent at once, and the rest drawn after it."""
+        if self._ahead is not None and self._ahead.reply.drawn_ahead == 0:
+            self._ahead.reply.draw_ahead(most=1)
 
     def withdraw(self) -> None:
         """Something came before the deadline: the reply made ahead goes, without a trace."""
