@@ -13,6 +13,7 @@ import random
 import shutil
 import threading
 import time
+import weakref
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from antiphon.daemon.surface.parameters import ParameterError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.jack_server import wait_for
 from tests.test_notes import Synth
 
 MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
@@ -791,6 +793,17 @@ def test_switch_model_waits_for_the_reply_to_end(tmp_path: Path) -> None:
     assert sink.sounding() == set()
     with pytest.raises(ModelError):
         performer.switch_model(tmp_path / "missing.onnx")
+
+
+def test_the_model_swapped_out_is_freed() -> None:
+    first = Engine(MODEL)
+    gone = weakref.ref(first)
+    performer, _, _ = make(first)
+    del first
+    performer.switch_model(MODEL)  # the same file, loaded anew
+    performer.process_until(1.0)
+    assert performer.status()["model"] == str(MODEL)
+    assert wait_for(lambda: gone() is None, 5.0), "something still holds the old model"
 
 
 def test_close_releases_everything_and_is_idempotent() -> None:

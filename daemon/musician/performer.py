@@ -464,6 +464,9 @@ class Performer(PerformerControls):
         self._applied = None
         self._slots.clear()
         self._memory_slots.clear()
+        held = [old]
+        del old
+        _let_go(held)
         log.info("now playing %s", engine.path)
         self._notify("model", str(engine.path))
 
@@ -511,3 +514,22 @@ def _tighten_timer_slack() -> None:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
         except (OSError, AttributeError) as err:  # no libc to ask: the default slack stays
             log.debug("timer slack unchanged: %s", err)
+
+
+def _let_go(held: list[Engine]) -> None:
+    """Free the model no longer played and give its memory back, off the performer's thread.
+
+    glibc keeps the heap a freed model used, so each swap left RSS a step higher (the
+    30-minute soak's 8.6 MB an hour, in steps at the swaps); ``malloc_trim`` returns it. Twelve
+    swaps between the two shipped models in one process: RSS 75 to 83 MB without it, 69 to
+    72 MB with it. ``held`` is the only reference, emptied by the thread.
+    """
+
+    def release() -> None:
+        held.clear()
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError) as err:  # not glibc: its allocator decides
+            log.debug("memory not trimmed after a model swap: %s", err)
+
+    threading.Thread(target=release, name="model-release", daemon=True).start()
