@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from antiphon.daemon.musician.engine import Engine
 from antiphon.daemon.musician.memory import (
+    FORGET_PER_NOTE,
     MAX_INTERVAL,
     NO_MELODY,
     MemoryBlend,
@@ -53,7 +54,7 @@ def test_chord_notes_and_phrase_breaks_make_no_interval() -> None:
 def test_the_memory_holds_at_most_its_capacity_and_forgets_the_oldest(pitches: list[int]) -> None:
     memory = PlayerMemory(capacity_notes=16)
     hear(memory, pitches, 0.0, 0.2)
-    assert memory.notes <= 16
+    assert memory.notes <= 16 and memory.phrases <= 1
     total = sum(sum(f.values()) for key, f in memory._counts.items() if key == ())
     assert total == memory.notes  # order 0 counts every note held, no more
 
@@ -65,6 +66,24 @@ def test_forgetting_removes_what_only_old_phrases_taught() -> None:
     followers = memory.followers(())
     assert followers is not None
     assert {interval_of(s) for s in followers} == {1}
+
+
+def test_the_memory_keeps_the_last_phrases_and_forgets_the_oldest_over_the_next_notes() -> None:
+    memory = PlayerMemory(capacity_phrases=3)
+    for phrase in range(3):  # steps of a semitone
+        hear(memory, [60 + i for i in range(8)], 10.0 * phrase, 0.2)
+    assert (memory.phrases, memory.notes) == (3, 21)
+    for phrase in range(3, 6):  # then leaps of a fourth
+        before = memory.notes
+        memory.note_on(60, 10.0 * phrase)  # a phrase starts: nothing forgotten yet
+        assert memory.notes == before
+        for i in range(1, 8):
+            before = memory.notes
+            memory.note_on(60 + 5 * i, 10.0 * phrase + 0.2 * i)
+            assert memory.notes >= before + 1 - FORGET_PER_NOTE  # a little at a time
+    assert (memory.phrases, memory.notes) == (3, 21)
+    followers = memory.followers(())
+    assert followers is not None and {interval_of(s) for s in followers} == {5}
 
 
 def test_clear_and_snapshot() -> None:

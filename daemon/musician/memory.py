@@ -10,9 +10,12 @@ chain within a phrase (a note more than ``PHRASE_BREAK_S`` after the previous st
 one). Every context of order 0 to ``MAX_ORDER`` symbols counts what followed it, as in the
 Continuator.
 
-Bounded and constant work per note: the memory holds the last ``CAPACITY_NOTES`` notes
-heard; each note heard updates ``MAX_ORDER + 1`` counts, and once full forgets the oldest
-note's counts (the same number of decrements). The counts live in plain dicts.
+Bounded and constant work per note: the memory holds the player's last
+``CAPACITY_PHRASES`` phrases, and at most ``CAPACITY_NOTES`` notes (a phrase that never
+ends). Each note heard updates ``MAX_ORDER + 1`` counts; while the memory holds more than
+that, each note heard also forgets the oldest notes' counts, ``FORGET_PER_NOTE`` at most
+(the same number of decrements each), so the phrase a new one pushes out is forgotten over
+the next notes, never all at once. The counts live in plain dicts.
 
 Blending (:class:`MemoryBlend`): at each draw, the note-on tokens' share of the model's
 distribution stays the model's (whether to play a note is its call); within it, the pitches
@@ -37,7 +40,9 @@ from antiphon.daemon.musician.phrase_shape import ONSET_GROUP_S
 MAX_INTERVAL = 24
 MAX_RATIO_CLASS = 4
 MAX_ORDER = 4
+CAPACITY_PHRASES = 64
 CAPACITY_NOTES = 1024
+FORGET_PER_NOTE = 2
 PHRASE_BREAK_S = 2.0
 INTERVALS = 2 * MAX_INTERVAL + 1
 RATIO_CLASSES = 2 * MAX_RATIO_CLASS + 1
@@ -88,15 +93,20 @@ class PlayerMemory:
     """The player's phrases in this performance (see the module docstring). Not thread-safe:
     the performer's thread owns it."""
 
-    def __init__(self, capacity_notes: int = CAPACITY_NOTES) -> None:
+    def __init__(
+        self, capacity_notes: int = CAPACITY_NOTES, capacity_phrases: int = CAPACITY_PHRASES
+    ) -> None:
         self.capacity_notes = capacity_notes
+        self.capacity_phrases = capacity_phrases
         self.clear()
 
     def clear(self) -> None:
         """Forget everything heard."""
         self._counts: dict[Context, dict[int, int]] = {}
         self._totals: dict[Context, int] = {}
-        self._learned: deque[tuple[Context, int]] = deque()  # (context, symbol) per note
+        # (context, symbol, phrase number) per note, oldest first
+        self._learned: deque[tuple[Context, int, int]] = deque()
+        self._phrase = 0  # the number of the phrase being heard
         self.state = NO_MELODY
         self.version = 0  # changes whenever the counts do
 
@@ -105,17 +115,31 @@ class PlayerMemory:
         """How many notes (symbols) the memory holds."""
         return len(self._learned)
 
+    @property
+    def phrases(self) -> int:
+        """How many phrases the memory holds notes of (the oldest to the one being heard)."""
+        return self._phrase - self._learned[0][2] + 1 if self._learned else 0
+
     def note_on(self, pitch: int, time_s: float) -> None:
         """A note the player started: learn what followed the context before it."""
-        before = self.state.context
-        self.state, symbol = advance(self.state, pitch, time_s)
+        before = self.state
+        self.state, symbol = advance(before, pitch, time_s)
         if symbol is None:
+            if self.state is not before:  # not a chord note: a phrase starts
+                self._phrase += 1
             return
-        if len(self._learned) >= self.capacity_notes:
-            self._count(*self._learned.popleft(), -1)
-        self._learned.append((before, symbol))
-        self._count(before, symbol, +1)
+        self._learned.append((before.context, symbol, self._phrase))
+        self._count(before.context, symbol, +1)
+        self._forget_beyond_capacity()
         self.version += 1
+
+    def _forget_beyond_capacity(self) -> None:
+        learned = self._learned
+        for _ in range(FORGET_PER_NOTE):
+            if len(learned) <= self.capacity_notes and self.phrases <= self.capacity_phrases:
+                return
+            context, symbol, _ = learned.popleft()
+            self._count(context, symbol, -1)
 
     def _count(self, context: Context, symbol: int, step: int) -> None:
         counts, totals = self._counts, self._totals
@@ -158,10 +182,11 @@ class PlayerMemory:
 
     def snapshot(self) -> PlayerMemory:
         """An independent copy (for the state slots)."""
-        copy = PlayerMemory(self.capacity_notes)
+        copy = PlayerMemory(self.capacity_notes, self.capacity_phrases)
         copy._counts = {key: dict(value) for key, value in self._counts.items()}
         copy._totals = dict(self._totals)
         copy._learned = deque(self._learned)
+        copy._phrase = self._phrase
         copy.state = self.state
         copy.version = self.version + 1
         return copy
@@ -169,8 +194,9 @@ class PlayerMemory:
     def restore(self, other: PlayerMemory) -> None:
         """Become a copy of ``other`` (which stays the caller's)."""
         copy = other.snapshot()
-        self.capacity_notes = copy.capacity_notes
+        self.capacity_notes, self.capacity_phrases = copy.capacity_notes, copy.capacity_phrases
         self._counts, self._totals, self._learned = copy._counts, copy._totals, copy._learned
+        self._phrase = copy._phrase
         self.state = copy.state
         self.version += 1
 
