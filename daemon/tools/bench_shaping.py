@@ -4,8 +4,8 @@ on (following at 1, a pitch range, a loudness shift, the memory at 0.5) and at t
 
 The reply is drawn the way :class:`~antiphon.daemon.musician.reply.Reply` draws: the bias
 recomputed from the onset-group state at each token, the memory blended into each draw, the
-range as a mask. The memory is filled past its capacity first, so every note heard also
-forgets one.
+range as a mask. The memory is filled past its capacity first (phrases of 16 notes), so every
+note heard also forgets the oldest phrase's notes while it holds more than its phrases.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 REPLY_EVENTS = 32
 RANGE = (36, 96)
 MEMORY_NOTES_TIMED = 4000
+PHRASE_NOTES = 16  # the played phrases' length: the memory's phrase bound is the one reached
 
 
 def _phrase_notes(seed: int) -> np.ndarray:
@@ -44,7 +45,7 @@ def _phrase_notes(seed: int) -> np.ndarray:
 
 def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[str, Any]:
     from antiphon.daemon.musician.follow import Steering
-    from antiphon.daemon.musician.memory import CAPACITY_NOTES, PlayerMemory
+    from antiphon.daemon.musician.memory import CAPACITY_NOTES, PHRASE_BREAK_S, PlayerMemory
     from antiphon.daemon.musician.shaping import ReplyShaping
     from antiphon.daemon.tools.bench_report import percentiles
 
@@ -55,6 +56,8 @@ def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[
     learn_us = []
     for count in range(CAPACITY_NOTES + MEMORY_NOTES_TIMED):
         time_s += rng.choice((0.12, 0.25, 0.25, 0.5, 0.75))
+        if count % PHRASE_NOTES == 0:
+            time_s += PHRASE_BREAK_S  # a new phrase: once full, the oldest is forgotten
         pitch = max(36, min(96, pitch + rng.choice((-5, -3, -2, -1, 1, 2, 3, 4, 7))))
         start = time.perf_counter_ns()
         memory.note_on(pitch, time_s)
@@ -71,6 +74,7 @@ def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[
         "default_reply32_ms": percentiles(default_ms),
         "memory_note_us": percentiles(learn_us),
         "memory_notes": memory.notes,
+        "memory_phrases": memory.phrases,
     }
 
 
