@@ -25,7 +25,8 @@ from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, human_phrase, 
 
 ROOT = Path(__file__).resolve().parent.parent
 CALL = ROOT / "tests" / "data" / "call.mid"
-REPLY_MARK = "antiphon.daemon.stage.live: reply "  # the line antiphon.daemon.stage.live logs when a reply has finished
+# The line antiphon.daemon.stage.live logs when a reply has finished.
+REPLY_MARK = "antiphon.daemon.stage.live: reply "
 
 
 def wait_for_replies(daemon: DaemonProcess, count: int, timeout_s: float = 15.0) -> None:
@@ -71,7 +72,8 @@ def main() -> int:
         return 1
     (recording,) = sessions.glob("*.mid")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "antiphon.daemon.cli", "plot", str(recording), "-o", str(args.out)]
+    command = [sys.executable, "-m", "antiphon.daemon.cli", "plot", str(recording)]
+    command += ["-o", str(args.out)]
     return subprocess.run(command, check=False).returncode
 
 

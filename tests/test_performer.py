@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import random
 import shutil
 import threading
@@ -795,15 +796,48 @@ def test_switch_model_waits_for_the_reply_to_end(tmp_path: Path) -> None:
         performer.switch_model(tmp_path / "missing.onnx")
 
 
-def test_the_model_swapped_out_is_freed() -> None:
+def test_swapping_back_reuses_the_model_before_and_a_third_frees_it(tmp_path: Path) -> None:
     first = Engine(MODEL)
     gone = weakref.ref(first)
     performer, _, _ = make(first)
-    del first
-    performer.switch_model(MODEL)  # the same file, loaded anew
+    other = tmp_path / "other.onnx"
+    shutil.copy(MODEL, other)
+    performer.switch_model(other)
     performer.process_until(1.0)
-    assert performer.status()["model"] == str(MODEL)
-    assert wait_for(lambda: gone() is None, 5.0), "something still holds the old model"
+    assert performer.status()["model"] == str(other)
+    performer.switch_model(MODEL)  # back: the model before, not loaded again
+    performer.process_until(2.0)
+    assert performer._conversation.engine is gone()
+    assert not first.ready  # from a fresh state
+    del first
+    third = tmp_path / "third.onnx"
+    shutil.copy(MODEL, third)
+    performer.switch_model(other)  # kept since the swap back: no load either
+    performer.process_until(3.0)
+    performer.switch_model(third)  # a third model: the first one is let go
+    performer.process_until(4.0)
+    assert performer.status()["model"] == str(third)
+    assert wait_for(lambda: gone() is None, 5.0), "something still holds the model let go"
+
+
+def test_a_model_file_changed_since_it_was_played_is_loaded_anew(tmp_path: Path) -> None:
+    performer, _, _ = make()
+    before = performer._conversation.engine
+    model = tmp_path / "model.onnx"
+    shutil.copy(MODEL, model)
+    performer.switch_model(model)
+    performer.process_until(1.0)
+    kept = performer._conversation.engine
+    other = tmp_path / "other.onnx"
+    shutil.copy(MODEL, other)
+    performer.switch_model(other)
+    performer.process_until(2.0)
+    model.write_bytes(MODEL.read_bytes())  # exported again: a new modification time
+    os.utime(model, ns=(kept.loaded_from[1] + 10**9, kept.loaded_from[1] + 10**9))
+    performer.switch_model(model)
+    performer.process_until(3.0)
+    assert performer._conversation.engine is not kept
+    assert performer._conversation.engine is not before
 
 
 def test_close_releases_everything_and_is_idempotent() -> None:

@@ -86,6 +86,13 @@ def kind_slice(vocabulary: Vocabulary, kind: int) -> slice:
     return slice(starts[kind], starts[kind + 1])
 
 
+def file_stamp(path: str | Path) -> tuple[Path, int, int]:
+    """Which file, as it was: its resolved path, modification time (ns) and size."""
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    return resolved, stat.st_mtime_ns, stat.st_size
+
+
 class Engine:
     """An exported model loaded once, with its recurrent state and seeded sampling.
 
@@ -109,6 +116,7 @@ class Engine:
         noise: float = 0.0,
     ) -> None:
         self.session, self.info = load_model(model_path)
+        self.loaded_from = file_stamp(model_path)
         self.vocabulary: Vocabulary = self.info.vocabulary
         self.temperature = temperature
         self.noise = noise

@@ -464,9 +464,11 @@ class Performer(PerformerControls):
         self._applied = None
         self._slots.clear()
         self._memory_slots.clear()
-        held = [old]
-        del old
-        _let_go(held)
+        with self._previous_lock:
+            held = [self._previous_engine] if self._previous_engine is not None else []
+            self._previous_engine = old
+        if held:
+            _let_go(held)
         log.info("now playing %s", engine.path)
         self._notify("model", str(engine.path))
 
@@ -517,7 +519,7 @@ def _tighten_timer_slack() -> None:
 
 
 def _let_go(held: list[Engine]) -> None:
-    """Free the model no longer played and give its memory back, off the performer's thread.
+    """Free a model no longer kept and give its memory back, off the performer's thread.
 
     glibc keeps the heap a freed model used, so each swap left RSS a step higher (the
     30-minute soak's 8.6 MB an hour, in steps at the swaps); ``malloc_trim`` returns it. Twelve

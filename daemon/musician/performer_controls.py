@@ -31,7 +31,7 @@ import mido
 from antiphon.daemon.midi.intake import InputGate
 from antiphon.daemon.musician.beat_keeper import BeatKeeper
 from antiphon.daemon.musician.conversation import Conversation
-from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.engine import Engine, file_stamp
 from antiphon.daemon.musician.memory import PlayerMemory
 from antiphon.daemon.musician.model_file import ModelError
 from antiphon.daemon.musician.reply import Reply, ReplyReport
@@ -66,6 +66,10 @@ class PerformerControls:
         # Written by the performer's thread, read by status() from any thread.
         self._conversation = Conversation(engine)
         self.memory = PlayerMemory()  # the player's phrases in this performance (``mirror``)
+        # The model played before the current one, kept for a swap back (claimed by
+        # switch_model's thread, replaced by the performer's at a swap).
+        self._previous_engine: Engine | None = None
+        self._previous_lock = threading.Lock()
         self._reply: Reply | None = None
         self._reports: tuple[ReplyReport, ...] = ()
         self._closed = False
@@ -154,16 +158,36 @@ class PerformerControls:
     def switch_model(self, path: str | Path) -> None:
         """Load another model (in the caller's thread) and swap it in between replies.
 
-        The new model starts from a fresh state; saved state slots are cleared.
+        The new model starts from a fresh state; saved state slots are cleared. The model
+        swapped out is kept: swapping back to it (its file unchanged) loads nothing.
 
         Raises:
             ModelError: the file cannot be used, or its codec differs from the current one.
         """
         current = self._conversation.engine
-        engine = Engine(path, temperature=current.temperature, noise=current.noise)
-        if engine.info.codec != current.info.codec:
-            raise ModelError(f"{path}: its codec differs from the playing model's; restart")
+        engine = self._take_previous(path)
+        if engine is None:
+            engine = Engine(path, temperature=current.temperature, noise=current.noise)
+            if engine.info.codec != current.info.codec:
+                raise ModelError(f"{path}: its codec differs from the playing model's; restart")
+        else:
+            engine.reset()
+            engine.temperature, engine.noise = current.temperature, current.noise
         self._command("swap", engine)
+
+    def _take_previous(self, path: str | Path) -> Engine | None:
+        """The model played before the current one, if ``path`` is its file, unchanged since
+        it was loaded: swapping back takes no loading (nor the memory a load leaves)."""
+        try:
+            stamp = file_stamp(path)
+        except OSError as err:
+            raise ModelError(f"model file not found: {path}") from err
+        with self._previous_lock:
+            previous = self._previous_engine
+            if previous is None or previous.loaded_from != stamp:
+                return None
+            self._previous_engine = None
+            return previous
 
     def status(self) -> dict[str, Any]:
         """Every parameter, what the performer is doing, the last reply's figures, counters."""
