@@ -171,13 +171,9 @@ def run_fuzz_bench(
 ) -> dict[str, Any]:
     """``antiphon bench --fuzz SECONDS``: the fuzz run, an OSC flood going on all along."""
     from antiphon.daemon.tools.bench_report import PHRASE_GAP_S, percentiles
-    from antiphon.daemon.tools.rig import LiveRig
+    from antiphon.daemon.tools.rig import LiveRig, reaction_run_args
 
-    run_args = [
-        *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
-        *("--reply-max-s", "1.0"),
-        *("--reply-start", "now"),  # reaction, not the beat: see bench.py
-    ]
+    run_args = reaction_run_args(model, seed, reply_max_s=1.0)
     with LiveRig(run_args, period, "info", realtime_priority) as rig:
         assert rig.probe is not None and rig.daemon is not None
         with OscFlood(rig.osc_port, osc_flood_per_s) as flood:

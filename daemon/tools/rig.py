@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from antiphon.daemon.midi.port_names import virtual_port_names
+from antiphon.daemon.tools.bench_report import PHRASE_GAP_S
 from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
 
@@ -25,6 +27,15 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reaction_run_args(model: Path, seed: int, reply_max_s: float) -> list[str]:
+    """``antiphon run`` arguments for timing the reaction: the bench's phrase gap, and
+    replies that start at once rather than on the next beat (see bench.py)."""
+    return [
+        *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
+        *("--reply-max-s", str(reply_max_s), "--reply-start", "now"),
+    ]
 
 
 class LiveRig:

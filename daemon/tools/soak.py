@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from antiphon.daemon.tools.bench_report import PHRASE_GAP_S, percentiles
-from antiphon.daemon.tools.rig import LiveRig
+from antiphon.daemon.tools.rig import LiveRig, reaction_run_args
 
 WINDOW_S = 300.0
 SAMPLE_EVERY_S = 5.0
@@ -299,11 +299,7 @@ def run_soak(
     from antiphon.daemon.tools.bench_report import _planned_notes
     from antiphon.daemon.tools.probe import sounding_notes
 
-    run_args = [
-        *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
-        *("--reply-max-s", str(REPLY_MAX_S)),
-        *("--reply-start", "now"),  # reaction, not the beat: see bench.py
-    ]
+    run_args = reaction_run_args(model, seed, REPLY_MAX_S)
     with LiveRig(run_args, period, realtime_priority=realtime_priority) as rig:
         assert rig.probe is not None and rig.daemon is not None
         start_s = time.monotonic()
