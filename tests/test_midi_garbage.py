@@ -75,6 +75,8 @@ def test_the_daemon_answers_every_call_between_bursts_of_garbage(
         )
         assert report.bursts >= 2
         assert report.calls_answered == report.calls, daemon.log()
+        # Each answer came after its call (not a note of the garbage's reply still arriving).
+        assert all(ms > -1000.0 * PHRASE_GAP_S for ms in report.answer_delays_ms)
         assert report.notes_left_sounding == 0
         assert daemon.running(), daemon.log()
         assert wait_for(lambda: "malformed events dropped" in daemon.log(), 2.0), daemon.log()

@@ -339,17 +339,14 @@ def _run_daemon(
 
 
 def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
-    from antiphon.daemon.tools.probe import note_ons, sounding_notes
+    from antiphon.daemon.tools.probe import sounding_notes
 
     rng = random.Random(seed)
     played = []
     for _ in range(calls):
         probe.clear()
         last_sent_s = probe.play(_short_phrase(rng))
-        if probe.wait_until(lambda got: bool(note_ons(got)), ANSWER_WAIT_S + 2.0):
-            played.append(Call(last_sent_s, note_ons(probe.received())[0].time_s))
-        else:
-            played.append(Call(last_sent_s, None))
+        played.append(Call(last_sent_s, probe.first_note_after(last_sent_s, ANSWER_WAIT_S + 2.0)))
         # Let the reply finish (every note released) before the next call.
         probe.wait_until(lambda got: not sounding_notes(got), REPLY_MAX_S + 2.0)
         time.sleep(0.1)

@@ -170,6 +170,18 @@ class MidiProbe:
                 self._changed.wait(left_s)
             return True
 
+    def first_note_after(self, sent_s: float, timeout_s: float) -> float | None:
+        """When the first note-on received after ``sent_s`` arrived (a call's answer, when
+        ``sent_s`` is its last message); None if none came within ``timeout_s``. A note of an
+        earlier reply still arriving while the call was played is not its answer."""
+
+        def after(received: list[Timed]) -> list[Timed]:
+            return [t for t in note_ons(received) if t.time_s > sent_s]
+
+        if not self.wait_until(lambda got: bool(after(got)), timeout_s):
+            return None
+        return after(self.received())[0].time_s
+
     def close(self) -> None:
         self._input.close()
         self._output.close()

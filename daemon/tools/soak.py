@@ -155,14 +155,14 @@ class Soak:
             time.sleep(0.05)
 
     def _call(self, phrase: list[Any]) -> SoakCall:
-        from antiphon.daemon.tools.probe import note_ons, sounding_notes
+        from antiphon.daemon.tools.probe import sounding_notes
 
         probe = self.probe
         last_sent_s = probe.play(phrase)
-        answered = probe.wait_until(lambda got: bool(note_ons(got)), ANSWER_TIMEOUT_S)
+        first_s = probe.first_note_after(last_sent_s, ANSWER_TIMEOUT_S)
+        answered = first_s is not None
         reaction_ms = None
-        if answered:
-            first_s = note_ons(probe.received())[0].time_s
+        if first_s is not None:
             reaction_ms = 1000.0 * (first_s - last_sent_s - PHRASE_GAP_S)
         interrupt = answered and self.rng.random() < 0.15
         if interrupt:
