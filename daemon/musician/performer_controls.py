@@ -180,8 +180,8 @@ class PerformerControls:
         it was loaded: swapping back takes no loading (nor the memory a load leaves)."""
         try:
             stamp = file_stamp(path)
-        except OSError as err:
-            raise ModelError(f"model file not found: {path}") from err
+        except OSError:
+            return None  # loading it says what is wrong with it
         with self._previous_lock:
             previous = self._previous_engine
             if previous is None or previous.loaded_from != stamp:
