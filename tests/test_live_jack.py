@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -300,8 +301,6 @@ def test_an_unplugged_output_device_is_reconnected_by_name(jack_server: JackServ
 def play_while_the_graph_changes(changes: int) -> None:
     """Numbered notes flow into an input while this process opens and closes other clients;
     exits non-zero unless every note arrives, in order. A child process of the test below."""
-    import threading
-
     received: list[int] = []
     ears = MidiInput(
         "jack",
