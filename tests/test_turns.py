@@ -10,6 +10,7 @@ from antiphon.daemon.musician.turns import (
     BEAT_GRACE_S,
     BeatHint,
     PauseHistory,
+    RecentNotes,
     TurnJudge,
     silence_survival,
     threshold_for,
@@ -92,7 +93,7 @@ def test_a_player_who_breathes_a_lot_is_waited_for() -> None:
     logits = expecting(2.0, spread=1.0)
     judge = TurnJudge(VOCABULARY)
     before = judge.wait_s(logits, 0.5, LONGEST_S)
-    for _ in range(30):
+    for _ in range(60):
         judge.heard_pause(0.35)
     assert judge.wait_s(logits, 0.5, LONGEST_S) > before + 0.1
 
@@ -104,6 +105,45 @@ def test_pause_history_counts_the_pauses_that_went_on_within_the_horizon() -> No
     assert len(history) == 4
     longer, went_on = history.going_on(np.array([0.25]), 0.5)
     assert longer[0] == 3 and went_on[0] == 2  # 0.3 and 0.6 went on; 2.0 did not
+
+
+def play(judge: TurnJudge, onsets_s: list[float], length_s: float, velocity: int = 80) -> float:
+    """Single notes at ``onsets_s``, each held ``length_s``; the silence start (last release)."""
+    for onset_s in onsets_s:
+        judge.key_down((0, 60), onset_s, velocity)
+        judge.key_up((0, 60), onset_s + length_s)
+    return onsets_s[-1] + length_s
+
+
+def test_recent_notes_measure_how_the_playing_stopped() -> None:
+    notes = RecentNotes()
+    for k in range(8):
+        notes.key_down((0, 60), 0.25 * k, 80)
+        notes.key_up((0, 60), 0.25 * k + 0.1)
+    notes.key_down((0, 48), 2.0, 40)  # a soft chord, struck over 20 ms
+    notes.key_down((0, 55), 2.02, 40)
+    notes.key_up((0, 55), 2.5)
+    notes.key_up((0, 48), 3.02)
+    length, interval, loudness, since = notes.ending(3.02)
+    assert length == pytest.approx(np.log(1.02))
+    assert interval == pytest.approx(np.log(0.25))  # the chord's 20 ms is no interval
+    assert loudness == pytest.approx(0.5)
+    assert since == pytest.approx(np.log(1.02 / 0.25))
+
+
+def test_a_note_held_past_the_pulse_ends_the_call_sooner_than_a_short_one_on_it() -> None:
+    logits = expecting(0.6, spread=1.0)
+    onsets_s = [0.3 * k for k in range(12)]
+    held, short = TurnJudge(VOCABULARY), TurnJudge(VOCABULARY)
+    held_start_s = play(held, onsets_s[:-1], 0.15)
+    held.key_down((0, 60), onsets_s[-1], 80)
+    held.key_up((0, 60), onsets_s[-1] + 0.9)
+    held_start_s = onsets_s[-1] + 0.9
+    short_start_s = play(short, onsets_s, 0.15)
+    wait_held = held.wait_s(logits, 0.5, LONGEST_S, held_start_s)
+    wait_short = short.wait_s(logits, 0.5, LONGEST_S, short_start_s)
+    assert wait_held == pytest.approx(MIN_GAP_S)
+    assert wait_short > wait_held + 0.1
 
 
 @pytest.mark.parametrize(("confidence", "follows"), [(0.9, True), (0.2, False)])

@@ -245,7 +245,7 @@ class Performer(PerformerControls):
                 log.debug("the player went on before the call was answered")
             if (silence_start_s := phrase.silence_start_s) is not None:
                 self._turns.heard_pause(time_s - silence_start_s)
-            self._turns.key_down(key, time_s)
+            self._turns.key_down(key, time_s, data2)
             self.notes_in += 1
             if params.thru:
                 self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))

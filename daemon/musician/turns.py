@@ -18,11 +18,17 @@ What it listens to:
   ``t`` seconds, how often did this player go on within the next moments? That evidence is
   blended with the model's, the model counting as ``PRIOR_PAUSES`` pauses: a player who
   breathes a lot is waited for.
-- The shape of the call's end (:class:`NoteLengths`): a phrase's last note is held longer
+- The shape of the call's end (:class:`RecentNotes`). A phrase's last note is held longer
   than the notes before it (final lengthening); the longer the last note was held against
-  the call's recent notes, the likelier the silence after it is an end. This weighs the
-  most on single-line material, where the piano-trained model is out of its element (its
-  own expectation is then also tempered, by ``MODEL_WEIGHT``).
+  the call's recent notes, the likelier the silence after it is an end. And how the playing
+  stopped, weighed by ``ENDING_WEIGHTS`` (fitted on the training splits, piano and single
+  lines together): a long last note, a slow pulse, a last chord softer than the ones before
+  and, most of all, a silence that began late after the last onset (a note held past the
+  usual interval between onsets) say "end"; a short, loud, on-the-pulse last note says
+  "breath". On the piano the model's expectation alone hears a dramatic rest after ordinary
+  notes as a breath; these tell more of them apart. On single-line material, where the
+  piano-trained model is out of its element, they carry the most (the model's own
+  expectation is also tempered there, by ``MODEL_WEIGHT``).
 - The beat, where one is known (:class:`BeatHint`, from any :class:`BeatSource`): a rest
   that lasts to the next beat is part of the phrase, so the wait runs at least to just after
   the next beat.
@@ -41,23 +47,31 @@ when a silence begins. ``antiphon eval-turns`` measures it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 from antiphon.daemon.codec import Vocabulary
+from antiphon.daemon.musician.beat import ONSET_GROUP_S
 from antiphon.daemon.musician.phrase import MIN_GAP_S
 
 STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
 # Tuned on the validation splits of the piano corpus and of the single-line corpus
 # (BENCHMARKS.md, "Turn-taking"):
 HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
-# The threshold on that chance at eagerness 0 and 1 (linear between); 0.5 gives 0.25.
-PATIENT_THRESHOLD = 0.05
-EAGER_THRESHOLD = 0.45
+# The threshold on that chance: this at eagerness 0.5, its log-odds moved by this much from
+# eagerness 0 to 1.
+THRESHOLD = 0.35
+EAGERNESS_SPAN = 4.0
 MODEL_WEIGHT = 0.75  # the model's log-odds of going on are scaled by this
 PRIOR_PAUSES = 64.0  # the model's expectation weighs as much as this many of the player's
 LENGTHENING_POWER = 2.0  # odds of going on / (last note's length / recent median) ** this
+# Fitted on the training splits (the piano's and the single lines'; see RecentNotes.ending):
+# log odds of going on += these weights . (log last key's length, log recent interval between
+# onset groups, last group's loudness / recent, log time from the last group's start in
+# those intervals).
+ENDING_WEIGHTS = np.array((-0.90, -1.37, 0.61, -4.23))
 NOTES_KEPT = 16  # the recent notes the last one is compared with
 PAUSES_KEPT = 256  # the player's last silences remembered
 AUTO_PHRASE_GAP_S = 0.8  # the longest wait these were tuned with: a breath can be waited out
@@ -83,7 +97,8 @@ class BeatSource(Protocol):
 def threshold_for(eagerness: float) -> float:
     """The chance of going on below which the call is over, for an eagerness in [0, 1]."""
     eagerness = min(1.0, max(0.0, eagerness))
-    return PATIENT_THRESHOLD + eagerness * (EAGER_THRESHOLD - PATIENT_THRESHOLD)
+    log_odds = math.log(THRESHOLD / (1.0 - THRESHOLD)) + (eagerness - 0.5) * EAGERNESS_SPAN
+    return 1.0 / (1.0 + math.exp(-log_odds))
 
 
 def silence_survival(logits: np.ndarray, vocabulary: Vocabulary, times_s: np.ndarray) -> np.ndarray:
@@ -137,16 +152,37 @@ class PauseHistory:
         return longer.astype(np.float64), (longer - beyond).astype(np.float64)
 
 
-class NoteLengths:
-    """How long the player held each key, for the last ``kept`` keys released."""
+class RecentNotes:
+    """How the player has just been playing: how long each of the last ``kept`` keys was
+    held, and the onset groups (notes struck within ``GROUP_S`` of the one before), their
+    times, sizes and loudness."""
 
     def __init__(self, kept: int = NOTES_KEPT) -> None:
         self._pressed_s: dict[tuple[int, int], float] = {}
         self._lengths = np.zeros(kept, np.float64)
         self._count = 0
+        self._iois = np.zeros(kept, np.float64)  # between the starts of successive groups
+        self._loudness = np.zeros(kept, np.float64)  # each group's mean velocity
+        self._groups = 0
+        self._group_start_s = -np.inf
+        self._group_onset_s = -np.inf  # the group's latest onset: the chain goes on from it
+        self._group_size = 0
+        self._group_velocity = 0.0
 
-    def key_down(self, key: tuple[int, int], time_s: float) -> None:
+    def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
         self._pressed_s[key] = time_s
+        if time_s - self._group_onset_s > ONSET_GROUP_S:
+            if self._groups:
+                self._iois[self._groups % self._iois.shape[0]] = time_s - self._group_start_s
+            self._groups += 1
+            self._group_start_s = time_s
+            self._group_size = 0
+            self._group_velocity = 0.0
+        self._group_onset_s = time_s
+        self._group_size += 1
+        self._group_velocity += velocity
+        slot = (self._groups - 1) % self._loudness.shape[0]
+        self._loudness[slot] = self._group_velocity / self._group_size
 
     def key_up(self, key: tuple[int, int], time_s: float) -> None:
         pressed_s = self._pressed_s.pop(key, None)
@@ -163,9 +199,33 @@ class NoteLengths:
         count = min(self._count, self._lengths.shape[0])
         if count == 0:
             return 1.0
-        last = self._lengths[(self._count - 1) % self._lengths.shape[0]]
         median = float(np.median(self._lengths[:count]))
-        return float(max(last, 1e-3) / max(median, 1e-3))
+        return float(max(self._last_length(), 1e-3) / max(median, 1e-3))
+
+    def _last_length(self) -> float:
+        return float(self._lengths[(self._count - 1) % self._lengths.shape[0]])
+
+    def ending(self, silence_start_s: float) -> np.ndarray:
+        """What the end of the playing says, as ``ENDING_WEIGHTS`` weighs it: the log of the
+        last key's length (s), the log of the median interval between the recent groups (s),
+        the last group's loudness against the recent groups', and the log of the time from
+        the last group's start to the silence, in those intervals."""
+        groups = min(self._groups, self._loudness.shape[0])
+        if groups == 0 or self._count == 0:
+            return np.zeros(len(ENDING_WEIGHTS))
+        iois = min(self._groups - 1, self._iois.shape[0])
+        interval_s = max(float(np.median(self._iois[:iois])) if iois else 0.5, 0.02)
+        last = self._loudness[(self._groups - 1) % self._loudness.shape[0]]
+        loudness = last / max(float(np.median(self._loudness[:groups])), 1.0)
+        since = (silence_start_s - self._group_start_s) / interval_s
+        return np.array(
+            (
+                np.log(max(self._last_length(), 0.01)),
+                np.log(interval_s),
+                min(loudness, 3.0),
+                np.log(max(since, 0.01)),
+            )
+        )
 
 
 class TurnJudge:
@@ -184,7 +244,7 @@ class TurnJudge:
         self.min_gap_s = min_gap_s
         self.horizon_s = horizon_s
         self.pauses = PauseHistory()
-        self.notes = NoteLengths()
+        self.notes = RecentNotes()
         self._longest_s = -1.0
         self._times_s = np.zeros(0)
 
@@ -195,7 +255,9 @@ class TurnJudge:
             self._longest_s = longest_s
         return self._times_s
 
-    def going_on(self, logits: np.ndarray, longest_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def going_on(
+        self, logits: np.ndarray, longest_s: float, silence_start_s: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The waits tried and, for each, the chance that the player goes on within the
         horizon having been silent that long: the model's and the player's evidence."""
         times_s = self._grid(longest_s)
@@ -209,6 +271,7 @@ class TurnJudge:
         chance = (went_on + PRIOR_PAUSES * model) / (longer + PRIOR_PAUSES)
         odds = chance / np.maximum(1.0 - chance, 1e-9)
         odds *= self.notes.lengthening() ** -LENGTHENING_POWER
+        odds *= np.exp(ENDING_WEIGHTS @ self.notes.ending(silence_start_s))
         return times_s, odds / (1.0 + odds)
 
     def wait_s(
@@ -223,7 +286,7 @@ class TurnJudge:
         between ``min_gap_s`` and ``longest_s``."""
         if longest_s <= self.min_gap_s:
             return longest_s
-        times_s, chance = self.going_on(logits, longest_s)
+        times_s, chance = self.going_on(logits, longest_s, silence_start_s)
         ended = np.flatnonzero(chance < threshold_for(eagerness))
         wait_s = float(times_s[ended[0]]) if len(ended) else longest_s
         if beat is not None and beat.confidence >= BEAT_CONFIDENCE:
@@ -231,8 +294,8 @@ class TurnJudge:
             wait_s = max(wait_s, min(to_beat_s, longest_s))
         return min(max(wait_s, self.min_gap_s), longest_s)
 
-    def key_down(self, key: tuple[int, int], time_s: float) -> None:
-        self.notes.key_down(key, time_s)
+    def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
+        self.notes.key_down(key, time_s, velocity)
 
     def key_up(self, key: tuple[int, int], time_s: float) -> None:
         self.notes.key_up(key, time_s)
