@@ -135,7 +135,6 @@ class Engine:
         # Sampling scratch, reused at every draw.
         self._weights = np.zeros(size, np.float64)
         self._cumulative = np.zeros(size, np.float64)
-        self._forbidden = np.zeros(size, bool)
         self._jump_weights = np.zeros(size, np.float64)
         self._kind_slices = tuple(kind_slice(self.vocabulary, k) for k in range(4))
         # Noise scratch and the state scale the perturbation is relative to.
@@ -262,12 +261,16 @@ class Engine:
         # The reductions and ufuncs are called directly rather than through the array methods
         # and numpy's Python-level wrappers: the same arithmetic, but each numpy call costs
         # several microseconds right after a step of the session has cooled the caches.
-        np.multiply(self._logits_row, 1.0 / (temperature or self.temperature), out=weights)
+        inverse = 1.0 / (temperature or self.temperature)
+        if allowed is None:
+            np.multiply(self._logits_row, inverse, out=weights)
+        else:
+            # The forbidden tokens at -inf, the others computed: as computing all and masking
+            # after, in fewer passes (a bias has no +inf, so a forbidden token stays at -inf).
+            weights.fill(-np.inf)
+            np.multiply(self._logits_row, inverse, out=weights, where=allowed)
         if bias is not None:
             np.add(weights, bias, out=weights)
-        if allowed is not None:
-            np.logical_not(allowed, out=self._forbidden)
-            np.copyto(weights, -np.inf, where=self._forbidden)
         peak = np.maximum.reduce(weights)
         if peak == -np.inf:
             raise EngineError("every token is masked")
@@ -299,7 +302,7 @@ class Engine:
         Args:
             allowed: boolean mask [V] of the tokens that may be drawn; None allows all.
             temperature: overrides ``self.temperature`` for this draw.
-            bias: added to the tempered logits [V] (float64); None adds nothing.
+            bias: added to the tempered logits [V] (float64, no +inf); None adds nothing.
             blend: reshapes the unnormalised probabilities in place (it must leave some
                 allowed token a weight above 0); None leaves them.
         """
