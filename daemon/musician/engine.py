@@ -54,6 +54,7 @@ from antiphon.daemon.musician.model_file import load_model
 STATE_NOISE_AT_FULL = 0.5  # perturbation std at noise 1, relative to the state's RMS
 JUMP_RATE_AT_FULL = 0.2  # chance that a sampled token is replaced by a jump, at noise 1
 JUMP_FLATTEN = 4.0  # a jump samples its kind at this many times the temperature
+UNIT_53 = 1.0 / (1 << 53)  # a 53-bit integer times this is a uniform double in [0, 1)
 
 Blend = Callable[[np.ndarray], None]  # reshapes unnormalised probabilities [V] in place
 
@@ -133,6 +134,7 @@ class Engine:
         self._current = 0  # index of the buffers holding the current state
         self._fed = False
         # Sampling scratch, reused at every draw.
+        self._tempered = np.zeros(size, np.float32)
         self._weights = np.zeros(size, np.float64)
         self._cumulative = np.zeros(size, np.float64)
         self._jump_weights = np.zeros(size, np.float64)
@@ -261,14 +263,19 @@ class Engine:
         # The reductions and ufuncs are called directly rather than through the array methods
         # and numpy's Python-level wrappers: the same arithmetic, but each numpy call costs
         # several microseconds right after a step of the session has cooled the caches.
-        inverse = 1.0 / (temperature or self.temperature)
+        # The tempered logits are float32, as numpy multiplies a float32 array by a Python
+        # float, widened to float64 by a copy: cheaper than one multiply that casts.
+        inverse = 1.0 / float(temperature or self.temperature)
+        tempered = self._logits_row
+        if inverse != 1.0:  # x * 1.0 is x
+            tempered = np.multiply(tempered, inverse, out=self._tempered)
         if allowed is None:
-            np.multiply(self._logits_row, inverse, out=weights)
+            np.copyto(weights, tempered)
         else:
-            # The forbidden tokens at -inf, the others computed: as computing all and masking
+            # The forbidden tokens at -inf, the others copied: as copying all and masking
             # after, in fewer passes (a bias has no +inf, so a forbidden token stays at -inf).
             weights.fill(-np.inf)
-            np.multiply(self._logits_row, inverse, out=weights, where=allowed)
+            np.copyto(weights, tempered, where=allowed)
         if bias is not None:
             np.add(weights, bias, out=weights)
         peak = np.maximum.reduce(weights)
@@ -308,7 +315,10 @@ class Engine:
         """
         self._fill_weights(allowed, temperature, bias, blend)
         cumulative = np.add.accumulate(self._weights, out=self._cumulative)
-        point = self.rng.random() * cumulative[-1]
+        # rng.random() as the PCG64 generator computes it (the top 53 bits of one draw),
+        # without the Generator's per-call overhead: the same number, the same stream.
+        uniform = (self.rng.bit_generator.random_raw() >> 11) * UNIT_53
+        point = uniform * cumulative[-1]
         token = min(bisect_right(cumulative, point), cumulative.shape[0] - 1)
         if self.noise > 0.0:
             token = self._maybe_jump(token)
