@@ -260,11 +260,11 @@ class Engine:
         if not self._fed:
             raise EngineError("nothing has been fed since the last reset: no logits to sample")
         weights = self._weights
-        # The reductions and ufuncs are called directly rather than through the array methods
-        # and numpy's Python-level wrappers: the same arithmetic, but each numpy call costs
-        # several microseconds right after a step of the session has cooled the caches.
-        # The tempered logits are float32, as numpy multiplies a float32 array by a Python
-        # float, widened to float64 by a copy: cheaper than one multiply that casts.
+        # Right after a session step has cooled the caches each numpy call costs microseconds,
+        # so the arithmetic of the plain formula (test_engine's reference_draw) is done in as
+        # few calls as give the same bits: ufuncs and reductions called directly, not through
+        # numpy's Python-level wrappers; the tempered logits in float32 (as numpy multiplies a
+        # float32 array by a Python float) widened by a copy, not by a multiply that casts.
         inverse = 1.0 / float(temperature or self.temperature)
         tempered = self._logits_row
         if inverse != 1.0:  # x * 1.0 is x
