@@ -7,6 +7,7 @@ import pytest
 from antiphon.daemon.musician.engine import Engine
 from antiphon.daemon.musician.memory import (
     FORGET_PER_NOTE,
+    INTERVALS,
     MAX_INTERVAL,
     NO_MELODY,
     MemoryBlend,
@@ -119,6 +120,37 @@ def test_the_blend_keeps_the_note_on_share_and_moves_it_to_the_memory_s_pitches(
     weights[56] = 0.0
     MemoryBlend(memory, 1.0).at(state)(weights)
     assert weights[56] == 0.0
+
+
+def test_the_blend_is_bit_for_bit_the_plain_formula() -> None:
+    """The blend (both rows in one numpy call) gives exactly what the formula written plainly
+    gives: (1 - mirror) * the model's + mirror * the memory's times the model's, renormalised
+    to the model's note-on mass."""
+    memory = PlayerMemory()
+    hear(memory, [60, 62, 64, 65, 67, 64, 62, 60, 59, 60, 64, 67, 72], 0.0, 0.25)
+    shapes = np.random.default_rng(3)
+    for trial in range(300):
+        state = NO_MELODY
+        for i, p in enumerate(shapes.integers(40, 90, 3)):
+            state, _ = advance(state, int(p), 30.0 * trial + 0.25 * i)
+        mirror = float(shapes.random())
+        weights = np.exp(shapes.normal(-8.0, 4.0, 400)) * (shapes.random(400) < 0.8)
+        expected = weights.copy()
+        counts = np.zeros(INTERVALS)
+        if state.pitch >= 0 and memory.interval_weights(state.context, counts):
+            pitches = np.zeros(128)
+            for interval in range(-MAX_INTERVAL, MAX_INTERVAL + 1):
+                if 0 <= state.pitch + interval < 128:
+                    pitches[state.pitch + interval] = counts[interval + MAX_INTERVAL]
+            model = expected[:128]
+            mass, total = float(model.sum()), float((pitches * model).sum())
+            if mass > 0.0 and total > 0.0:
+                scaled = pitches * model
+                model *= 1.0 - mirror
+                scaled *= mirror * mass / total
+                model += scaled
+        MemoryBlend(memory, mirror).at(state)(weights)
+        assert np.array_equal(weights, expected)
 
 
 def test_an_empty_memory_leaves_the_weights_alone() -> None:

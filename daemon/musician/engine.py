@@ -41,6 +41,7 @@ noise-free engine and its sampling stream is unchanged.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from antiphon.daemon.musician.model_file import load_model
 STATE_NOISE_AT_FULL = 0.5  # perturbation std at noise 1, relative to the state's RMS
 JUMP_RATE_AT_FULL = 0.2  # chance that a sampled token is replaced by a jump, at noise 1
 JUMP_FLATTEN = 4.0  # a jump samples its kind at this many times the temperature
+UNIT_53 = 1.0 / (1 << 53)  # a 53-bit integer times this is a uniform double in [0, 1)
 
 Blend = Callable[[np.ndarray], None]  # reshapes unnormalised probabilities [V] in place
 
@@ -132,9 +134,9 @@ class Engine:
         self._current = 0  # index of the buffers holding the current state
         self._fed = False
         # Sampling scratch, reused at every draw.
+        self._tempered = np.zeros(size, np.float32)
         self._weights = np.zeros(size, np.float64)
         self._cumulative = np.zeros(size, np.float64)
-        self._forbidden = np.zeros(size, bool)
         self._jump_weights = np.zeros(size, np.float64)
         self._kind_slices = tuple(kind_slice(self.vocabulary, k) for k in range(4))
         # Noise scratch and the state scale the perturbation is relative to.
@@ -258,16 +260,28 @@ class Engine:
         if not self._fed:
             raise EngineError("nothing has been fed since the last reset: no logits to sample")
         weights = self._weights
-        np.multiply(self._logits_row, 1.0 / (temperature or self.temperature), out=weights)
+        # Right after a session step has cooled the caches each numpy call costs microseconds,
+        # so the arithmetic of the plain formula (test_engine's reference_draw) is done in as
+        # few calls as give the same bits: ufuncs and reductions called directly, not through
+        # numpy's Python-level wrappers; the tempered logits in float32 (as numpy multiplies a
+        # float32 array by a Python float) widened by a copy, not by a multiply that casts.
+        inverse = 1.0 / float(temperature or self.temperature)
+        tempered = self._logits_row
+        if inverse != 1.0:  # x * 1.0 is x
+            tempered = np.multiply(tempered, inverse, out=self._tempered)
+        if allowed is None:
+            np.copyto(weights, tempered)
+        else:
+            # The forbidden tokens at -inf, the others copied: as copying all and masking
+            # after, in fewer passes (a bias has no +inf, so a forbidden token stays at -inf).
+            weights.fill(-np.inf)
+            np.copyto(weights, tempered, where=allowed)
         if bias is not None:
-            weights += bias
-        if allowed is not None:
-            np.logical_not(allowed, out=self._forbidden)
-            np.copyto(weights, -np.inf, where=self._forbidden)
-        peak = weights.max()
+            np.add(weights, bias, out=weights)
+        peak = np.maximum.reduce(weights)
         if peak == -np.inf:
             raise EngineError("every token is masked")
-        weights -= peak
+        np.subtract(weights, peak, out=weights)
         np.exp(weights, out=weights)
         if blend is not None:
             blend(weights)
@@ -295,15 +309,17 @@ class Engine:
         Args:
             allowed: boolean mask [V] of the tokens that may be drawn; None allows all.
             temperature: overrides ``self.temperature`` for this draw.
-            bias: added to the tempered logits [V] (float64); None adds nothing.
+            bias: added to the tempered logits [V] (float64, no +inf); None adds nothing.
             blend: reshapes the unnormalised probabilities in place (it must leave some
                 allowed token a weight above 0); None leaves them.
         """
         self._fill_weights(allowed, temperature, bias, blend)
-        cumulative = np.cumsum(self._weights, out=self._cumulative)
-        point = self.rng.random() * cumulative[-1]
-        token = int(np.searchsorted(cumulative, point, side="right"))
-        token = min(token, cumulative.shape[0] - 1)
+        cumulative = np.add.accumulate(self._weights, out=self._cumulative)
+        # rng.random() as the PCG64 generator computes it (the top 53 bits of one draw),
+        # without the Generator's per-call overhead: the same number, the same stream.
+        uniform = (self.rng.bit_generator.random_raw() >> 11) * UNIT_53
+        point = uniform * cumulative[-1]
+        token = min(bisect_right(cumulative, point), cumulative.shape[0] - 1)
         if self.noise > 0.0:
             token = self._maybe_jump(token)
         return token

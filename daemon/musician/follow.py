@@ -266,10 +266,11 @@ class FollowBias:
             np.asarray(vocabulary.time_shifts_s, np.float64),
         )
         self.density = DensityBias(shape, follow, steering.density)
-        self._on = slice(vocabulary.note_on_base, vocabulary.note_off_base)
-        self._shifts = slice(vocabulary.time_shift_base, vocabulary.velocity_base)
-        self._velocities = slice(vocabulary.velocity_base, vocabulary.size)
         self._bias = np.zeros(vocabulary.size, np.float64)
+        # Views of the bias by kind, made once: a draw fills them in place.
+        self._on_bias = self._bias[vocabulary.note_on_base : vocabulary.note_off_base]
+        self._shift_bias = self._bias[vocabulary.time_shift_base : vocabulary.velocity_base]
+        self._velocity_bias = self._bias[vocabulary.velocity_base :]
         self._last_group: GroupState | None = None
         self._last_s = math.nan
 
@@ -297,12 +298,12 @@ class FollowBias:
             else:
                 onset = self.pace.onset(elapsed_s) + max(0.0, density)
                 shifts = self.pace.shifts(elapsed_s)
-        np.add(self._pitch_bias, onset, out=bias[self._on])
-        bias[self._velocities] = onset
+        np.add(self._pitch_bias, onset, out=self._on_bias)
+        self._velocity_bias.fill(onset)
         if shifts is None:
-            bias[self._shifts] = 0.0
+            self._shift_bias.fill(0.0)
         else:
-            bias[self._shifts] = shifts
+            np.copyto(self._shift_bias, shifts)
         return bias
 
 

@@ -241,13 +241,13 @@ class MemoryBlend:
         if not self._pitch_weights():
             return
         model = weights[:PITCHES]
-        mass = float(model.sum())
+        mass = float(np.add.reduce(model))  # model.sum(), without its Python wrapper
         if mass <= 0.0:
             return
         # The memory's prediction weighed by the model's own (pushed, masked) choice: the memory
         # picks among the pitches the model finds plausible, and a forbidden one stays so.
         memory = np.multiply(self._pitches, model, out=self._scratch)
-        total = float(memory.sum())
+        total = float(np.add.reduce(memory))
         if total <= 0.0:
             return
         model *= 1.0 - self.mirror
