@@ -155,16 +155,16 @@ class Settings:
         check=_one_of("call_response", "listen"),
     )
     phrase_gap_s: float = _setting(
-        0.35,
-        "seconds of silence, no key or pedal held, that end a call; with turns auto, the "
-        "longest wait",
+        0.8,
+        "with turns auto, the longest wait for the end of a call; with turns gap, the seconds "
+        "of silence, no key or pedal held, that end it (0.35 suits a fixed gap)",
         flag="--phrase-gap",
         check=_between(0.05, 10),
     )
     turns: str = _setting(
-        "gap",
-        "when a call ends: gap, after phrase_gap seconds of silence; auto, when the playing "
-        "says the player is done (phrase_gap is then the longest wait: 0.8 suits it)",
+        "auto",
+        "when a call ends: auto, when the playing says the player is done (at most "
+        "phrase_gap seconds of silence); gap, after phrase_gap seconds of silence",
         check=_one_of("gap", "auto"),
     )
     eagerness: float = _setting(

@@ -50,7 +50,11 @@ CALLS = {
 
 
 def answer(call: list[TimedMessage], seed: int, **knobs: object) -> list[TimedMessage]:
-    values = {"seed": seed, "echo_window_ms": 0.0, "model": str(MODEL), **knobs}
+    # The replies of before were made after the fixed gap of before.
+    values = {
+        "seed": seed, "echo_window_ms": 0.0, "model": str(MODEL),
+        "turns": "gap", "phrase_gap_s": 0.35, **knobs,
+    }  # fmt: skip
     current = Settings(**values)  # type: ignore[arg-type]
     engine = Engine(current.model, seed=seed, noise=current.noise)
     return respond(call, current, engine)

@@ -48,6 +48,7 @@ def daemon_args(port_name: str, *extra: str) -> list[str]:
     return [
         *("--midi-api", "jack", "--seed", "1", "--osc-port", "0", "--port-name", port_name),
         *("--model", str(DEFAULT_MODEL), "--phrase-gap", str(PHRASE_GAP_S)),
+        *("--turns", "gap"),
         *("--reply-max-s", str(REPLY_MAX_S), "--clock", "off", *extra),
     ]
 

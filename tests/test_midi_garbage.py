@@ -58,6 +58,7 @@ def test_the_daemon_answers_every_call_between_bursts_of_garbage(
         [
             *("--midi-api", "jack", "--seed", "1", "--osc-port", "0", "--port-name", port_name),
             *("--model", str(DEFAULT_MODEL), "--phrase-gap", str(PHRASE_GAP_S)),
+            *("--turns", "gap"),
             *("--reply-max-s", "1.0"),
         ]
     ).start()

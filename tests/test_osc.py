@@ -396,6 +396,7 @@ class Daemon:
                 *("--midi-api", "jack", "--port-name", name, "--seed", "1"),
                 *("--model", str(models / "a.onnx"), "--models-dir", str(models)),
                 *("--phrase-gap", str(PHRASE_GAP_S), "--reply-max-s", str(REPLY_MAX_S)),
+                *("--turns", "gap"),
                 *("--osc-port", str(self.port), "--osc-feedback", listener.address),
                 *extra,
             ]

@@ -121,8 +121,11 @@ def make(
         engine.clock = clock
     sink = ListSink(clock)
     # These tests check the replies' own mechanics: without a beat unless a test asks for it
-    # (the beat has its tests in test_pulse.py).
+    # (the beat has its tests in test_pulse.py), after the fixed gap unless a test asks for
+    # the judged wait (it has its tests in test_turns_performer.py).
     values.setdefault("clock", "off")
+    values.setdefault("turns", "gap")
+    values.setdefault("phrase_gap_s", 0.35)
     settings = Settings(model=str(MODEL), **values)
     performer = Performer(
         settings, engine, sink, clock=clock, speculate_before_s=speculate_before_s

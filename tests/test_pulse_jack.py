@@ -120,6 +120,7 @@ def daemon(jack_server: JackServer, port_name: str, osc_port: int) -> Iterator[D
         *("--midi-api", "jack", "--seed", "3", "--osc-port", str(osc_port)),
         *("--port-name", port_name, "--model", str(DEFAULT_MODEL)),
         *("--phrase-gap", str(PHRASE_GAP_S), "--reply-max-s", str(REPLY_MAX_S)),
+        *("--turns", "gap"),
         *("--clock", "midi", "--reply-start", "beat", "--groove", "1"),
     ]
     process = DaemonProcess(args).start()

@@ -115,8 +115,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--turns",
         choices=["gap", "auto"],
         default="gap",
-        help=f"the daemon's turn-taking: gap (a fixed {PHRASE_GAP_S} s gap, the default) or "
-        f"auto (the judged wait, at most {AUTO_PHRASE_GAP_S} s)",
+        help=f"the daemon's turn-taking: gap (a fixed {PHRASE_GAP_S} s gap, the bench's default: "
+        f"its reaction is timed from the gap) or auto (the daemon's default: the judged wait, "
+        f"at most {AUTO_PHRASE_GAP_S} s)",
     )
     parser.add_argument(
         "--soak",

@@ -34,6 +34,7 @@ def reaction_run_args(model: Path, seed: int, reply_max_s: float) -> list[str]:
     replies that start at once rather than on the next beat (see bench.py)."""
     return [
         *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
+        *("--turns", "gap"),
         *("--reply-max-s", str(reply_max_s), "--reply-start", "now"),
     ]
 
