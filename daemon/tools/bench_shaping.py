@@ -25,6 +25,7 @@ REPLY_EVENTS = 32
 RANGE = (36, 96)
 MEMORY_NOTES_TIMED = 4000
 PHRASE_NOTES = 16  # the played phrases' length: the memory's phrase bound is the one reached
+REPLIES = 100  # replies timed with each shaping
 
 
 def _phrase_notes(seed: int) -> np.ndarray:
@@ -66,8 +67,9 @@ def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[
     vocabulary = engine.vocabulary
     all_on = ReplyShaping(call, Steering(1.0, RANGE[0], RANGE[1], 1.0, 10), 0.5, memory, vocabulary)
     defaults = ReplyShaping(call, Steering(1.0), 0.0, memory, vocabulary)
-    sample_ms, reply_ms = _draw_replies(engine, after_call, all_on, float(call[:, 2].max()))
-    _, default_ms = _draw_replies(engine, after_call, defaults, float(call[:, 2].max()))
+    (sample_ms, reply_ms), (_, default_ms) = _draw_replies(
+        engine, after_call, (all_on, defaults), float(call[:, 2].max())
+    )
     return {
         "shaped_sample_ms": percentiles(sample_ms),
         "shaped_reply32_ms": percentiles(reply_ms),
@@ -79,30 +81,38 @@ def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[
 
 
 def _draw_replies(
-    engine: Engine, after_call: EngineState, shaping: ReplyShaping, start_s: float
-) -> tuple[list[float], list[float]]:
-    """Draw 50 replies of ``REPLY_EVENTS`` tokens with ``shaping``: each draw's time and
-    each reply's."""
+    engine: Engine,
+    after_call: EngineState,
+    shapings: tuple[ReplyShaping, ...],
+    start_s: float,
+) -> list[tuple[list[float], list[float]]]:
+    """Draw ``REPLIES`` replies of ``REPLY_EVENTS`` tokens with each of ``shapings``, taking
+    turns reply by reply so that each sees the same load of a shared machine: for each
+    shaping, each draw's time and each reply's."""
     vocabulary = engine.vocabulary
-    allowed = np.ones(vocabulary.size, bool)
-    if shaping.pitch_allowed is not None:
-        allowed[:PITCHES] = shaping.pitch_allowed
     shifts_s = vocabulary.time_shifts_s
-    sample_ms, reply_ms = [], []
-    for _ in range(50):
-        engine.set_state(after_call)
-        state, clock_s = shaping.start, start_s
-        start = time.perf_counter_ns()
-        for _ in range(REPLY_EVENTS):
-            drawn = time.perf_counter_ns()
-            token = engine.sample(
-                allowed, bias=shaping.bias(state, clock_s), blend=shaping.blend(state)
-            )
-            sample_ms.append((time.perf_counter_ns() - drawn) / 1e6)
-            engine.feed(token, perturb=True)
-            if token < PITCHES:
-                state = shaping.after_note_on(state, token, clock_s)
-            elif vocabulary.time_shift_base <= token < vocabulary.velocity_base:
-                clock_s += shifts_s[token - vocabulary.time_shift_base]
-        reply_ms.append((time.perf_counter_ns() - start) / 1e6)
-    return sample_ms, reply_ms
+    masks = []
+    for shaping in shapings:
+        allowed = np.ones(vocabulary.size, bool)
+        if shaping.pitch_allowed is not None:
+            allowed[:PITCHES] = shaping.pitch_allowed
+        masks.append(allowed)
+    timings: list[tuple[list[float], list[float]]] = [([], []) for _ in shapings]
+    for _ in range(REPLIES):
+        for shaping, allowed, (sample_ms, reply_ms) in zip(shapings, masks, timings, strict=True):
+            engine.set_state(after_call)
+            state, clock_s = shaping.start, start_s
+            start = time.perf_counter_ns()
+            for _ in range(REPLY_EVENTS):
+                drawn = time.perf_counter_ns()
+                token = engine.sample(
+                    allowed, bias=shaping.bias(state, clock_s), blend=shaping.blend(state)
+                )
+                sample_ms.append((time.perf_counter_ns() - drawn) / 1e6)
+                engine.feed(token, perturb=True)
+                if token < PITCHES:
+                    state = shaping.after_note_on(state, token, clock_s)
+                elif vocabulary.time_shift_base <= token < vocabulary.velocity_base:
+                    clock_s += shifts_s[token - vocabulary.time_shift_base]
+            reply_ms.append((time.perf_counter_ns() - start) / 1e6)
+    return timings
