@@ -129,6 +129,11 @@ def test_recent_notes_measure_how_the_playing_stopped() -> None:
     assert interval == pytest.approx(np.log(0.25))  # the chord's 20 ms is no interval
     assert loudness == pytest.approx(0.5)
     assert since == pytest.approx(np.log(1.02 / 0.25))
+    few = RecentNotes()
+    for onset_s in (0.0, 0.5, 1.0):  # before the ring of intervals is full
+        few.key_down((0, 60), onset_s, 80)
+        few.key_up((0, 60), onset_s + 0.2)
+    assert few.ending(1.2)[1] == pytest.approx(np.log(0.5))
 
 
 def test_a_note_held_past_the_pulse_ends_the_call_sooner_than_a_short_one_on_it() -> None:

@@ -154,8 +154,8 @@ class PauseHistory:
 
 class RecentNotes:
     """How the player has just been playing: how long each of the last ``kept`` keys was
-    held, and the onset groups (notes struck within ``GROUP_S`` of the one before), their
-    times, sizes and loudness."""
+    held, and the onset groups (notes struck within ``ONSET_GROUP_S`` of the one before):
+    their times, sizes and loudness."""
 
     def __init__(self, kept: int = NOTES_KEPT) -> None:
         self._pressed_s: dict[tuple[int, int], float] = {}
@@ -172,8 +172,9 @@ class RecentNotes:
     def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
         self._pressed_s[key] = time_s
         if time_s - self._group_onset_s > ONSET_GROUP_S:
-            if self._groups:
-                self._iois[self._groups % self._iois.shape[0]] = time_s - self._group_start_s
+            if self._groups:  # the interval from the group before: the (groups - 1)th
+                slot = (self._groups - 1) % self._iois.shape[0]
+                self._iois[slot] = time_s - self._group_start_s
             self._groups += 1
             self._group_start_s = time_s
             self._group_size = 0
