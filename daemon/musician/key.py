@@ -18,6 +18,18 @@ MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
 MINOR_SCALES = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor, plus the harmonic minor's 7th
 
 
+def _standardised(rows: np.ndarray) -> np.ndarray:
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    return centred / np.sqrt((centred**2).sum(axis=-1, keepdims=True))
+
+
+# The 24 keys' profiles, standardised (the major keys on C to B, then the minor ones): the
+# correlation with a pitch-class profile is one matrix product.
+KEY_PROFILES = _standardised(
+    np.array([np.roll(t, tonic) for t in (MAJOR_PROFILE, MINOR_PROFILE) for tonic in range(12)])
+)
+
+
 def key_of(notes: np.ndarray) -> tuple[int, bool]:
     """The key of some notes [N, 4] (pitch, onset_s, offset_s, ...): (tonic pitch class,
     minor?)."""
@@ -26,13 +38,8 @@ def key_of(notes: np.ndarray) -> tuple[int, bool]:
     np.add.at(profile, notes[:, 0].astype(np.int64) % 12, durations)
     if profile.std() == 0:
         return 0, False
-    best = (-2.0, 0, False)
-    for minor, template in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
-        for tonic in range(12):
-            score = float(np.corrcoef(profile, np.roll(template, tonic))[0, 1])
-            if score > best[0]:
-                best = (score, tonic, minor)
-    return best[1], best[2]
+    best = int(np.argmax(KEY_PROFILES @ _standardised(profile)))
+    return best % 12, best >= 12
 
 
 def scale_of(tonic: int, minor: bool) -> frozenset[int]:
