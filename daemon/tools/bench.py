@@ -297,17 +297,13 @@ def _run_daemon(
 ) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
+    from antiphon.daemon.tools.rig import reaction_run_args
 
     names = virtual_port_names("jack", "AntiphonBench")
     run_args = [
-        *("--midi-api", "jack", "--port-name", "AntiphonBench", "--model", str(model)),
-        *("--seed", str(seed), "--osc-port", "0", "--turns", turns),
-        *("--reply-max-s", str(REPLY_MAX_S)),
-        # Replies start at once, not on the next beat (the default): the bench measures how
-        # fast the daemon reacts, not where the beat puts the reply.
-        *("--reply-start", "now"),
+        *("--midi-api", "jack", "--port-name", "AntiphonBench", "--osc-port", "0"),
+        *reaction_run_args(model, seed, REPLY_MAX_S, turns),
     ]
-    run_args += ["--phrase-gap", str(PHRASE_GAP_S if turns == "gap" else AUTO_PHRASE_GAP_S)]
     launcher = ["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else []
     # At debug level the daemon logs the planned time of every reply message (once a reply
     # has ended, so the logging does not delay the music).

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from antiphon.daemon.midi.port_names import virtual_port_names
+from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.tools.bench_report import PHRASE_GAP_S
 from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
@@ -29,12 +30,14 @@ def free_udp_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def reaction_run_args(model: Path, seed: int, reply_max_s: float) -> list[str]:
-    """``antiphon run`` arguments for timing the reaction: the bench's phrase gap, and
-    replies that start at once rather than on the next beat (see bench.py)."""
+def reaction_run_args(model: Path, seed: int, reply_max_s: float, turns: str = "gap") -> list[str]:
+    """``antiphon run`` arguments for timing the reaction: the turn-taking asked for, with the
+    bench's phrase gap (``turns`` gap) or the judge's longest wait (auto), and replies that
+    start at once rather than on the next beat (the reaction, not where the beat puts it)."""
+    phrase_gap_s = PHRASE_GAP_S if turns == "gap" else AUTO_PHRASE_GAP_S
     return [
-        *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(PHRASE_GAP_S)),
-        *("--turns", "gap"),
+        *("--model", str(model), "--seed", str(seed), "--phrase-gap", str(phrase_gap_s)),
+        *("--turns", turns),
         *("--reply-max-s", str(reply_max_s), "--reply-start", "now"),
     ]
 
