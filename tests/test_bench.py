@@ -73,6 +73,24 @@ def test_judged_turns_answer_from_the_last_message_and_react_from_the_declared_e
     assert figures["unanswered_calls"] == 1
 
 
+@pytest.mark.parametrize("gap_s", [0.35, None])
+def test_the_beats_wait_is_in_the_answer_time_and_not_in_the_reaction(
+    gap_s: float | None,
+) -> None:
+    """The reply to the second call waited 60 ms for the beat's grid, on purpose."""
+    calls = [Call(10.0, 10.352), Call(20.0, 20.412)]
+    lines = [
+        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=10.351 reaction_ms=0.2 beat_wait_ms=None",
+        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=20.351 reaction_ms=0.3 beat_wait_ms=60.000",
+    ]
+    figures = live_figures(calls, [], [1.0], lines, gap_s=gap_s)
+    assert figures["answer_ms"]["max"] == pytest.approx(412.0)
+    assert figures["declared_end_to_first_note_ms"]["max"] == pytest.approx(1.0)
+    assert figures["reaction_ms"]["max"] == pytest.approx(2.0 if gap_s else 1.0)
+
+
 def test_targets_allow_one_jack_period_where_the_brief_says_so() -> None:
     results = {
         "jack": {"period_ms": 2.0},

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import math
 import os
 import random
 import shutil
@@ -28,7 +29,7 @@ from antiphon.daemon.midi.intake import NOTE_OFF, NOTE_ON, InputGate
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.engine import Engine, EngineState
 from antiphon.daemon.musician.model_file import ModelError
-from antiphon.daemon.musician.performer import ManualClock, Performer
+from antiphon.daemon.musician.performer import ON_CPU_WAIT_S, ManualClock, Performer
 from antiphon.daemon.musician.phrase import reply_length_bounds
 from antiphon.daemon.musician.reply import Reply, Timed
 from antiphon.daemon.settings import Settings
@@ -889,6 +890,43 @@ def test_run_thread_answers_and_close_from_another_thread_releases() -> None:
     synth.play(sent)
     assert synth.sounding == set()
     assert sent[-1].is_cc(123)
+
+
+class SteppingClock:
+    """A clock that moves 0.1 ms each time it is read, and calls ``at`` once past ``at_s``."""
+
+    def __init__(self, at_s: float = math.inf, at: Any = None) -> None:
+        self.now_s, self.at_s, self.at = 100.0, at_s, at
+
+    def __call__(self) -> float:
+        self.now_s += 0.0001
+        if self.now_s >= self.at_s:
+            self.at_s = math.inf
+            self.at()
+        return self.now_s
+
+
+def test_the_end_of_a_wait_for_a_due_moment_is_on_the_cpu_and_input_still_ends_it() -> None:
+    """The last ``ON_CPU_WAIT_S`` before a due moment are not a timed wait (which a busy
+    machine ends late): the thread reads the clock until the moment comes, and input that
+    arrives meanwhile ends the wait at once."""
+    clock = SteppingClock()
+    performer = Performer(Settings(model=str(MODEL)), shared_engine(), ListSink(clock), clock=clock)  # type: ignore[arg-type]
+    due_s = clock.now_s + ON_CPU_WAIT_S / 2
+    assert performer._wait(due_s) is None
+    assert due_s <= clock.now_s < due_s + 0.0005
+    note = mido.Message("note_on", note=60, velocity=80)
+    submitted_s: list[float] = []
+
+    def play() -> None:
+        submitted_s.append(clock.now_s)
+        performer.submit(note, clock.now_s)
+
+    clock.at_s, clock.at = clock.now_s + 0.0005, play
+    item = performer._wait(clock.now_s + ON_CPU_WAIT_S / 2)
+    assert item is not None and item[0] == NOTE_ON and item[3] == 60
+    assert clock.now_s < submitted_s[0] + 0.0003  # taken at once, not at the due moment
+    performer.close()
 
 
 def test_a_held_key_release_is_never_taken_for_an_echo() -> None:

@@ -236,8 +236,11 @@ def test_a_reply_starts_on_the_next_beat_and_never_more_than_a_beat_late() -> No
 # Replies --------------------------------------------------------------------------------
 
 
-def reply_to(call_onsets: np.ndarray, seed: int = 0, **values: object) -> list[float]:
-    """The reply's note-on times to a call of eighth notes at the given onsets."""
+def perform(
+    call_onsets: np.ndarray, seed: int = 0, **values: object
+) -> tuple[Performer, list[tuple[float, mido.Message]]]:
+    """A performer that heard a call of eighth notes at the given onsets and answered it;
+    the messages it sent, with their times."""
     engine = Engine(MODEL, seed=seed)
     clock = ManualClock()
     sent: list[tuple[float, mido.Message]] = []
@@ -256,6 +259,12 @@ def reply_to(call_onsets: np.ndarray, seed: int = 0, **values: object) -> list[f
         performer.submit(mido.Message("note_off", note=pitch), float(onset_s) + 0.2)
     performer.process_until(float(call_onsets[-1]) + 8.0)
     performer.close()
+    return performer, sent
+
+
+def reply_to(call_onsets: np.ndarray, seed: int = 0, **values: object) -> list[float]:
+    """The reply's note-on times to a call of eighth notes at the given onsets."""
+    _, sent = perform(call_onsets, seed, **values)
     return [t for t, m in sent if m.type == "note_on" and m.velocity > 0]
 
 
@@ -282,6 +291,25 @@ def test_at_groove_one_every_reply_onset_is_on_the_calls_grid(seed: int) -> None
     assert max(abs(o - round(o)) * grid.unit_s for o in offsets) < 0.02
     beats = (onsets[0] - grid.anchor_s) / grid.beat_s
     assert abs(beats - round(beats)) * grid.beat_s < 0.02
+
+
+@pytest.mark.parametrize(("reply_start", "groove"), [("beat", 1.0), ("now", 1.0), ("now", 0.5)])
+def test_the_wait_for_the_beat_is_reported_apart_from_the_reaction(
+    reply_start: str, groove: float
+) -> None:
+    """A reply the beat starts later is on time: its report counts the wait as the beat's
+    (from the phrase end to the first note), and the daemon's reaction (0 on this clock)
+    without it."""
+    performer, sent = perform(
+        CALL, 0, groove=groove, reply_start=reply_start, turns="gap", phrase_gap_s=0.35
+    )
+    report = performer.reply_reports()[-1]  # those before: the call went on
+    first_s = next(
+        t for t, m in sent if m.type == "note_on" and m.velocity > 0 and t >= report.phrase_end_s
+    )
+    assert report.beat_wait_ms is not None and report.beat_wait_ms > 1.0
+    assert report.beat_wait_ms == pytest.approx(1000.0 * (first_s - report.phrase_end_s))
+    assert report.reaction_ms == pytest.approx(0.0, abs=1e-6)
 
 
 def test_with_no_groove_and_start_now_replies_are_those_of_before_the_beat_bit_for_bit() -> None:

@@ -38,6 +38,7 @@ class ReplyPlan:
 
     start_s: float
     grid: BeatGrid | None
+    earliest_s: float  # the start had the beat not moved it
 
 
 class BeatKeeper:
@@ -128,7 +129,7 @@ class BeatKeeper:
                 bar_anchor_s = grid.next_beat_s(call_start_s - grid.beat_s / 2)
             grid = replace(grid, subdivision=subdivision, bar_anchor_s=bar_anchor_s)
             start_s = _start_on(grid, earliest_s, reply_start, groove)
-        self._plan_key, self._plan = key, ReplyPlan(start_s, grid)
+        self._plan_key, self._plan = key, ReplyPlan(start_s, grid, earliest_s)
         return self._plan
 
     def status(self) -> dict[str, Any]:

@@ -56,6 +56,7 @@ __all__ = ["STATE_SLOTS", "ManualClock", "MidiSink", "ParameterError", "Performe
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.5  # longest block on the queue, so a stop request is seen without a wake
+ON_CPU_WAIT_S = 0.002  # the end of a wait for a due moment, spent on the CPU (see _wait)
 TURNING_WITHIN_S = 5.0  # a loop this late means the performer's thread hangs
 CLOSE_WAIT_S = 1.0  # how long close() waits for a running performer thread to finish
 DROP_LOG_INTERVAL_S = 5.0
@@ -141,9 +142,7 @@ class Performer(PerformerControls):
         try:
             while not stop.is_set() and not self._stop_requested:
                 self._turned_s = self._clock()
-                due_s = self.next_due_s()
-                wait_s = IDLE_WAIT_S if due_s is None else min(IDLE_WAIT_S, due_s - self._clock())
-                item = self._gate.take(wait_s)
+                item = self._wait(self.next_due_s())
                 if item is not None and item[0] != WAKE:
                     self._take(item)
                 self._service(self._clock())
@@ -151,6 +150,23 @@ class Performer(PerformerControls):
             self.close()
             self._runner = None
             self._run_exited.set()
+
+    def _wait(self, due_s: float | None) -> Item | None:
+        """The next input item, or None once ``due_s`` (None: nothing due) or ``IDLE_WAIT_S``
+        has come. The last ``ON_CPU_WAIT_S`` before ``due_s`` are waited on the CPU: a timed
+        wait ends up to a millisecond or more late on a busy machine, and the due moments
+        are when notes leave (the reply's first one at the call's deadline)."""
+        gate, clock = self._gate, self._clock
+        if due_s is None:
+            return gate.take(IDLE_WAIT_S)
+        item = gate.take(min(IDLE_WAIT_S, due_s - clock() - ON_CPU_WAIT_S))
+        if item is not None or due_s - clock() > ON_CPU_WAIT_S:
+            return item
+        while clock() < due_s:
+            if gate.waiting:
+                return gate.take(0.0)
+            time.sleep(0)  # a moment for the other threads (the MIDI input's callback)
+        return None
 
     def process_until(self, time_s: float) -> None:
         """Simulated time: handle the queued input and everything due up to ``time_s``.
@@ -355,7 +371,7 @@ class Performer(PerformerControls):
         if not answering:
             return
         if reply is None:
-            reply = self._speculator.prepare(call, plan.start_s, params, plan.grid)
+            reply = self._speculator.prepare(call, plan, params)
         if reply is None:
             return
         self._reply = reply
@@ -376,7 +392,7 @@ class Performer(PerformerControls):
         call = self._phrase.pending_call()
         if call is not None:
             plan = self._plan(call, call.ended_s, now_s, params)
-            self._speculator.make_ahead(call, params, plan.start_s, plan.grid)
+            self._speculator.make_ahead(call, params, plan)
 
     def _plan(self, call: Call, earliest_s: float, now_s: float, params: Parameters) -> ReplyPlan:
         """When the reply to ``call`` starts and the beat it keeps (see

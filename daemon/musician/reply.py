@@ -68,7 +68,9 @@ class ReplyReport:
     """What a finished reply did, with its timing figures."""
 
     phrase_end_s: float  # when the call ended (its last sound + the phrase gap)
-    reaction_ms: float | None  # phrase end -> first note-on sent; None: no note played
+    # The daemon's own reaction: phrase end -> first note-on sent, less the beat's wait
+    # (``beat_wait_ms``); None: no note played.
+    reaction_ms: float | None
     notes: int
     seconds: float  # reply start -> its last message
     interrupted: bool
@@ -76,6 +78,7 @@ class ReplyReport:
     schedule_error_max_ms: float
     beat_bpm: float | None = None  # the tempo of the beat it kept; None: free timing
     beat_source: str = "none"  # where that beat came from: player, midi
+    beat_wait_ms: float | None = None  # earliest start -> first note's planned time
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +154,9 @@ class Reply:
         conversation: the token stream; its engine already holds the call.
         start_s: the pause up to here is fed (now), and the first note is due here.
         phrase_end_s: when the call ended (for the reaction time).
+        earliest_s: where the reply would start had the beat not moved it (None: at
+            ``start_s``): the beat's wait from here to the first note is on purpose, and not
+            part of the daemon's reaction.
         notes: note budget; max_s: time bound (see
         :func:`~antiphon.daemon.musician.phrase.reply_length_bounds`).
         channel: MIDI channel 0-15 of the reply's notes.
@@ -167,6 +173,7 @@ class Reply:
         *,
         start_s: float,
         phrase_end_s: float,
+        earliest_s: float | None = None,
         notes: int,
         max_s: float,
         channel: int,
@@ -188,6 +195,7 @@ class Reply:
         self.channel = channel
         self.max_note_s = max_note_s
         self.phrase_end_s = phrase_end_s
+        self.earliest_s = start_s if earliest_s is None else earliest_s
         self._start_mark = _Mark()
         self._start_mark.take(conversation.engine)
         self._clock_before_s = conversation.clock_s
@@ -219,6 +227,7 @@ class Reply:
         self._restart_drawing()
         # Figures.
         self._first_note_sent_s: float | None = None
+        self._first_note_planned_s = start_s  # its planned time, once it is sent
         self._error_total_s = 0.0
         self._error_max_s = 0.0
         self.sent: list[Timed] = []  # every message sent, with its planned time
@@ -545,12 +554,16 @@ class Reply:
         self.sent.append((planned_s, message))
         if self._first_note_sent_s is None and message.type == "note_on":
             self._first_note_sent_s = sent_s
+            self._first_note_planned_s = planned_s
         self._last_s = max(self._last_s, planned_s)
 
     def report(self) -> ReplyReport:
-        reaction_ms = None
+        reaction_ms = beat_wait_ms = None
         if self._first_note_sent_s is not None:
-            reaction_ms = (self._first_note_sent_s - self.phrase_end_s) * 1000.0
+            planned_s, earliest_s = self._first_note_planned_s, self.earliest_s
+            late_s = self._first_note_sent_s - planned_s
+            reaction_ms = 1000.0 * (late_s + earliest_s - self.phrase_end_s)
+            beat_wait_ms = 1000.0 * (planned_s - earliest_s)
         grid = self._placer.grid
         return ReplyReport(
             phrase_end_s=self.phrase_end_s,
@@ -562,4 +575,5 @@ class Reply:
             schedule_error_max_ms=1000.0 * self._error_max_s,
             beat_bpm=None if grid is None else round(grid.tempo_bpm, 2),
             beat_source="none" if grid is None else grid.source,
+            beat_wait_ms=beat_wait_ms,
         )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from antiphon.daemon.musician.beat import BeatGrid
+from antiphon.daemon.musician.beat_keeper import ReplyPlan
 from antiphon.daemon.musician.conversation import Conversation
 from antiphon.daemon.musician.follow import HeardCall, Steering
 from antiphon.daemon.musician.memory import PlayerMemory
@@ -87,23 +87,22 @@ class Speculator:
             self._conversation.vocabulary,
         )
 
-    def prepare(
-        self, call: Call, start_s: float, params: Parameters, grid: BeatGrid | None = None
-    ) -> Reply | None:
-        """The reply to ``call`` starting at ``start_s`` (keeping ``grid``'s beat), its first
-        events drawn; None when the engine has heard nothing since a reset (after a reset,
-        the pause alone is a start)."""
+    def prepare(self, call: Call, plan: ReplyPlan, params: Parameters) -> Reply | None:
+        """The reply to ``call`` as ``plan`` starts it (keeping its beat), its first events
+        drawn; None when the engine has heard nothing since a reset (after a reset, the pause
+        alone is a start)."""
         notes, max_s = reply_length_bounds(call.notes, call.seconds, params)
         reply = Reply(
             self._conversation,
-            start_s=start_s,
+            start_s=plan.start_s,
             phrase_end_s=call.ended_s,
+            earliest_s=plan.earliest_s,
             notes=notes,
             max_s=max_s,
             channel=params.output_channel - 1,
             max_note_s=params.max_note_s,
-            shaping=self.shaping(params, start_s),
-            grid=grid,
+            shaping=self.shaping(params, plan.start_s),
+            grid=plan.grid,
             groove=params.groove,
         )
         if not self._conversation.engine.ready:
@@ -119,22 +118,14 @@ class Speculator:
             return None
         return deadline_s - self._before_s
 
-    def make_ahead(
-        self,
-        call: Call,
-        params: Parameters,
-        start_s: float | None = None,
-        grid: BeatGrid | None = None,
-    ) -> None:
-        """Make the reply to ``call`` (not over yet) as it will start at ``start_s`` (the
-        call's end by default), keeping ``grid``'s beat."""
+    def make_ahead(self, call: Call, params: Parameters, plan: ReplyPlan) -> None:
+        """Make the reply to ``call`` (not over yet) as ``plan`` will start it."""
         self._made_for_s = call.ended_s
         if params.mode != "call_response":
             return
-        start_s = call.ended_s if start_s is None else start_s
-        reply = self.prepare(call, start_s, params, grid)
+        reply = self.prepare(call, plan, params)
         if reply is not None:
-            self._ahead = _Speculation(call, reply, start_s)
+            self._ahead = _Speculation(call, reply, plan.start_s)
 
     def take(self, call: Call, start_s: float, answering: bool) -> Reply | None:
         """The reply made ahead if it is the one wanted now (``answering`` ``call``, starting

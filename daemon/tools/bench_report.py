@@ -78,65 +78,73 @@ def live_figures(
     """The figures of the calls played to the daemon: the answer time a player hears, the
     reaction and its two parts, the daemon's own figures from its log, the JACK delivery
     time, the exact timing error. ``gap_s``: the daemon's fixed phrase gap; None with
-    ``turns auto``, where the reaction counts from the phrase end the daemon declared."""
-    replies = _reply_lines(lines)
+    ``turns auto``, where the reaction counts from the phrase end the daemon declared.
+
+    The answer time is all a player waits, the beat's wait included (a reply that starts
+    on the beat's grid, see its "reply" line's ``beat_wait_ms``); the reactions are not:
+    that wait is musical, not latency."""
     answered = [c for c in calls_played if c.first_note_s is not None]
     answer = [1000.0 * (c.reply_s - c.last_sent_s) for c in answered]
-    if gap_s is None:
-        split = _split_judged(answered, replies)
-        reaction = (split["declared_end_to_first_note_ms"] or {}).get("values", [])
-    else:
-        split = _split_reaction(answered, replies, gap_s)
-        reaction = [1000.0 * (c.reply_s - c.last_sent_s - gap_s) for c in answered]
+    split = _split_reaction(answered, _reply_lines(lines), gap_s)
     return {
         "answer_ms": percentiles(answer) if answer else None,
-        "reaction_ms": percentiles(reaction) if reaction else None,
+        "reaction_ms": split.pop("reaction_ms"),
         "unanswered_calls": len(calls_played) - len(answered),
-        **{name: _without_values(value) for name, value in split.items()},
-        **_internal_figures(replies),
+        **split,
+        **_internal_figures(_reply_lines(lines)),
         "transport_ms": percentiles(transport_ms),
         **exact_timing(_planned_notes(lines), arrivals),
     }
 
 
-def _without_values(figures: dict[str, Any] | None) -> dict[str, Any] | None:
-    return None if figures is None else {k: v for k, v in figures.items() if k != "values"}
-
-
-def _split_judged(answered: list[Call], replies: list[dict[str, str]]) -> dict[str, Any]:
-    """With ``turns auto``: the daemon's declared phrase end (the first one logged after the
-    call's last message left) to the first note arriving; how long the daemon waited is the
-    answer time less this."""
-    ends_s = sorted(float(r["phrase_end_s"]) for r in replies if "phrase_end_s" in r)
-    answer_ms = []
-    for call in answered:
-        declared_s = next((end_s for end_s in ends_s if end_s >= call.last_sent_s), None)
-        if declared_s is None or declared_s > call.reply_s:
-            continue
-        answer_ms.append(1000.0 * (call.reply_s - declared_s))
-    figures = {**percentiles(answer_ms), "values": answer_ms} if answer_ms else None
-    return {"call_heard_ms": None, "declared_end_to_first_note_ms": figures}
-
-
 def _split_reaction(
-    answered: list[Call], replies: list[dict[str, str]], gap_s: float = PHRASE_GAP_S
+    answered: list[Call], replies: list[dict[str, str]], gap_s: float | None = PHRASE_GAP_S
 ) -> dict[str, Any]:
-    """The reaction in two: the call's last message reaching the daemon (the phrase end it
-    declares, less the gap), and the daemon's declared phrase end to the first note arriving.
-    Calls and reply lines are paired by that phrase end (within 50 ms)."""
-    ends_s = [float(r["phrase_end_s"]) for r in replies if "phrase_end_s" in r]
-    heard_ms, answer_ms = [], []
+    """The reaction, the beat's wait taken out: with a fixed ``gap_s``, from the call's last
+    message + the gap, and in two parts (the call's last message reaching the daemon, then
+    the phrase end it declared to the first note arriving); with ``turns auto`` (``gap_s``
+    None), from the declared end (how long the daemon waited is the answer time less this)."""
+    ends = sorted(
+        (float(r["phrase_end_s"]), _beat_wait_s(r)) for r in replies if "phrase_end_s" in r
+    )
+    reaction_ms, heard_ms, answer_ms = [], [], []
     for call in answered:
-        expected_s = call.last_sent_s + gap_s
-        declared_s = min(ends_s, key=lambda end_s: abs(end_s - expected_s), default=None)
-        if declared_s is None or abs(declared_s - expected_s) > 0.05:
-            continue
-        heard_ms.append(1000.0 * (declared_s - expected_s))
-        answer_ms.append(1000.0 * (call.reply_s - declared_s))
+        found = _declared_end(call, ends, gap_s)
+        beat_wait_s = 0.0 if found is None else found[1]
+        if gap_s is not None:
+            expected_s = call.last_sent_s + gap_s
+            reaction_ms.append(1000.0 * (call.reply_s - expected_s - beat_wait_s))
+            if found is not None:
+                heard_ms.append(1000.0 * (found[0] - expected_s))
+        if found is not None:
+            answer_ms.append(1000.0 * (call.reply_s - found[0] - beat_wait_s))
+    if gap_s is None:
+        reaction_ms = answer_ms
     return {
+        "reaction_ms": percentiles(reaction_ms) if reaction_ms else None,
         "call_heard_ms": percentiles(heard_ms) if heard_ms else None,
         "declared_end_to_first_note_ms": percentiles(answer_ms) if answer_ms else None,
     }
+
+
+def _declared_end(
+    call: Call, ends: list[tuple[float, float]], gap_s: float | None
+) -> tuple[float, float] | None:
+    """The (phrase end, beat wait) the daemon logged for ``call``: with a fixed ``gap_s``,
+    the end within 50 ms of its last message + the gap; with ``turns auto``, the first end
+    after its last message left, if the reply's first note came after it."""
+    if gap_s is None:
+        found = next((end for end in ends if end[0] >= call.last_sent_s), None)
+        return found if found is not None and found[0] <= call.reply_s else None
+    expected_s = call.last_sent_s + gap_s
+    found = min(ends, key=lambda end: abs(end[0] - expected_s), default=None)
+    return found if found is not None and abs(found[0] - expected_s) <= 0.05 else None
+
+
+def _beat_wait_s(reply: dict[str, str]) -> float:
+    """The reply's wait for the beat's grid, from its line (0: none, or not logged)."""
+    wait_ms = reply.get("beat_wait_ms", "None")
+    return 0.0 if wait_ms == "None" else float(wait_ms) / 1000.0
 
 
 def _reply_lines(lines: list[str]) -> list[dict[str, str]]:
