@@ -14,12 +14,12 @@ from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.bench_report import (
     Call,
     _planned_notes,
-    _reply_lines,
     _split_reaction,
     exact_timing,
     judge,
     live_figures,
     percentiles,
+    reply_lines,
     timing_error_bound_ms,
 )
 from antiphon.daemon.tools.jack_server import JackServer
@@ -36,14 +36,14 @@ def test_percentiles_of_known_values() -> None:
     assert (figures["max"], figures["n"]) == (100.0, 100)
 
 
-def test_reply_lines_are_read_back_as_their_facts() -> None:
+def testreply_lines_are_read_back_as_their_facts() -> None:
     lines = [
         "2025-05-01 21:30:05.123 INFO antiphon.daemon.stage.live: "
         "ready: JACK: input 'A-in:in' (virtual)",
         "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
         "reply phrase_end_s=12.500 reaction_ms=1.250 notes=5 interrupted=False",
     ]
-    assert _reply_lines(lines) == [
+    assert reply_lines(lines) == [
         {"phrase_end_s": "12.500", "reaction_ms": "1.250", "notes": "5", "interrupted": "False"}
     ]
 

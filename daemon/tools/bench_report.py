@@ -85,13 +85,13 @@ def live_figures(
     that wait is musical, not latency."""
     answered = [c for c in calls_played if c.first_note_s is not None]
     answer = [1000.0 * (c.reply_s - c.last_sent_s) for c in answered]
-    split = _split_reaction(answered, _reply_lines(lines), gap_s)
+    split = _split_reaction(answered, reply_lines(lines), gap_s)
     return {
         "answer_ms": percentiles(answer) if answer else None,
         "reaction_ms": split.pop("reaction_ms"),
         "unanswered_calls": len(calls_played) - len(answered),
         **split,
-        **_internal_figures(_reply_lines(lines)),
+        **_internal_figures(reply_lines(lines)),
         "transport_ms": percentiles(transport_ms),
         **exact_timing(_planned_notes(lines), arrivals),
     }
@@ -104,9 +104,7 @@ def _split_reaction(
     message + the gap, and in two parts (the call's last message reaching the daemon, then
     the phrase end it declared to the first note arriving); with ``turns auto`` (``gap_s``
     None), from the declared end (how long the daemon waited is the answer time less this)."""
-    ends = sorted(
-        (float(r["phrase_end_s"]), _beat_wait_s(r)) for r in replies if "phrase_end_s" in r
-    )
+    ends = reply_ends(replies)
     reaction_ms, heard_ms, answer_ms = [], [], []
     for call in answered:
         found = _declared_end(call, ends, gap_s)
@@ -136,18 +134,28 @@ def _declared_end(
     if gap_s is None:
         found = next((end for end in ends if end[0] >= call.last_sent_s), None)
         return found if found is not None and found[0] <= call.reply_s else None
-    expected_s = call.last_sent_s + gap_s
+    return end_near(call.last_sent_s + gap_s, ends)
+
+
+def reply_ends(replies: list[dict[str, str]]) -> list[tuple[float, float]]:
+    """Each reply line's (phrase end, wait for the beat's grid; 0: none, or not logged)."""
+    return sorted(
+        (float(r["phrase_end_s"]), _beat_wait_s(r)) for r in replies if "phrase_end_s" in r
+    )
+
+
+def end_near(expected_s: float, ends: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """The (phrase end, beat wait) of :func:`reply_ends` within 50 ms of ``expected_s``."""
     found = min(ends, key=lambda end: abs(end[0] - expected_s), default=None)
     return found if found is not None and abs(found[0] - expected_s) <= 0.05 else None
 
 
 def _beat_wait_s(reply: dict[str, str]) -> float:
-    """The reply's wait for the beat's grid, from its line (0: none, or not logged)."""
     wait_ms = reply.get("beat_wait_ms", "None")
     return 0.0 if wait_ms == "None" else float(wait_ms) / 1000.0
 
 
-def _reply_lines(lines: list[str]) -> list[dict[str, str]]:
+def reply_lines(lines: list[str]) -> list[dict[str, str]]:
     replies = []
     for line in lines:
         found = REPLY_LINE.search(line)

@@ -296,7 +296,12 @@ def run_soak(
     realtime_priority: int = 0,
 ) -> dict[str, Any]:
     """Soak the daemon for ``minutes``; every figure, judged."""
-    from antiphon.daemon.tools.bench_report import _planned_notes
+    from antiphon.daemon.tools.bench_report import (
+        _planned_notes,
+        end_near,
+        reply_ends,
+        reply_lines,
+    )
     from antiphon.daemon.tools.probe import sounding_notes
 
     run_args = reaction_run_args(model, seed, REPLY_MAX_S)
@@ -316,6 +321,11 @@ def run_soak(
         for t in arrivals
         if (m := t.message).type in ("note_on", "note_off")
     ]
+    ends = reply_ends(reply_lines(lines))
+    for call in log.calls:  # the reaction is the daemon's: a wait for the beat's grid is not
+        found = end_near(call.last_sent_s + PHRASE_GAP_S, ends)
+        if call.reaction_ms is not None and found is not None:
+            call.reaction_ms -= 1000.0 * found[1]
     figures = soak_figures(log, _planned_notes(lines), heard, start_s, end_s, window_minutes * 60.0)
     figures |= {
         "daemon_log": _log_counts(lines),
