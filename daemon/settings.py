@@ -21,6 +21,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
+
 # The shipped models are package data of ``antiphon.exported_models``; in an installed wheel and
 # in an editable install alike they are plain files in a folder.
 INSTALLED_MODELS_DIR = Path(str(files("antiphon.exported_models")))
@@ -155,7 +157,7 @@ class Settings:
         check=_one_of("call_response", "listen"),
     )
     phrase_gap_s: float = _setting(
-        0.8,
+        AUTO_PHRASE_GAP_S,
         "with turns auto, the longest wait for the end of a call; with turns gap, the seconds "
         "of silence, no key or pedal held, that end it (0.35 suits a fixed gap)",
         flag="--phrase-gap",

@@ -145,4 +145,6 @@ def test_eval_replies_answers_calls_and_writes_the_table_as_json(
     assert set(result["measures"]) == {m.name for m in MEASURES}
     assert result["hanging_notes"] == 0
     assert result["measures"]["register"]["next"] == pytest.approx(0.0)
+    # The call cut is the daemon's call: not ended early by the turn judge at a breath.
+    assert (result["settings"]["turns"], result["settings"]["phrase_gap_s"]) == ("gap", 1.0)
     assert "register" in capsys.readouterr().out

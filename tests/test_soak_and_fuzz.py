@@ -14,6 +14,7 @@ from antiphon.daemon.tools.soak import (
     growth_while_playing,
     judge_soak,
     soak_figures,
+    take_out_beat_waits,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -63,6 +64,18 @@ def test_soak_windows_growth_and_drift_come_from_what_was_logged() -> None:
     verdicts = judge_soak(figures)
     assert verdicts["rss_growth_under_5_mb_per_hour"]
     assert not verdicts["reaction_p99_within_1.5x_first_window"]
+
+
+def test_the_soaks_reaction_leaves_out_the_replys_wait_for_the_beat() -> None:
+    calls = [SoakCall(10.0, 2.5, False), SoakCall(20.0, 62.0, False), SoakCall(30.0, None, False)]
+    lines = [
+        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=10.351 reaction_ms=0.2 beat_wait_ms=None",
+        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
+        "reply phrase_end_s=20.351 reaction_ms=0.3 beat_wait_ms=60.000",
+    ]
+    take_out_beat_waits(calls, lines)
+    assert [c.reaction_ms for c in calls] == [2.5, pytest.approx(2.0), None]
 
 
 def test_memory_steps_at_model_swaps_are_not_growth_while_playing() -> None:

@@ -3,12 +3,13 @@
 Real calls are cut from the held-out performances of a corpus (:mod:`antiphon.training.calls`:
 phrases ended by a silence of 1 s with nothing sounding). Each call is answered the way
 ``antiphon respond`` answers a file (the real Performer on a simulated clock, from a fresh
-state, the same settings; the phrase gap is the calls' silence, 1 s, unless given, so the
-daemon hears the call that was cut), and the reply (what is played after the call's end) is measured
-against the call with every entry of :data:`~antiphon.training.reply_measures.MEASURES`, as
-are the player's own next phrase and a shuffled control (another call's next phrase, from
-another performance where there is one). Replies whose notes are left sounding at the end
-(a note-on without its note-off) are counted as hanging.
+state, the same settings; unless given, ``turns gap`` with the calls' silence, 1 s, as the
+phrase gap, so the daemon hears the call that was cut), and the reply (what is played after
+the call's end) is measured against the call with every entry of
+:data:`~antiphon.training.reply_measures.MEASURES`, as are the player's own next phrase and a
+shuffled control (another call's next phrase, from another performance where there is one).
+Replies whose notes are left sounding at the end (a note-on without its note-off) are
+counted as hanging.
 
 The done-when checks of the reply against the next phrase are printed with the table: each
 distance at most ``DISTANCE_SLACK`` times the next phrase's, in-key share at least the next
@@ -237,8 +238,12 @@ def run(args: argparse.Namespace) -> int:
 
     values = {name: getattr(args, name) for name in RESPOND_SETTINGS}
     values["seed"] = DEFAULT_SEED if values["seed"] is None else values["seed"]
+    # The daemon's call is the call cut here: it ends after the cut's silence, not when the
+    # turn judge would end it (a breath inside it); eval-turns measures the judge.
+    if values["turns"] is None:
+        values["turns"] = "gap"
     if values["phrase_gap_s"] is None:
-        values["phrase_gap_s"] = SILENCE_S  # the daemon's call is the call cut here
+        values["phrase_gap_s"] = SILENCE_S
     try:
         settings = Settings(
             model=args.model,

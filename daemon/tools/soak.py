@@ -174,6 +174,18 @@ class Soak:
         return SoakCall(last_sent_s, reaction_ms, interrupt)
 
 
+def take_out_beat_waits(calls: list[SoakCall], lines: list[str]) -> None:
+    """The reaction is the daemon's: a reply's wait for the beat's grid (``beat_wait_ms`` in
+    its log line, the line of the phrase end the call caused) comes out of it."""
+    from antiphon.daemon.tools.bench_report import end_near, reply_ends, reply_lines
+
+    ends = reply_ends(reply_lines(lines))
+    for call in calls:
+        found = end_near(call.last_sent_s + PHRASE_GAP_S, ends)
+        if call.reaction_ms is not None and found is not None:
+            call.reaction_ms -= 1000.0 * found[1]
+
+
 def _windows(start_s: float, end_s: float, window_s: float) -> list[tuple[float, float]]:
     count = max(1, round((end_s - start_s) / window_s))
     width_s = (end_s - start_s) / count
@@ -296,12 +308,7 @@ def run_soak(
     realtime_priority: int = 0,
 ) -> dict[str, Any]:
     """Soak the daemon for ``minutes``; every figure, judged."""
-    from antiphon.daemon.tools.bench_report import (
-        _planned_notes,
-        end_near,
-        reply_ends,
-        reply_lines,
-    )
+    from antiphon.daemon.tools.bench_report import _planned_notes
     from antiphon.daemon.tools.probe import sounding_notes
 
     run_args = reaction_run_args(model, seed, REPLY_MAX_S)
@@ -321,11 +328,7 @@ def run_soak(
         for t in arrivals
         if (m := t.message).type in ("note_on", "note_off")
     ]
-    ends = reply_ends(reply_lines(lines))
-    for call in log.calls:  # the reaction is the daemon's: a wait for the beat's grid is not
-        found = end_near(call.last_sent_s + PHRASE_GAP_S, ends)
-        if call.reaction_ms is not None and found is not None:
-            call.reaction_ms -= 1000.0 * found[1]
+    take_out_beat_waits(log.calls, lines)
     figures = soak_figures(log, _planned_notes(lines), heard, start_s, end_s, window_minutes * 60.0)
     figures |= {
         "daemon_log": _log_counts(lines),

@@ -252,8 +252,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         flag = SETTINGS_FIELDS[name].metadata["flag"] or "--" + name.replace("_", "-")
         parser.add_argument(flag, dest=name, type=kind, help=SETTINGS_FIELDS[name].metadata["help"])
     parser.epilog = (
-        f"Measured by default: --turns auto --phrase-gap {AUTO_PHRASE_GAP_S:g} (with --turns "
-        "gap, the phrase gap of the settings); the fixed gaps are figured beside it."
+        f"Measured at the settings' defaults (--turns auto --phrase-gap {AUTO_PHRASE_GAP_S:g}); "
+        "the fixed gaps are figured beside it."
     )
 
 
@@ -265,9 +265,6 @@ def run(args: argparse.Namespace) -> int:
     chosen = {
         name: getattr(args, name) for name in TURN_SETTINGS if getattr(args, name) is not None
     }
-    chosen.setdefault("turns", "auto")
-    if chosen["turns"] == "auto":
-        chosen.setdefault("phrase_gap_s", AUTO_PHRASE_GAP_S)
     try:
         settings = Settings(
             model=args.model,
