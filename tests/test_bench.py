@@ -36,12 +36,15 @@ def test_percentiles_of_known_values() -> None:
     assert (figures["max"], figures["n"]) == (100.0, 100)
 
 
-def testreply_lines_are_read_back_as_their_facts() -> None:
+def live_log_line(message: str) -> str:
+    """A line of the daemon's log from its live module, as the bench reads it."""
+    return f"2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: {message}"
+
+
+def test_reply_lines_are_read_back_as_their_facts() -> None:
     lines = [
-        "2025-05-01 21:30:05.123 INFO antiphon.daemon.stage.live: "
-        "ready: JACK: input 'A-in:in' (virtual)",
-        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=12.500 reaction_ms=1.250 notes=5 interrupted=False",
+        live_log_line("ready: JACK: input 'A-in:in' (virtual)"),
+        live_log_line("reply phrase_end_s=12.500 reaction_ms=1.250 notes=5 interrupted=False"),
     ]
     assert reply_lines(lines) == [
         {"phrase_end_s": "12.500", "reaction_ms": "1.250", "notes": "5", "interrupted": "False"}
@@ -59,10 +62,8 @@ def test_calls_pair_with_the_reply_whose_phrase_end_they_caused() -> None:
 def test_judged_turns_answer_from_the_last_message_and_react_from_the_declared_end() -> None:
     calls = [Call(10.0, 10.125), Call(20.0, 20.51), Call(30.0, None)]
     lines = [
-        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=10.121 reaction_ms=0.2",
-        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=20.508 reaction_ms=0.3",
+        live_log_line("reply phrase_end_s=10.121 reaction_ms=0.2"),
+        live_log_line("reply phrase_end_s=20.508 reaction_ms=0.3"),
     ]
     figures = live_figures(calls, [], [1.0], lines, gap_s=None)
     assert figures["answer_ms"]["p50"] == pytest.approx(317.5)
@@ -80,10 +81,8 @@ def test_the_beats_wait_is_in_the_answer_time_and_not_in_the_reaction(
     """The reply to the second call waited 60 ms for the beat's grid, on purpose."""
     calls = [Call(10.0, 10.352), Call(20.0, 20.412)]
     lines = [
-        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=10.351 reaction_ms=0.2 beat_wait_ms=None",
-        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=20.351 reaction_ms=0.3 beat_wait_ms=60.000",
+        live_log_line("reply phrase_end_s=10.351 reaction_ms=0.2 beat_wait_ms=None"),
+        live_log_line("reply phrase_end_s=20.351 reaction_ms=0.3 beat_wait_ms=60.000"),
     ]
     figures = live_figures(calls, [], [1.0], lines, gap_s=gap_s)
     assert figures["answer_ms"]["max"] == pytest.approx(412.0)

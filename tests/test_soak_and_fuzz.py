@@ -19,6 +19,8 @@ from antiphon.daemon.tools.soak import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.test_bench import live_log_line
+
 
 @given(st.integers(0, 2**32 - 1))
 def test_every_fuzz_event_is_one_python_rtmidi_can_send(seed: int) -> None:
@@ -69,10 +71,8 @@ def test_soak_windows_growth_and_drift_come_from_what_was_logged() -> None:
 def test_the_soaks_reaction_leaves_out_the_replys_wait_for_the_beat() -> None:
     calls = [SoakCall(10.0, 2.5, False), SoakCall(20.0, 62.0, False), SoakCall(30.0, None, False)]
     lines = [
-        "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=10.351 reaction_ms=0.2 beat_wait_ms=None",
-        "2025-05-01 21:30:17.001 INFO antiphon.daemon.stage.live: "
-        "reply phrase_end_s=20.351 reaction_ms=0.3 beat_wait_ms=60.000",
+        live_log_line("reply phrase_end_s=10.351 reaction_ms=0.2 beat_wait_ms=None"),
+        live_log_line("reply phrase_end_s=20.351 reaction_ms=0.3 beat_wait_ms=60.000"),
     ]
     take_out_beat_waits(calls, lines)
     assert [c.reaction_ms for c in calls] == [2.5, pytest.approx(2.0), None]

@@ -83,15 +83,16 @@ def live_figures(
     The answer time is all a player waits, the beat's wait included (a reply that starts
     on the beat's grid, see its "reply" line's ``beat_wait_ms``); the reactions are not:
     that wait is musical, not latency."""
+    replies = reply_lines(lines)
     answered = [c for c in calls_played if c.first_note_s is not None]
     answer = [1000.0 * (c.reply_s - c.last_sent_s) for c in answered]
-    split = _split_reaction(answered, reply_lines(lines), gap_s)
+    split = _split_reaction(answered, replies, gap_s)
     return {
         "answer_ms": percentiles(answer) if answer else None,
         "reaction_ms": split.pop("reaction_ms"),
         "unanswered_calls": len(calls_played) - len(answered),
         **split,
-        **_internal_figures(reply_lines(lines)),
+        **_internal_figures(replies),
         "transport_ms": percentiles(transport_ms),
         **exact_timing(_planned_notes(lines), arrivals),
     }
