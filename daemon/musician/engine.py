@@ -104,6 +104,8 @@ class Engine:
             draws fresh entropy.
         temperature: default sampling temperature (> 0).
         noise: noise knob in [0, 1] (see the module docstring).
+        session_options: onnxruntime's session options (default: the daemon's, see
+            :func:`~antiphon.daemon.musician.model_file.session_options`).
 
     Raises:
         ModelError: the file cannot be used.
@@ -116,8 +118,9 @@ class Engine:
         seed: int | None = None,
         temperature: float = 1.0,
         noise: float = 0.0,
+        session_options: ort.SessionOptions | None = None,
     ) -> None:
-        self.session, self.info = load_model(model_path)
+        self.session, self.info = load_model(model_path, session_options)
         self.loaded_from = file_stamp(model_path)
         self.vocabulary: Vocabulary = self.info.vocabulary
         self.temperature = temperature

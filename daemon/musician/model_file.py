@@ -73,8 +73,15 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
-def load_model(path: str | Path) -> tuple[ort.InferenceSession, ModelInfo]:
+def load_model(
+    path: str | Path, options: ort.SessionOptions | None = None
+) -> tuple[ort.InferenceSession, ModelInfo]:
     """Open a model file and check it against the contract.
+
+    Args:
+        path: the ONNX file.
+        options: onnxruntime's session options (default :func:`session_options`, the
+            daemon's); ``antiphon.daemon.tools.seed_stability`` tries others.
 
     Raises:
         ModelError: the file is missing, unreadable, or not a compatible Antiphon model.
@@ -84,7 +91,7 @@ def load_model(path: str | Path) -> tuple[ort.InferenceSession, ModelInfo]:
         raise ModelError(f"model file not found: {path}")
     try:
         session = ort.InferenceSession(
-            str(path), session_options(), providers=["CPUExecutionProvider"]
+            str(path), options or session_options(), providers=["CPUExecutionProvider"]
         )
     except _LOAD_ERRORS as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
