@@ -20,9 +20,12 @@ from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed
 
 from tests.jack_server import recorded_call, session_jack_server
+from tests.other_rounding import round_like_another_processor
 
 RUN_MARK = "ANTIPHON_TEST_RUN"
 os.environ[RUN_MARK] = uuid.uuid4().hex
+if os.environ.get("ANTIPHON_TEST_ROUNDING") == "other":
+    round_like_another_processor()
 
 
 def processes_left_running(mark: str) -> dict[int, str]:

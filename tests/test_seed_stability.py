@@ -33,3 +33,16 @@ def test_the_measure_compares_every_variant_with_the_daemons_setting() -> None:
     assert "all/1" not in figures["variants"]
     assert len(figures["variants"]) == 8  # 4 levels x 2 thread counts, less one, + last-bit
     assert figures["variants"]["last-bit"]["logits_bit_identical"] is False
+
+
+def test_the_other_rounding_plugin_moves_every_value_by_one_unit_in_the_last_place() -> None:
+    from tests.other_rounding import round_otherwise
+
+    values = np.linspace(-3.0, 3.0, 1001, dtype=np.float32)
+    moved = values.copy()
+    round_otherwise(moved)
+    assert np.all(moved != values)
+    assert np.all(np.abs(moved - values) <= np.spacing(np.abs(values)) * 1.01)
+    again = values.copy()
+    round_otherwise(again)
+    assert np.array_equal(again, moved)  # the same value always rounds the same way
