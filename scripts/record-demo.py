@@ -1,4 +1,4 @@
-"""Record a short real session and draw it: the README's docs/piano-roll.png.
+"""Record a short real session and draw it: docs/piano-roll.png, in docs/on-stage.md.
 
 Starts a private JACK server (``jackd -d dummy``, no sound card needed) and ``antiphon run
 --record`` on it, plays three phrases into it (the hand-played call from the tests, then two

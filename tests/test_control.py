@@ -560,8 +560,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def osc_reference() -> str:
-    """The README, whose OSC section documents every address."""
-    return (ROOT / "README.md").read_text(encoding="utf-8")
+    """The OSC page of the docs, which documents every address."""
+    return (ROOT / "docs" / "osc.md").read_text(encoding="utf-8")
 
 
 def test_the_osc_table_documents_every_address_with_its_range_and_default() -> None:

@@ -50,7 +50,7 @@ class LiveRig:
         period_frames: the period of its own server, when it starts one.
         log_level: the daemon's (``debug`` logs each reply message's planned time).
         realtime_priority: above 0, its own server runs realtime and the daemon under
-            ``chrt --fifo`` at this priority (the README's realtime set-up).
+            ``chrt --fifo`` at this priority (docs/service.md's realtime set-up).
     """
 
     def __init__(
