@@ -28,6 +28,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("respond", "antiphon.daemon.respond", "answer a call given as a MIDI file, into a MIDI file"),
     ("bench", "antiphon.daemon.tools.bench", "measure inference, reaction latency and timing"),
     ("corpus", "antiphon.training.corpus_command", "build a training corpus from MIDI files"),
+    (
+        "transcribe",
+        "antiphon.training.transcribe_command",
+        "transcribe recordings (a horn, a voice, a piano) into MIDI files",
+    ),
     ("train", "antiphon.training.train_command", "train the note LSTM on a corpus"),
     (
         "export",
@@ -49,6 +54,16 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "antiphon.daemon.tools.turns_eval",
         "measure how soon and how wrongly calls are found over, beside fixed gaps",
     ),
+    (
+        "fit-turns",
+        "antiphon.training.turns_fit",
+        "fit the turn judge across corpora; measure it on each corpus left out",
+    ),
+    (
+        "eval-duet",
+        "antiphon.training.eval_duet",
+        "measure the duet part against real accompanying parts and a deaf control",
+    ),
     ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 
@@ -60,6 +75,7 @@ EXTRA_OF_MODULE = {
     "music21": "train",
     "tqdm": "train",
     "matplotlib": "plot",  # also in 'train'; 'plot' is the small one
+    "soundfile": "audio",
 }
 
 

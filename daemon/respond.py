@@ -20,7 +20,8 @@ import mido
 from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
 
 if TYPE_CHECKING:  # onnxruntime loads only when a reply is made, not for ``--help``
-    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.model.engine import Engine
+    from antiphon.daemon.musician.model.voices import Voices
 
 TICKS_PER_BEAT = 480
 TEMPO = 500_000  # microseconds per beat: 120 bpm, so a second is 960 ticks
@@ -61,7 +62,12 @@ class CallFileError(ValueError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("call", type=Path, help="the call: a MIDI file")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the reply, a MIDI file")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the ONNX model to play with")
+    parser.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help="the ONNX model to play with, or auto (the single-line model for one line, the "
+        "piano model for chords)",
+    )
     parser.add_argument(
         "--with-call",
         action="store_true",
@@ -96,9 +102,12 @@ def read_call(path: Path) -> list[TimedMessage]:
     return messages
 
 
-def respond(call: list[TimedMessage], settings: Settings, engine: Engine) -> list[TimedMessage]:
-    """Antiphon's notes for a call, simulated: (time in seconds, message) in time order."""
-    from antiphon.daemon.musician.performer import ManualClock, Performer
+def respond(
+    call: list[TimedMessage], settings: Settings, engine: Engine, voices: Voices | None = None
+) -> list[TimedMessage]:
+    """Antiphon's notes for a call, simulated: (time in seconds, message) in time order.
+    ``voices`` (``--model auto``) chooses the engine at each call's end, ``engine`` first."""
+    from antiphon.daemon.musician.playing.performer import ManualClock, Performer
 
     clock = ManualClock()
     output: list[TimedMessage] = []
@@ -107,7 +116,7 @@ def respond(call: list[TimedMessage], settings: Settings, engine: Engine) -> lis
         def send(self, message: mido.Message) -> None:
             output.append((clock.now_s, message))
 
-    performer = Performer(settings, engine, Recorder(), clock=clock)
+    performer = Performer(settings, engine, Recorder(), clock=clock, voices=voices)
     end_s = 0.0
     for time_s, message in call:
         performer.process_until(time_s)
@@ -143,8 +152,8 @@ def write_midi(path: Path, reply: list[TimedMessage], call: list[TimedMessage] |
 
 
 def run(args: argparse.Namespace) -> int:
-    from antiphon.daemon.musician.engine import Engine
-    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.musician.model.model_file import ModelError
+    from antiphon.daemon.musician.model.voices import open_engine
 
     values = {name: getattr(args, name) for name in RESPOND_SETTINGS}
     try:
@@ -154,13 +163,8 @@ def run(args: argparse.Namespace) -> int:
             **{name: value for name, value in values.items() if value is not None},
         )
         call = read_call(args.call)
-        engine = Engine(
-            settings.model,
-            seed=settings.seed,
-            temperature=settings.temperature,
-            noise=settings.noise,
-        )
-        reply = respond(call, settings, engine)
+        engine, voices = open_engine(settings)
+        reply = respond(call, settings, engine, voices)
         write_midi(args.output, reply, call if args.with_call else None)
     except (SettingsError, CallFileError, ModelError) as err:
         print(f"antiphon respond: {err}", file=sys.stderr)

@@ -21,12 +21,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
+from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
 
 # The shipped models are package data of ``antiphon.exported_models``; in an installed wheel and
 # in an editable install alike they are plain files in a folder.
 INSTALLED_MODELS_DIR = Path(str(files("antiphon.exported_models")))
 DEFAULT_MODEL = INSTALLED_MODELS_DIR / "antiphon-piano.onnx"
+# ``--model auto``: the single-line model for one line, the piano model for chords
+# (antiphon.daemon.musician.model.voices).
+AUTO_MODEL = "auto"
 
 
 def user_models_dir() -> Path:
@@ -43,7 +46,15 @@ def model_folders(models_dir: str) -> tuple[Path, ...]:
     return (INSTALLED_MODELS_DIR, user_models_dir())
 
 
-CLOCK_SOURCES = ("off", "player", "midi")
+MODES = ("call_response", "listen", "duet", "both")
+REGISTERS = ("below", "above")
+# The duet's defaults, chosen on validation pieces (BENCHMARKS.md, "Duet").
+DUET_SPLIT = 60
+DUET_DENSITY = 4.0
+DUET_VELOCITY = 0.8
+CARRY_BARS = 0
+CLOCK_SOURCES = ("off", "player", "midi", "link")
+CLOCK_OUTS = ("off", "midi", "link", "both")
 REPLY_STARTS = ("now", "beat", "bar")
 
 
@@ -115,7 +126,12 @@ class Settings:
         2048, "input messages held before a flood is dropped", check=_between(16, 1_000_000)
     )
     # Model and sampling
-    model: str = _setting(str(DEFAULT_MODEL), "the ONNX model to play with", path=True)
+    model: str = _setting(
+        str(DEFAULT_MODEL),
+        "the ONNX model to play with, or auto: the single-line model when the player plays "
+        "one line, the piano model when they play chords",
+        path=True,
+    )
     models_dir: str = _setting(
         "",
         "folder of models that OSC may switch to (default: the installed models, then "
@@ -153,8 +169,10 @@ class Settings:
     # Call and response
     mode: str = _setting(
         "call_response",
-        "call_response: answer each phrase; listen: hear and keep state, never answer",
-        check=_one_of("call_response", "listen"),
+        "call_response: answer each phrase; listen: hear and keep state, never answer; duet: "
+        "play a part of its own while the player plays; both: the duet part while the player "
+        "plays, a phrase answer when the player stops",
+        check=_one_of(*MODES),
     )
     phrase_gap_s: float = _setting(
         AUTO_PHRASE_GAP_S,
@@ -170,7 +188,7 @@ class Settings:
         check=_one_of("gap", "auto"),
     )
     eagerness: float = _setting(
-        0.5,
+        0.65,  # chosen on the validation splits by `antiphon fit-turns` (docs/playing.md)
         "with turns auto: 0 waits out every breath, 1 answers at the first hint of an end",
         check=_between(0, 1),
     )
@@ -184,6 +202,38 @@ class Settings:
     reply_max_notes: int = _setting(64, "most notes in a reply", check=_between(1, 512))
     reply_max_s: float = _setting(20.0, "longest reply in seconds", check=_between(0.5, 300))
     overlap: bool = _setting(False, "keep replying when the player starts again")
+    # The duet (mode duet or both)
+    duet_split: int = _setting(
+        DUET_SPLIT,
+        "the duet part's split point (MIDI note number): it plays below it (or, with "
+        "duet_register above, from it up)",
+        flag="--split",
+        check=_between(1, 127),
+    )
+    duet_register: str = _setting(
+        "below",
+        "which side of the split the duet part plays: below, above",
+        check=_one_of(*REGISTERS),
+    )
+    duet_density: float = _setting(
+        DUET_DENSITY,
+        "how busy the duet part is, 0.25 to 8: above 1 it plays more of the notes the model "
+        "expects and waits for the player less, below 1 the other way round",
+        check=_between(0.25, 8),
+    )
+    duet_velocity: float = _setting(
+        DUET_VELOCITY,
+        "the duet part's loudness as a multiple of the player's recent velocity",
+        check=_between(0.1, 2),
+    )
+    carry_bars: int = _setting(
+        CARRY_BARS,
+        "when the player stops, the duet part ends at the end of that bar, or this many bars later",
+        check=_between(0, 64),
+    )
+    duet_output_channel: int = _setting(
+        2, "MIDI channel of the duet part (1-16)", check=_between(1, 16)
+    )
     max_note_s: float = _setting(
         5.0, "release any reply note held longer than this", check=_between(0.05, 60)
     )
@@ -212,8 +262,32 @@ class Settings:
     clock: str = _setting(
         "player",
         "where the beat comes from: player (Antiphon hears it in the playing), midi (a DAW's "
-        "MIDI clock while it runs, else the player), off (replies keep free timing)",
+        "MIDI clock while it runs, else the player), link (the Ableton Link session while it "
+        "has peers, else the player), off (replies keep free timing)",
         check=_one_of(*CLOCK_SOURCES),
+    )
+    link_quantum: int = _setting(
+        4,
+        "beats per bar in the Link session (Link's quantum): where a reply starts with "
+        "reply_start bar, and the phase Link peers share",
+        check=_between(1, 16),
+    )
+    clock_out: str = _setting(
+        "off",
+        "send the tempo Antiphon keeps to the rig: midi (MIDI clock on the output, or on "
+        "clock_out_port), link (the Link session's tempo), both, off",
+        check=_one_of(*CLOCK_OUTS),
+    )
+    clock_out_follow: float = _setting(
+        0.5,
+        "how fast the outgoing tempo follows the player's: the share of the difference closed "
+        "each beat (0 holds the tempo, 1 follows at once, at most 1 % a beat)",
+        check=_between(0, 1),
+    )
+    clock_out_port: str | None = _setting(
+        None,
+        "send MIDI clock on an output port of its own, connected to this port (a part of its "
+        "name); default: on the output, with the replies",
     )
     clock_port: str | None = _setting(
         None, "take MIDI clock from this input port (a part of its name); default: the input"
@@ -362,7 +436,7 @@ def load_toml(path: Path) -> dict[str, Any]:
             values[key] = check_value(key, value)
         except SettingsError as err:
             raise SettingsError(f"{path}: {err}") from None
-        if SETTINGS_FIELDS[key].metadata["path"] and values[key]:
+        if SETTINGS_FIELDS[key].metadata["path"] and values[key] and values[key] != AUTO_MODEL:
             values[key] = str(path.parent / Path(values[key]).expanduser())
     return values
 

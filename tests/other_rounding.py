@@ -12,7 +12,7 @@ It acts on engines in the pytest process, not on daemons started as processes.
 from __future__ import annotations
 
 import numpy as np
-from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.model.engine import Engine
 
 _feed = Engine.feed
 _MIX = np.uint32(2654435761)  # Knuth's multiplicative hash

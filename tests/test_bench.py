@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mido
 import pytest
-from antiphon.daemon.musician.reply import format_planned, parse_planned
+from antiphon.daemon.musician.answering.reply import format_planned, parse_planned
 from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.bench_report import (
     Call,
@@ -128,11 +128,11 @@ def test_planned_notes_read_back_as_they_were_written(notes: list[tuple[float, b
 
 def test_the_planned_times_come_from_the_daemons_debug_lines() -> None:
     lines = [
-        "2025-05-01 21:30:07.001 DEBUG antiphon.daemon.musician.performer: "
+        "2025-05-01 21:30:07.001 DEBUG antiphon.daemon.musician.playing.performer: "
         "reply messages phrase_end_s=12.500000 planned=+60@12.500000,-60@12.750000",
         "2025-05-01 21:30:07.001 INFO antiphon.daemon.stage.live: "
         "reply phrase_end_s=12.500 notes=1",
-        "2025-05-01 21:30:09.001 DEBUG antiphon.daemon.musician.performer: "
+        "2025-05-01 21:30:09.001 DEBUG antiphon.daemon.musician.playing.performer: "
         "reply messages phrase_end_s=14.0 planned=+62@14.000000",
     ]
     assert _planned_notes(lines) == [(12.5, True, 60), (12.75, False, 60), (14.0, True, 62)]

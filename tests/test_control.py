@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from antiphon.daemon.musician import performer
+from antiphon.daemon.musician.playing import performer
 from antiphon.daemon.settings import Settings, SettingsError
 from antiphon.daemon.surface.datagrams import (
     MAX_BUNDLE_MESSAGES,

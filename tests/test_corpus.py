@@ -72,6 +72,23 @@ def test_performances_of_one_piece_stay_in_one_split(tmp_path: Path) -> None:
     assert {s for splits in split_of_piece.values() for s in splits} == set(SPLITS)
 
 
+def test_piece_by_prefix_keeps_each_soloists_solos_in_one_split(tmp_path: Path) -> None:
+    folder = tmp_path / "solos"
+    folder.mkdir()
+    for soloist in range(6):
+        for title in ("Blues", "Ballad-1", "Ballad-2"):
+            path = folder / f"Soloist{soloist}_{title}.mid"
+            write_performance_file(path, seed=soloist * 10 + len(title))
+    summary = build_corpus(tmp_path / "out", folders=[folder], piece_by="prefix", seed=1)
+    assert (summary.pieces, summary.performances) == (6, 18)
+    split_of_piece: dict[object, set[object]] = {}
+    for row in iter_manifest(tmp_path / "out"):
+        assert row["piece"] == "solos/" + Path(str(row["path"])).name.split("_")[0]
+        split_of_piece.setdefault(row["piece"], set()).add(row["split"])
+    assert all(len(splits) == 1 for splits in split_of_piece.values())
+    assert {s for splits in split_of_piece.values() for s in splits} == set(SPLITS)
+
+
 def test_stored_notes_read_back_per_performance(tmp_path: Path) -> None:
     make_folder(tmp_path / "midi")
     build_corpus(tmp_path / "out", folders=[tmp_path / "midi"], piece_by="folder")

@@ -30,6 +30,7 @@ from antiphon.daemon.stage.diagnosis import (
     port_findings,
     realtime_finding,
     record_finding,
+    transcription_finding,
     writable_folder_problem,
 )
 from antiphon.daemon.stage.doctor import udp_bind_error
@@ -326,3 +327,11 @@ def test_on_a_jack_server_a_port_name_in_use_and_a_taken_osc_port_fail(
     assert result.returncode == EXIT_UNAVAILABLE
     assert lines_of(result, "port name")[0].startswith("FAIL")
     assert lines_of(result, "OSC")[0].startswith("FAIL  OSC: cannot listen on UDP")
+
+
+def test_transcription_says_what_it_reads_and_how_to_read_more_never_failing() -> None:
+    without = transcription_finding(None)
+    assert without.status == OK and "WAV" in without.detail
+    assert "pip install 'antiphon[audio]'" in without.fix
+    with_extra = transcription_finding("0.13.1")
+    assert with_extra.status == OK and "FLAC" in with_extra.detail and not with_extra.fix

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import antiphon.daemon.musician.engine
+import antiphon.daemon.musician.model.engine
 import numpy as np
 import pytest
 from antiphon.daemon.codec import Note, TokenKind, encode_notes
-from antiphon.daemon.musician.engine import Engine, EngineError
-from antiphon.daemon.musician.model_file import ModelError, load_model, resolve_model_path
+from antiphon.daemon.musician.model.engine import Engine, EngineError
+from antiphon.daemon.musician.model.model_file import ModelError, load_model, resolve_model_path
 
 MODEL = Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx"
 
@@ -33,7 +33,7 @@ def call_tokens(engine: Engine) -> list[int]:
     return [int(t) for t in encode_notes(notes, engine.vocabulary)]
 
 
-def primed(engine: Engine) -> antiphon.daemon.musician.engine.EngineState:
+def primed(engine: Engine) -> antiphon.daemon.musician.model.engine.EngineState:
     for token in call_tokens(engine):
         engine.feed(token)
     return engine.get_state()
@@ -350,7 +350,7 @@ def test_a_jump_picks_another_token_of_the_same_kind(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        antiphon.daemon.musician.engine, "JUMP_RATE_AT_FULL", 1.0
+        antiphon.daemon.musician.model.engine, "JUMP_RATE_AT_FULL", 1.0
     )  # every draw jumps
     start = primed(engine)
     vocabulary = engine.vocabulary

@@ -10,9 +10,8 @@ import mido
 import numpy as np
 import pytest
 from antiphon.daemon.codec import CodecConfig, Vocabulary
-from antiphon.daemon.musician import speculation
-from antiphon.daemon.musician.engine import Engine
-from antiphon.daemon.musician.follow import (
+from antiphon.daemon.musician.answering import speculation
+from antiphon.daemon.musician.answering.follow import (
     NO_GROUP,
     FollowBias,
     HeardCall,
@@ -20,7 +19,8 @@ from antiphon.daemon.musician.follow import (
     after_note_on,
     pitch_range_mask,
 )
-from antiphon.daemon.musician.phrase_shape import shape_of
+from antiphon.daemon.musician.hearing.phrase_shape import shape_of
+from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.respond import TimedMessage, read_call, respond
 from antiphon.daemon.settings import Settings
 from antiphon.training.eval_replies import messages_to_notes

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from antiphon.daemon.musician.engine import Engine
-from antiphon.daemon.musician.memory import (
+from antiphon.daemon.musician.answering.memory import (
     FORGET_PER_NOTE,
     INTERVALS,
     MAX_INTERVAL,
@@ -15,7 +14,8 @@ from antiphon.daemon.musician.memory import (
     advance,
     interval_of,
 )
-from antiphon.daemon.musician.performer import ManualClock, Performer
+from antiphon.daemon.musician.model.engine import Engine
+from antiphon.daemon.musician.playing.performer import ManualClock, Performer
 from antiphon.daemon.settings import DEFAULT_MODEL, Settings
 from hypothesis import given
 from hypothesis import strategies as st

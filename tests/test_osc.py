@@ -3,7 +3,8 @@
 Two kinds of test:
 
 - In this process: :class:`~antiphon.daemon.surface.osc.OscControl` on a real socket drives a real
-  :class:`~antiphon.daemon.musician.performer.Performer` and engine on a simulated clock, so what a
+  :class:`~antiphon.daemon.musician.playing.performer.Performer` and engine on a simulated clock,
+  so what a
   parameter
   does to the music can be measured exactly (the same seed gives the same reply).
 - Against ``antiphon run`` as a process on real JACK MIDI ports, played by a real rtmidi
@@ -30,8 +31,8 @@ import mido
 import numpy as np
 import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
-from antiphon.daemon.musician.engine import Engine
-from antiphon.daemon.musician.performer import ManualClock, Performer
+from antiphon.daemon.musician.model.engine import Engine
+from antiphon.daemon.musician.playing.performer import ManualClock, Performer
 from antiphon.daemon.settings import DEFAULT_MODEL, Settings
 from antiphon.daemon.surface.mapping import CcControl, ControlMapping, parse_mapping
 from antiphon.daemon.surface.osc import (

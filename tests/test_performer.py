@@ -22,18 +22,18 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import antiphon.daemon.musician.reply
+import antiphon.daemon.musician.answering.reply
 import mido
 import numpy as np
 import pytest
 from antiphon.daemon.codec import decode_tokens
 from antiphon.daemon.midi.intake import NOTE_OFF, NOTE_ON, InputGate
-from antiphon.daemon.musician.conversation import Conversation
-from antiphon.daemon.musician.engine import Engine, EngineState
-from antiphon.daemon.musician.model_file import ModelError
-from antiphon.daemon.musician.performer import ON_CPU_WAIT_S, ManualClock, Performer
-from antiphon.daemon.musician.phrase import reply_length_bounds
-from antiphon.daemon.musician.reply import Reply, Timed
+from antiphon.daemon.musician.answering.reply import Reply, Timed
+from antiphon.daemon.musician.hearing.phrase import reply_length_bounds
+from antiphon.daemon.musician.model.conversation import Conversation
+from antiphon.daemon.musician.model.engine import Engine, EngineState
+from antiphon.daemon.musician.model.model_file import ModelError
+from antiphon.daemon.musician.playing.performer import ON_CPU_WAIT_S, ManualClock, Performer
 from antiphon.daemon.settings import Settings
 from antiphon.daemon.surface.parameters import ParameterError
 from hypothesis import given, settings
@@ -472,7 +472,7 @@ def test_stopping_rolls_back_every_event_drawn_ahead(monkeypatch: pytest.MonkeyP
     assert all(m.type != "note_on" for t, m in sent if t > now_s)
     # Drawn one event at a time, the same reply plays the same and leaves the same state:
     # the random streams were rolled back with the events.
-    monkeypatch.setattr(antiphon.daemon.musician.reply, "MAX_DRAWN_AHEAD", 1)
+    monkeypatch.setattr(antiphon.daemon.musician.answering.reply, "MAX_DRAWN_AHEAD", 1)
     single_engine, _, single, single_sent, _, single_drawn = reply_stopped(
         lambda _, time_s: time_s == now_s
     )
@@ -572,7 +572,7 @@ def test_a_key_whose_note_off_was_lost_counts_as_released_after_the_timeout(
     performer, _, sink = make(engine, seed=3, thru=True, output_channel=2, held_key_timeout_s=3.0)
     lost_pitch, lost_on_s, _ = SCALE[-1]  # the last input: its note-on; its note-off is lost
     call = [(t, m) for t, m in call_messages(SCALE) if not (t > lost_on_s and m.note == lost_pitch)]
-    with caplog.at_level(logging.WARNING, logger="antiphon.daemon.musician.performer"):
+    with caplog.at_level(logging.WARNING, logger="antiphon.daemon.musician.playing.performer"):
         play(performer, call)
         finish(performer)
     released_s = lost_on_s + 3.0
@@ -934,8 +934,8 @@ def test_the_end_of_a_wait_for_a_due_moment_is_on_the_cpu_and_input_still_ends_i
 def test_a_realtime_thread_is_told_apart_from_a_normal_one() -> None:
     """Under ``chrt --fifo`` (the realtime set-up) the performer spends less of its waits on
     the CPU, where it would keep threads of a lower priority off the core (Performer._wait)."""
-    ask = [sys.executable, "-c", "from antiphon.daemon.musician.performer import _realtime; "
-           "print(_realtime())"]  # fmt: skip
+    code = "from antiphon.daemon.musician.playing.performer import _realtime; print(_realtime())"
+    ask = [sys.executable, "-c", code]
     assert subprocess.run(ask, capture_output=True, text=True).stdout.strip() == "False"
     chrt = shutil.which("chrt")
     if chrt is None or subprocess.run([chrt, "--fifo", "1", "true"]).returncode != 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from antiphon.daemon.musician.phrase import (
+from antiphon.daemon.musician.hearing.phrase import (
     MIN_REPLY_WINDOW_S,
     REPLY_TIME_FACTOR,
     PhraseDetector,

@@ -9,10 +9,8 @@ from pathlib import Path
 import mido
 import numpy as np
 import pytest
-from antiphon.daemon.musician.beat import BeatGrid, BeatTracker, choose_subdivision
-from antiphon.daemon.musician.beat_keeper import BeatKeeper
-from antiphon.daemon.musician.engine import Engine
-from antiphon.daemon.musician.midi_clock import (
+from antiphon.daemon.musician.clocks.beat_keeper import BeatKeeper
+from antiphon.daemon.musician.clocks.midi_clock import (
     CONTINUE,
     SONG_POSITION,
     START,
@@ -21,7 +19,9 @@ from antiphon.daemon.musician.midi_clock import (
     ClockFollower,
     ClockInbox,
 )
-from antiphon.daemon.musician.performer import ManualClock, Performer
+from antiphon.daemon.musician.hearing.beat import BeatGrid, BeatTracker, choose_subdivision
+from antiphon.daemon.musician.model.engine import Engine
+from antiphon.daemon.musician.playing.performer import ManualClock, Performer
 from antiphon.daemon.settings import Settings
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -61,8 +61,8 @@ def test_reply_is_written_and_every_note_ends(tmp_path: Path) -> None:
 def test_with_call_keeps_call_and_reply_at_their_times(tmp_path: Path) -> None:
     call = write_call(tmp_path / "call.mid", [60, 62, 64, 65])
     out = tmp_path / "both.mid"
-    args = [str(call), "-o", str(out), "--model", str(MODEL), "--with-call", "--phrase-gap", "0.5"]
-    assert run(args) == 0
+    args = [str(call), "-o", str(out), "--model", str(MODEL), "--with-call"]
+    assert run([*args, "--turns", "gap", "--phrase-gap", "0.5"]) == 0
     midi = mido.MidiFile(out)
     assert len(midi.tracks) == 2
     call_notes, reply_notes = notes_of(midi.tracks[0]), notes_of(midi.tracks[1])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.tools.seed_stability import (
     LastBitEngine,
     logit_spread,

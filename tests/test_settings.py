@@ -144,7 +144,7 @@ valid_settings = st.fixed_dictionaries(
         "listen_channel": st.integers(1, 16),
         "seed": st.integers(0, 2**31),
         "thru": st.booleans(),
-        "mode": st.sampled_from(["call_response", "listen"]),
+        "mode": st.sampled_from(["call_response", "listen", "duet", "both"]),
         "port_name": st.text(min_size=1, max_size=20),
         "osc_allow": st.lists(st.text(max_size=12), max_size=3).map(tuple),
         "reply_max_notes": st.integers(64, 512),

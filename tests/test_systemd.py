@@ -23,7 +23,7 @@ from pathlib import Path
 import mido
 import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
-from antiphon.daemon.musician.performer import IDLE_WAIT_S, TURNING_WITHIN_S
+from antiphon.daemon.musician.playing.performer import IDLE_WAIT_S, TURNING_WITHIN_S
 from antiphon.daemon.stage.live import EXIT_CONFIG, EXIT_UNAVAILABLE
 from antiphon.daemon.stage.sdnotify import SystemdNotifier, SystemdService
 from antiphon.daemon.tools.jack_server import JackServer

@@ -1,110 +1,46 @@
-"""The turn judge: how long a silence must last to end the call (pure; fake distributions)."""
+"""The turn judge: how long a silence must last to end the call (pure; no clock, no ports)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from antiphon.daemon.codec import CodecConfig, Vocabulary
-from antiphon.daemon.musician.phrase import MIN_GAP_S, PhraseDetector
-from antiphon.daemon.musician.turns import (
+from antiphon.daemon.musician.hearing.phrase import MIN_GAP_S, PhraseDetector
+from antiphon.daemon.musician.hearing.turns import (
+    ADAPT_LIMIT,
     BEAT_GRACE_S,
+    CUES,
+    SHIPPED,
     BeatHint,
-    PauseHistory,
+    Hazard,
     RecentNotes,
     TurnJudge,
-    silence_survival,
+    _median,
+    false_ratio_for,
+    first_waits_s,
     threshold_for,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-VOCABULARY = Vocabulary(CodecConfig())
 LONGEST_S = 0.8
-
-
-def expecting(silence_s: float, spread: float = 0.5, rest: float = -20.0) -> np.ndarray:
-    """Logits of a model that expects the next note after about ``silence_s``."""
-    v = VOCABULARY
-    logits = np.full(v.size, rest, np.float32)
-    centres = np.log(np.asarray(v.time_shifts_s))
-    logits[v.time_shift_base : v.velocity_base] = -(((centres - np.log(silence_s)) / spread) ** 2)
-    return logits
-
-
-random_logits = st.lists(
-    st.floats(-30, 30), min_size=VOCABULARY.size, max_size=VOCABULARY.size
-).map(lambda values: np.asarray(values, np.float32))
-
-
-@settings(max_examples=50, deadline=None)
-@given(random_logits)
-def test_survival_falls_from_one_to_zero_as_the_silence_goes_on(logits: np.ndarray) -> None:
-    times_s = np.linspace(0.001, 10.0, 400)
-    survival = silence_survival(logits, VOCABULARY, times_s)
-    assert np.all((survival >= 0.0) & (survival <= 1.0))
-    assert np.all(np.diff(survival) <= 1e-12)
-
-
-def test_survival_follows_the_time_shift_the_model_expects() -> None:
-    survival = silence_survival(expecting(0.3, spread=0.05), VOCABULARY, np.array([0.2, 0.5]))
-    assert survival[0] > 0.99 and survival[1] < 0.01
-
-
-def test_a_note_expected_at_once_leaves_no_silence() -> None:
-    logits = np.full(VOCABULARY.size, -30.0, np.float32)
-    logits[VOCABULARY.note_on(60)] = 10.0
-    assert silence_survival(logits, VOCABULARY, np.array([0.05]))[0] < 1e-6
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    random_logits,
-    st.floats(0.0, 1.0),
-    st.floats(0.05, 10.0),
-    st.lists(st.floats(0.0, 20.0), max_size=40),
+# A hazard whose chance of going on falls with the silence alone (log-odds -2 - 3 log t):
+# below 0.35 from about 0.63 s on, at eagerness 0.5.
+PLAIN = Hazard(
+    bias=-2.0,
+    cues=(0.0,) * len(CUES),
+    cue_slopes=(0.0,) * len(CUES),
+    time=(-3.0, 0.0),
+    threshold=0.35,
+    earliest_s=0.2,
+    adapt_rate=0.5,
 )
-def test_the_wait_lies_between_the_minimum_gap_and_the_longest(
-    logits: np.ndarray, eagerness: float, longest_s: float, pauses: list[float]
-) -> None:
-    judge = TurnJudge(VOCABULARY)
-    for pause_s in pauses:
-        judge.heard_pause(pause_s)
-    wait_s = judge.wait_s(logits, eagerness, longest_s)
-    assert min(MIN_GAP_S, longest_s) <= wait_s <= longest_s
 
 
-@settings(max_examples=50, deadline=None)
-@given(random_logits, st.floats(0.0, 1.0), st.floats(0.0, 1.0))
-def test_more_eagerness_never_waits_longer(logits: np.ndarray, low: float, high: float) -> None:
-    low, high = min(low, high), max(low, high)
-    judge = TurnJudge(VOCABULARY)
-    assert judge.wait_s(logits, high, LONGEST_S) <= judge.wait_s(logits, low, LONGEST_S)
-
-
-def test_a_model_expecting_the_player_back_soon_waits_longer() -> None:
-    judge = TurnJudge(VOCABULARY)
-    breath = judge.wait_s(expecting(0.4), 0.5, LONGEST_S)
-    end = judge.wait_s(expecting(4.0), 0.5, LONGEST_S)
-    assert end == pytest.approx(MIN_GAP_S)
-    assert breath > end + 0.1
-
-
-def test_a_player_who_breathes_a_lot_is_waited_for() -> None:
-    logits = expecting(2.0, spread=1.0)
-    judge = TurnJudge(VOCABULARY)
-    before = judge.wait_s(logits, 0.5, LONGEST_S)
-    for _ in range(60):
-        judge.heard_pause(0.35)
-    assert judge.wait_s(logits, 0.5, LONGEST_S) > before + 0.1
-
-
-def test_pause_history_counts_the_pauses_that_went_on_within_the_horizon() -> None:
-    history = PauseHistory(kept=4)
-    for pause_s in (9.0, 0.2, 0.3, 0.6, 2.0):  # the first one is pushed out
-        history.add(pause_s)
-    assert len(history) == 4
-    longer, went_on = history.going_on(np.array([0.25]), 0.5)
-    assert longer[0] == 3 and went_on[0] == 2  # 0.3 and 0.6 went on; 2.0 did not
+def with_cue(name: str, weight: float) -> Hazard:
+    cues = tuple(weight if cue == name else 0.0 for cue in CUES)
+    return replace(PLAIN, cues=cues)
 
 
 def play(judge: TurnJudge, onsets_s: list[float], length_s: float, velocity: int = 80) -> float:
@@ -115,57 +51,195 @@ def play(judge: TurnJudge, onsets_s: list[float], length_s: float, velocity: int
     return onsets_s[-1] + length_s
 
 
-def test_recent_notes_measure_how_the_playing_stopped() -> None:
+hazards = st.builds(
+    Hazard,
+    bias=st.floats(-5, 5),
+    cues=st.tuples(*[st.floats(-3, 3)] * len(CUES)),
+    cue_slopes=st.tuples(*[st.floats(-3, 3)] * len(CUES)),
+    time=st.tuples(st.floats(-5, 5), st.floats(-5, 5)),
+    threshold=st.floats(0.01, 0.99),
+    earliest_s=st.floats(0.0, 1.0),
+    adapt_rate=st.floats(0.0, 2.0),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hazards,
+    st.floats(0.0, 1.0),
+    st.floats(0.05, 10.0),
+    st.lists(st.tuples(st.floats(0.01, 1.0), st.floats(0.0, 5.0)), max_size=30),
+)
+def test_the_wait_lies_between_the_minimum_gap_and_the_longest(
+    hazard: Hazard, eagerness: float, longest_s: float, notes: list[tuple[float, float]]
+) -> None:
+    judge = TurnJudge(hazard=hazard)
+    time_s = 0.0
+    for length_s, pause_s in notes:  # notes and silences, each silence judged then heard
+        judge.key_down((0, 60), time_s, 90)
+        judge.key_up((0, 60), time_s + length_s)
+        time_s += length_s
+        wait_s = judge.wait_s(eagerness, longest_s, time_s)
+        assert min(MIN_GAP_S, longest_s) <= wait_s <= longest_s
+        judge.heard_pause(pause_s)
+        time_s += pause_s
+        assert abs(judge.player_bias) <= ADAPT_LIMIT
+
+
+@settings(max_examples=60, deadline=None)
+@given(hazards, st.floats(0.0, 1.0), st.floats(0.0, 1.0))
+def test_more_eagerness_never_waits_longer(hazard: Hazard, low: float, high: float) -> None:
+    low, high = min(low, high), max(low, high)
+    judge = TurnJudge(hazard=hazard)
+    start_s = play(judge, [0.0, 0.3, 0.6], 0.2)
+    assert judge.wait_s(high, LONGEST_S, start_s) <= judge.wait_s(low, LONGEST_S, start_s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0), min_size=3, max_size=30),
+    st.lists(st.floats(0.0, 1.0), min_size=1, max_size=5),
+    st.floats(0.0, 1.0),
+)
+def test_the_first_wait_is_the_first_moment_below_the_threshold_from_the_earliest_on(
+    chance: list[float], thresholds: list[float], earliest_s: float
+) -> None:
+    times_s = np.linspace(0.1, 0.8, len(chance))
+    waits_s = first_waits_s(times_s, np.asarray(chance), np.asarray(thresholds), earliest_s)
+    for threshold, wait_s in zip(thresholds, waits_s, strict=True):
+        ok = [t for t, c in zip(times_s, chance, strict=True) if c < threshold and t >= earliest_s]
+        assert wait_s == (ok[0] if ok else times_s[-1])
+
+
+def test_the_wait_is_where_the_chance_of_going_on_falls_below_the_threshold() -> None:
+    judge = TurnJudge(hazard=PLAIN)
+    wait_s = judge.wait_s(0.5, LONGEST_S, play(judge, [0.0, 0.25, 0.5], 0.2))
+    expected_s = np.exp((-2.0 - np.log(0.35 / 0.65)) / 3.0)  # -2 - 3 log t = logit(0.35)
+    assert wait_s == pytest.approx(expected_s, abs=0.011)
+    assert judge.wait_s(1.0, LONGEST_S, 0.7) < wait_s < judge.wait_s(0.0, LONGEST_S, 0.7)
+
+
+def test_no_call_ends_before_the_earliest_answer() -> None:
+    eager = replace(PLAIN, bias=-20.0)  # the player never goes on, by this hazard
+    assert TurnJudge(hazard=eager).wait_s(0.5, LONGEST_S) == pytest.approx(0.2)
+    soonest = replace(eager, earliest_s=0.0)
+    assert TurnJudge(hazard=soonest).wait_s(0.5, LONGEST_S) == pytest.approx(MIN_GAP_S)
+
+
+def test_recent_notes_measure_how_the_playing_stopped_in_the_players_own_time() -> None:
     notes = RecentNotes()
     for k in range(8):
-        notes.key_down((0, 60), 0.25 * k, 80)
-        notes.key_up((0, 60), 0.25 * k + 0.1)
-    notes.key_down((0, 48), 2.0, 40)  # a soft chord, struck over 20 ms
+        notes.key_down((0, 72), 0.25 * k, 80)
+        notes.key_up((0, 72), 0.25 * k + 0.1)
+    notes.key_down((0, 48), 2.0, 40)  # a soft chord, struck over 20 ms, below the line
     notes.key_down((0, 55), 2.02, 40)
     notes.key_up((0, 55), 2.5)
     notes.key_up((0, 48), 3.02)
-    length, interval, loudness, since = notes.ending(3.02)
-    assert length == pytest.approx(np.log(1.02))
-    assert interval == pytest.approx(np.log(0.25))  # the chord's 20 ms is no interval
-    assert loudness == pytest.approx(0.5)
-    assert since == pytest.approx(np.log(1.02 / 0.25))
+    cue = dict(zip(CUES, notes.cues(3.02), strict=True))
+    assert cue["lengthening"] == pytest.approx(np.log(1.02 / 0.1))
+    assert cue["pulse"] == pytest.approx(np.log(0.25))  # the chord's 20 ms is no interval
+    assert cue["since"] == pytest.approx(np.log(1.02 / 0.25))
+    assert cue["loudness"] == pytest.approx(-0.5)
+    assert cue["last_interval"] == pytest.approx(np.log(0.25 / 0.25))
+    assert cue["phrase"] == pytest.approx(np.log(1 + 9))
+    assert cue["articulation"] == pytest.approx(np.log(1.02 / 0.25))
+    assert cue["register"] == pytest.approx((55 - 72) / 12)
+    assert cue["fall"] == pytest.approx((55 - 72) / 12)
+    assert notes.since_s(3.02) == pytest.approx(1.02)
+    notes.key_down((0, 60), 3.02 + 1.5, 80)  # after a silence of a phrase's end
+    notes.key_up((0, 60), 4.7)
+    assert dict(zip(CUES, notes.cues(4.7), strict=True))["phrase"] == pytest.approx(np.log(2))
     few = RecentNotes()
     for onset_s in (0.0, 0.5, 1.0):  # before the ring of intervals is full
         few.key_down((0, 60), onset_s, 80)
         few.key_up((0, 60), onset_s + 0.2)
-    assert few.ending(1.2)[1] == pytest.approx(np.log(0.5))
+    assert few.interval_s() == pytest.approx(0.5)
+    assert not RecentNotes().cues(1.0).any()  # nothing heard: no evidence either way
 
 
 def test_a_note_held_past_the_pulse_ends_the_call_sooner_than_a_short_one_on_it() -> None:
-    logits = expecting(0.6, spread=1.0)
+    hazard = with_cue("lengthening", -2.0)  # a last note held long says "end"
     onsets_s = [0.3 * k for k in range(12)]
-    held, short = TurnJudge(VOCABULARY), TurnJudge(VOCABULARY)
-    held_start_s = play(held, onsets_s[:-1], 0.15)
-    held.key_down((0, 60), onsets_s[-1], 80)
-    held.key_up((0, 60), onsets_s[-1] + 0.9)
-    held_start_s = onsets_s[-1] + 0.9
+    held, short = TurnJudge(hazard=hazard), TurnJudge(hazard=hazard)
+    play(held, onsets_s[:-1], 0.15)
+    held_start_s = play(held, onsets_s[-1:], 0.9)
     short_start_s = play(short, onsets_s, 0.15)
-    wait_held = held.wait_s(logits, 0.5, LONGEST_S, held_start_s)
-    wait_short = short.wait_s(logits, 0.5, LONGEST_S, short_start_s)
-    assert wait_held == pytest.approx(MIN_GAP_S)
-    assert wait_short > wait_held + 0.1
+    wait_held = held.wait_s(0.5, LONGEST_S, held_start_s)
+    wait_short = short.wait_s(0.5, LONGEST_S, short_start_s)
+    assert wait_held == pytest.approx(0.2)
+    assert wait_short > wait_held + 0.2
+
+
+def phrases(judge: TurnJudge, count: int, pause_s: float, start_s: float = 0.0) -> list[float]:
+    """``count`` phrases of four notes, each followed by ``pause_s`` of silence; the judge's
+    wait at the start of each silence."""
+    waits_s = []
+    time_s = start_s
+    for _ in range(count):
+        silence_start_s = play(judge, [time_s + 0.25 * k for k in range(4)], 0.2)
+        waits_s.append(judge.wait_s(0.5, LONGEST_S, silence_start_s))
+        judge.heard_pause(pause_s)
+        time_s = silence_start_s + pause_s
+    return waits_s
+
+
+def test_a_player_with_long_breaths_gets_longer_waits_after_some_silences() -> None:
+    hazard = replace(PLAIN, bias=-3.5)  # fitted elsewhere: this hazard answers at 0.39 s
+    judge = TurnJudge(hazard=hazard)
+    waits_s = phrases(judge, 30, pause_s=0.55)  # breaths of 0.55 s: they always go on
+    assert waits_s[0] < 0.55  # at first the judge answers inside every breath
+    assert judge.player_bias > 0.5
+    assert max(waits_s[10:]) > 0.55  # then it waits some of them out
+    assert sum(waits_s[-10:]) / 10 > waits_s[0] + 0.1
+    # In the long run it answers inside about the budget's share of the breaths that a fixed
+    # 0.35 s gap would answer inside (here all of them).
+    inside = sum(w <= 0.55 for w in phrases(judge, 100, pause_s=0.55))
+    assert inside == pytest.approx(100 * false_ratio_for(0.5), abs=10)
+
+
+def test_a_player_who_ends_phrases_quickly_gets_quicker_answers() -> None:
+    judge = TurnJudge(hazard=PLAIN)  # answers at 0.63 s at first
+    waits_s = phrases(judge, 20, pause_s=3.0)  # every silence is a phrase's end
+    assert judge.player_bias < -0.5
+    assert waits_s == sorted(waits_s, reverse=True)
+    assert waits_s[0] > 0.6 and waits_s[-1] == pytest.approx(PLAIN.earliest_s)
+
+
+def test_without_adaptation_the_player_changes_nothing() -> None:
+    judge = TurnJudge(hazard=replace(PLAIN, adapt_rate=0.0))
+    waits_s = phrases(judge, 10, pause_s=3.0)
+    assert judge.player_bias == 0.0 and len(set(waits_s)) == 1
+
+
+def test_a_silence_never_judged_teaches_nothing() -> None:
+    judge = TurnJudge(hazard=PLAIN)
+    play(judge, [0.0, 0.25], 0.2)
+    judge.heard_pause(3.0)  # with turns gap the judge is never asked
+    assert judge.player_bias == 0.0
+
+
+def test_the_shipped_hazard_has_a_weight_for_every_cue() -> None:
+    assert len(SHIPPED.cues) == len(SHIPPED.cue_slopes) == len(CUES)
+    assert 0.0 < SHIPPED.threshold < 1.0 and MIN_GAP_S <= SHIPPED.earliest_s <= LONGEST_S
 
 
 @pytest.mark.parametrize(("confidence", "follows"), [(0.9, True), (0.2, False)])
 def test_a_rest_to_the_next_beat_is_waited_out_when_the_beat_is_known(
     confidence: float, follows: bool
 ) -> None:
-    judge = TurnJudge(VOCABULARY)
-    logits = expecting(4.0)
+    judge = TurnJudge(hazard=replace(PLAIN, bias=-20.0))  # would answer at the earliest
     beat = BeatHint(next_beat_s=10.5, confidence=confidence)
-    wait_s = judge.wait_s(logits, 0.5, LONGEST_S, silence_start_s=10.0, beat=beat)
-    expected = 0.5 + BEAT_GRACE_S if follows else MIN_GAP_S
+    wait_s = judge.wait_s(0.5, LONGEST_S, silence_start_s=10.0, beat=beat)
+    expected = 0.5 + BEAT_GRACE_S if follows else 0.2
     assert wait_s == pytest.approx(expected)
 
 
-def test_eagerness_sets_a_threshold_that_rises_with_it() -> None:
+def test_eagerness_sets_a_threshold_and_a_budget_that_rise_with_it() -> None:
+    assert false_ratio_for(0.0) < false_ratio_for(0.5) < false_ratio_for(1.0)
+    assert false_ratio_for(-1.0) == false_ratio_for(0.0)
     assert threshold_for(0.0) < threshold_for(0.5) < threshold_for(1.0)
     assert threshold_for(-1.0) == threshold_for(0.0) and threshold_for(2.0) == threshold_for(1.0)
+    assert threshold_for(0.5, 0.2) == pytest.approx(0.2)
 
 
 # The phrase detector with a judged wait --------------------------------------------------------
@@ -196,3 +270,8 @@ def test_a_judged_wait_runs_from_the_silence_start_and_never_past_the_gap() -> N
     assert phrase.deadline() == pytest.approx(2.15 + MIN_GAP_S)
     phrase.note_on((0, 62), 2.3)
     assert phrase.silence_start_s is None and phrase.wait_s is None
+
+
+@given(st.lists(st.floats(0.0, 100.0), min_size=1, max_size=16))
+def test_the_judges_median_is_numpys(values: list[float]) -> None:
+    assert _median(np.asarray(values)) == pytest.approx(float(np.median(values)), rel=1e-12)

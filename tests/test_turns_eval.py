@@ -9,7 +9,25 @@ import mido
 import pytest
 from antiphon.daemon.cli import main
 from antiphon.daemon.codec import Note
-from antiphon.daemon.tools.turns_eval import Silence, figures, note_messages, silences_of, summary
+from antiphon.daemon.settings import Settings
+from antiphon.daemon.tools.turns_eval import (
+    Silence,
+    agreeing,
+    judge_performance,
+    replayed,
+    silences_of,
+    summary,
+)
+from antiphon.daemon.tools.turns_replay import (
+    EAGERNESSES,
+    FIXED_GAPS_S,
+    dominated_by,
+    figures,
+    note_messages,
+    trade_off,
+)
+
+from tests.test_performer import shared_engine
 
 
 def test_silences_are_the_stretches_with_nothing_sounding_between_notes() -> None:
@@ -78,3 +96,50 @@ def test_a_midi_folder_gets_one_line_per_silence_and_a_summary(tmp_path: Path) -
 def test_a_missing_source_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval-turns", str(tmp_path / "nothing")]) == 2
     assert capsys.readouterr().err.strip().startswith("antiphon eval-turns:")
+
+
+def phrased_notes() -> list[Note]:
+    """Phrases of eighth notes with breaths inside them and ends between them."""
+    notes = []
+    time_s = 0.0
+    for phrase in range(6):
+        for k in range(10):
+            length_s = 0.6 if k == 9 else 0.18
+            notes.append(Note(60 + (k * 5 + phrase) % 12, time_s, time_s + length_s, 70 + k))
+            time_s += 0.25 + (0.3 if k == 4 else 0.0)  # a breath mid-phrase
+        time_s += 1.5 if phrase % 2 else 0.4
+    return notes
+
+
+def test_the_replayed_judge_answers_as_the_performer_does() -> None:
+    notes = phrased_notes()
+    for eagerness in (0.0, 0.5, 1.0):
+        settings = Settings(mode="listen", echo_window_ms=0.0, seed=0, eagerness=eagerness)
+        found = judge_performance("phrases", notes, settings, shared_engine())
+        judged = replayed(notes, (eagerness,))[eagerness]
+        assert [round(j.silence_s, 9) for j in judged] == [round(s.silence_s, 9) for s in found]
+        assert agreeing(found, judged) == len(found)
+        assert any(s.declared_after_s is not None for s in found)
+
+
+def test_the_trade_off_has_every_eagerness_and_gap_and_finds_domination() -> None:
+    judged = replayed(phrased_notes(), EAGERNESSES)
+    rows = trade_off(judged, minutes=1.0)
+    assert set(rows) == {f"auto {e:g}" for e in EAGERNESSES} | {f"gap {g:g}" for g in FIXED_GAPS_S}
+    assert rows["gap 0.15"]["false"] >= rows["gap 0.8"]["false"] == 0
+    slow = {"false_per_min": 5.0, "median_delay_s": 0.7}
+    assert dominated_by({**rows, "slow": slow}, "slow")  # a fixed gap beats it
+    quick = {"false_per_min": 0.0, "median_delay_s": 0.1}
+    assert dominated_by({**rows, "quick": quick}, "quick") == []
+
+
+def test_the_trade_off_is_drawn_and_written(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    phrase = [(60 + i, 0.3 * i, 0.3 * i + 0.25) for i in range(6)]
+    write_midi(tmp_path / "call.mid", phrase + [(p, on + 4.0, off + 4.0) for p, on, off in phrase])
+    plot, report = tmp_path / "trade-off.png", tmp_path / "report.json"
+    assert main(["eval-turns", str(tmp_path), "--plot", str(plot), "--json", str(report)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary_json = json.loads(report.read_text())
+    assert set(summary_json["trade_off"]) >= {"auto 0.5", "gap 0.35"}
+    assert summary_json["replay_agrees"] == "11 of 11"

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from antiphon.daemon.musician.turns import BeatHint, TurnJudge
+from antiphon.daemon.musician.hearing.turns import BeatHint, TurnJudge
 from antiphon.daemon.settings import Settings
 from antiphon.daemon.surface.datagrams import ControlSurface
 from antiphon.daemon.surface.mapping import ControlMapping, parse_mapping
@@ -57,7 +57,6 @@ def test_turns_auto_answers_at_the_judged_wait_with_the_reply_made_ahead(
 
     def judged(
         self: TurnJudge,
-        logits: np.ndarray,
         eagerness: float,
         longest_s: float,
         silence_start_s: float = 0.0,
@@ -76,7 +75,8 @@ def test_turns_auto_answers_at_the_judged_wait_with_the_reply_made_ahead(
     assert not np.array_equal(engine.get_state().h, before.h)  # the reply is made ahead
     finish(performer)
     # Asked once per silence, when it began: the 50 ms between the scale's notes, the end.
-    assert asked == [(0.5, 0.8, 0.25 * i + 0.2) for i in range(8)]
+    eagerness = Settings().eagerness  # the default
+    assert asked == [(eagerness, 0.8, 0.25 * i + 0.2) for i in range(8)]
     assert sink.note_ons()[0][0] == pytest.approx(SILENCE_START_S + 0.123)
     assert performer.last_call is not None
     assert performer.last_call.ended_s == pytest.approx(SILENCE_START_S + 0.123)

@@ -28,7 +28,13 @@ pytestmark = [pytest.mark.system, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
 # What pyproject.toml builds from: the metadata, and each folder it maps into `antiphon`.
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "antiphon", "daemon", "training")
-MODELS = ("antiphon-piano.onnx", "antiphon-piano-fp32.onnx", "README.md", "LICENSE")
+MODELS = (
+    "antiphon-piano.onnx",
+    "antiphon-piano-fp32.onnx",
+    "antiphon-line.onnx",
+    "README.md",
+    "LICENSE",
+)
 MAX_WHEEL_BYTES = 10 * 2**20
 INSTALL_TIMEOUT_S = 600
 
@@ -129,6 +135,8 @@ def test_the_wheel_installs_only_the_antiphon_namespace_and_its_dist_info(
     assert {path.split("/")[0] for path in paths} == {"antiphon", dist_info}
     for name in MODELS:
         assert f"antiphon/exported_models/{name}" in paths
+    for name in ("basic-pitch-nmp.onnx", "LICENSE-basic-pitch", "NOTICE-basic-pitch"):
+        assert f"antiphon/training/models/{name}" in paths
     assert installed.wheel.stat().st_size < MAX_WHEEL_BYTES
 
 
@@ -138,9 +146,13 @@ def test_the_wheel_names_both_licences(installed: Installed) -> None:
         text = wheel.read(metadata).decode()
         licence = wheel.read("antiphon/exported_models/LICENSE").decode()
     headers = text.split("\n\n")[0].splitlines()
-    assert "License-Expression: MIT AND CC-BY-NC-SA-4.0" in headers  # the code, the models
+    # the code, the models, the transcription model
+    assert "License-Expression: MIT AND CC-BY-NC-SA-4.0 AND Apache-2.0" in headers
     assert "License-File: exported_models/LICENSE" in headers
     assert not any(h.startswith("Requires-Dist: torch") and "extra" not in h for h in headers)
+    # Ableton Link's binding carries GPL terms: an extra, never a dependency.
+    link = [h for h in headers if h.lower().startswith("requires-dist: linkpython-extern")]
+    assert link and all('extra == "link"' in h for h in link)
     assert "CC BY-NC-SA 4.0" in licence
 
 

@@ -1,17 +1,19 @@
 """The training corpus: MIDI performances found, parsed, split by piece and stored.
 
-Sources are folders of .mid/.midi files (searched recursively) and the music21 package's
-public corpus (Bach chorales, folk tune collections) rendered to MIDI. A :class:`Rendering`
-can keep a single melodic line of each source (a chorale's soprano, a piano piece's top line)
-and play rendered scores with expressive timing and loudness
-(:mod:`antiphon.training.expressive`). Each performance is
-stored as its sounding notes (sustain pedal applied, see :mod:`antiphon.daemon.codec`), not as
-tokens,
-so training can augment (transpose, stretch, jitter) before encoding.
+Sources are .mid/.midi files, ABC tunebooks (.abc, each tune a piece of its own; see
+:mod:`antiphon.training.abc`) and audio recordings (transcribed, see
+:mod:`antiphon.training.transcription`), given as files or folders searched recursively,
+and the music21 package's public corpus (Bach chorales, folk tune collections) rendered to MIDI.
+A :class:`Rendering` can keep a single melodic line of each source (a chorale's soprano, a
+piano piece's top line) and play rendered scores with expressive timing and loudness
+(:mod:`antiphon.training.expressive`). Each performance is stored as its sounding notes
+(sustain pedal applied, see :mod:`antiphon.daemon.codec`), not as tokens, so training can
+augment (transpose, stretch, jitter) before encoding.
 
 Files are parsed with symusic (a C++ MIDI parser, about a hundred times faster than a pure
-Python one), in a pool of processes. A file that cannot be used is skipped with one warning
-line naming it and the reason; the build carries on and its summary counts the skips.
+Python one), in a pool of processes. A file (or a tunebook's tune) that cannot be used is
+skipped with one warning line naming it and the reason; the build carries on and its summary
+counts the skips.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from antiphon.daemon.codec import (
@@ -34,6 +37,8 @@ from antiphon.daemon.codec import (
     key_events_to_notes,
     notes_array,
 )
+from antiphon.training.abc import ABC_SUFFIXES, UnreadableTune, read_tunebook, render_tune
+from antiphon.training.audio import AUDIO_SUFFIXES, AudioError
 from antiphon.training.expressive import Rendering, perform, top_line
 
 log = logging.getLogger(__name__)
@@ -53,13 +58,21 @@ class SkippedFile(ValueError):
 
 @dataclass(frozen=True)
 class Source:
-    """One performance to parse: a MIDI file, or a work of the music21 corpus."""
+    """One performance to parse: a MIDI file, a tune of an ABC tunebook, a recording, or a
+    work of the music21 corpus."""
 
     id: str
     piece: str
-    origin: str  # "folder" or "music21"
+    origin: str  # "folder" (a MIDI file), "abc", "audio" or "music21"
     path: str
-    part: int | None = None  # tune number inside a music21 opus (abc collections)
+    # The tune inside a tunebook: from 1 for "abc", from 0 inside a music21 opus.
+    part: int | None = None
+
+    def where(self) -> str:
+        """How a message names it: the file, and the tune when it is one of a tunebook."""
+        if self.part is None:
+            return self.path
+        return f"{self.path}, tune {self.part + (self.origin == 'music21')}"
 
 
 @dataclass
@@ -93,23 +106,59 @@ class CorpusSummary:
 
 
 def folder_sources(root: Path, piece_by: str = "file") -> list[Source]:
-    """Every MIDI file under ``root``. ``piece_by='folder'`` makes a file's folder its piece
-    (several performances of one piece, as in ASAP and MAESTRO-like layouts)."""
-    if not root.is_dir():
+    """Every MIDI file, every tune of every ABC tunebook and every audio recording under
+    ``root`` (a folder, or one such file). ``piece_by='folder'`` makes a file's folder its
+    piece (several performances of one piece, as in ASAP and MAESTRO-like layouts);
+    ``piece_by='prefix'`` makes the file name's part before its first ``_`` the piece
+    (jazz-solos-dev's ``<Soloist>_<Title>.mid``: one soloist, one piece); a tune is always
+    a piece of its own."""
+    suffixes = MIDI_SUFFIXES | ABC_SUFFIXES | AUDIO_SUFFIXES
+    if root.is_file() and root.suffix.lower() in suffixes:
+        paths, base = [root], root.parent
+    elif root.is_dir():
+        paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+        base = root
+    elif root.exists():
+        known = ", ".join(sorted(suffixes))
+        raise CorpusError(f"{root}: not a folder, nor a file of a known kind ({known})")
+    else:
         raise CorpusError(f"{root}: not a folder")
     sources = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES):
-        rel = path.relative_to(root)
+    for path in paths:
+        rel = path.relative_to(base)
+        if path.suffix.lower() in ABC_SUFFIXES:
+            sources.extend(tunebook_sources(path, f"{base.name}/{rel.with_suffix('').as_posix()}"))
+            continue
         piece = rel.parent if piece_by == "folder" and rel.parent != Path(".") else rel
+        if piece_by == "prefix":
+            # The name before the first "_": jazz-solos-dev's soloist, whose habits are
+            # shared by all their solos, so they must not span two splits.
+            piece = rel.parent / rel.name.split("_", 1)[0]
         sources.append(
             Source(
-                id=f"{root.name}/{rel.with_suffix('').as_posix()}",
-                piece=f"{root.name}/{piece.with_suffix('').as_posix()}",
-                origin="folder",
+                id=f"{base.name}/{rel.with_suffix('').as_posix()}",
+                piece=f"{base.name}/{piece.with_suffix('').as_posix()}",
+                origin="audio" if path.suffix.lower() in AUDIO_SUFFIXES else "folder",
                 path=str(path),
             )
         )
     return sources
+
+
+def tunebook_sources(path: Path, name: str) -> list[Source]:
+    """One source per tune of an ABC tunebook, each its own piece (``NAME/NUMBER``); one
+    source for the whole file when it cannot be read or holds no tune, so that the build
+    skips it with its reason."""
+    try:
+        tunes = read_tunebook(path).tunes
+    except OSError:
+        tunes = ()
+    if not tunes:
+        return [Source(name, name, "abc", str(path))]
+    return [
+        Source(f"{name}/{tune.number}", f"{name}/{tune.number}", "abc", str(path), tune.number)
+        for tune in tunes
+    ]
 
 
 def music21_sources(collections: Sequence[str], limit: int | None = None) -> list[Source]:
@@ -181,23 +230,37 @@ def score_notes(score: object, include_drums: bool = False) -> np.ndarray:
 
 
 def parse_source(
-    source: Source, include_drums: bool = False, rendering: Rendering | None = None
+    source: Source,
+    include_drums: bool = False,
+    rendering: Rendering | None = None,
+    transcriptions: Path | None = None,
 ) -> Performance:
-    """Parse one source; :class:`SkippedFile` says why it cannot be used."""
+    """Parse one source; :class:`SkippedFile` says why it cannot be used. An audio source is
+    transcribed (one line at a time with ``rendering.single_line``), through the cache of
+    finished transcriptions in the folder ``transcriptions`` when given."""
     import symusic
 
     rendering = rendering or Rendering()
+    if source.origin == "audio":
+        return _finish(source, _transcribe(source, rendering, transcriptions), rendering)
     try:
-        if source.origin == "music21":
+        if source.origin == "abc":
+            score = _render_abc(source, rendering.abc_chords)
+        elif source.origin == "music21":
             midi = _render_music21(source, rendering.single_line)
             score = symusic.Score.from_midi(midi, ttype="second")
         else:
             score = symusic.Score(source.path, ttype="second")
+    except UnreadableTune as err:
+        raise SkippedFile(str(err)) from err
     except (RuntimeError, ValueError, OSError) as err:
         raise SkippedFile(f"not a readable MIDI file ({_first_line(err)})") from err
     except _music21_error() as err:
         raise SkippedFile(f"music21 cannot render it ({_first_line(err)})") from err
-    notes = score_notes(score, include_drums)
+    return _finish(source, score_notes(score, include_drums), rendering)
+
+
+def _finish(source: Source, notes: np.ndarray, rendering: Rendering) -> Performance:
     if rendering.single_line:
         notes = top_line(notes)
     if rendering.expressive:
@@ -205,6 +268,54 @@ def parse_source(
     if len(notes) == 0:
         raise SkippedFile("no notes")
     return Performance(source, notes)
+
+
+def _transcribe(source: Source, rendering: Rendering, transcriptions: Path | None) -> np.ndarray:
+    from antiphon.training.transcription import (
+        Transcriber,
+        TranscriptionCache,
+        TranscriptionError,
+        transcribe_cached,
+        tuned_settings,
+    )
+
+    settings = tuned_settings(rendering.single_line)
+    transcriber = _TRANSCRIBERS.setdefault(settings, Transcriber(settings))
+    cache = TranscriptionCache(transcriptions) if transcriptions is not None else None
+    try:
+        notes, _ = transcribe_cached(Path(source.path), transcriber, cache)
+    except (AudioError, TranscriptionError) as err:
+        raise SkippedFile(str(err)) from err
+    except OSError as err:
+        raise SkippedFile(f"not a readable file ({_first_line(err)})") from err
+    except ModuleNotFoundError as err:
+        if err.name != "soundfile":
+            raise
+        suffix = Path(source.path).suffix
+        reason = f"{suffix} needs the 'audio' extra: pip install 'antiphon[audio]'"
+        raise SkippedFile(reason) from err
+    notes = notes.copy()
+    if len(notes):
+        notes[:, 1:3] -= notes[:, 1].min()
+    return notes
+
+
+# One transcriber (and its ONNX session) per process and settings, kept between sources.
+_TRANSCRIBERS: dict[object, Any] = {}
+
+
+def _render_abc(source: Source, chords: bool) -> object:
+    try:
+        book = read_tunebook(Path(source.path))
+    except OSError as err:
+        raise SkippedFile(f"not a readable file ({_first_line(err)})") from err
+    if source.part is None or not 1 <= source.part <= len(book.tunes):
+        raise SkippedFile("no tunes (no X: field)")
+    tune = book.tunes[source.part - 1]
+    try:
+        return render_tune(book.header, tune, chords)
+    except UnreadableTune as err:
+        raise UnreadableTune(f"{tune.label()}: {err}") from err
 
 
 def _music21_error() -> type[Exception]:
@@ -235,10 +346,10 @@ def _first_line(err: BaseException) -> str:
 ParseResult = Performance | tuple[Source, str]
 
 
-def _parse_or_reason(args: tuple[Source, bool, Rendering]) -> ParseResult:
-    source, include_drums, rendering = args
+def _parse_or_reason(args: tuple[Source, bool, Rendering, Path | None]) -> ParseResult:
+    source, include_drums, rendering, transcriptions = args
     try:
-        return parse_source(source, include_drums, rendering)
+        return parse_source(source, include_drums, rendering, transcriptions)
     except SkippedFile as err:
         return source, str(err)
 
@@ -249,9 +360,11 @@ def parse_all(
     jobs: int = 1,
     progress: Callable[[Iterable[ParseResult], int], Iterable[ParseResult]] | None = None,
     rendering: Rendering | None = None,
+    transcriptions: Path | None = None,
 ) -> tuple[list[Performance], list[tuple[Source, str]]]:
-    """Parse sources (in ``jobs`` processes); returns performances and (source, reason) skips."""
-    work = [(s, include_drums, rendering or Rendering()) for s in sources]
+    """Parse sources (in ``jobs`` processes); returns performances and (source, reason) skips.
+    Audio sources are transcribed through the cache folder ``transcriptions``, if given."""
+    work = [(s, include_drums, rendering or Rendering(), transcriptions) for s in sources]
     results: Iterable[ParseResult]
     if jobs > 1 and len(work) > 1:
         pool = ProcessPoolExecutor(max_workers=jobs)
@@ -269,7 +382,7 @@ def parse_all(
                 performances.append(result)
             else:
                 source, reason = result
-                log.warning("skipped %s: %s", source.path, reason)
+                log.warning("skipped %s: %s", source.where(), reason)
                 skipped.append((source, reason))
     finally:
         if pool is not None:
@@ -341,7 +454,7 @@ def write_corpus(
         pieces=len(split_of_piece),
         performances=len(performances),
         notes=sum(len(p.notes) for p in performances),
-        skipped=[{"path": s.path, "reason": reason} for s, reason in skipped],
+        skipped=[_skip_row(s, reason) for s, reason in skipped],
     )
     info = {
         "codec": json.loads(codec.to_json()),
@@ -355,6 +468,13 @@ def write_corpus(
     }
     (out / "corpus.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return summary
+
+
+def _skip_row(source: Source, reason: str) -> dict[str, str]:
+    row = {"path": source.path, "reason": reason}
+    if source.part is not None:
+        row["tune"] = str(source.part)
+    return row
 
 
 def _read_info(corpus_dir: Path) -> dict[str, object]:
@@ -403,7 +523,9 @@ def build_corpus(
     progress: Callable[[Iterable[ParseResult], int], Iterable[ParseResult]] | None = None,
     rendering: Rendering | None = None,
 ) -> CorpusSummary:
-    """Find, parse, split and store a corpus; the summary holds counts and the time taken."""
+    """Find, parse, split and store a corpus; the summary holds counts and the time taken.
+    Recordings are transcribed once: finished transcriptions are kept in
+    ``out/transcriptions`` for the next build."""
     codec = codec or CodecConfig()
     started = time.perf_counter()
     sources: list[Source] = []
@@ -412,9 +534,11 @@ def build_corpus(
     if music21_collections:
         sources.extend(music21_sources(music21_collections, music21_limit))
     if not sources:
-        raise CorpusError("no MIDI files found in the given sources")
+        raise CorpusError("no MIDI files, ABC tunebooks or recordings found in the given sources")
     rendering = rendering or Rendering(seed=seed)
-    performances, skipped = parse_all(sources, codec.include_drums, jobs, progress, rendering)
+    performances, skipped = parse_all(
+        sources, codec.include_drums, jobs, progress, rendering, Path(out) / "transcriptions"
+    )
     summary = write_corpus(out, performances, codec, seed, skipped, rendering=rendering)
     summary.seconds = time.perf_counter() - started
     return summary

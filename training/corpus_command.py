@@ -10,7 +10,14 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="*", type=Path, help="folders of .mid/.midi files")
+    parser.add_argument(
+        "sources",
+        nargs="*",
+        type=Path,
+        help=".mid/.midi files, ABC tunebooks (.abc; each tune is a piece) and recordings "
+        "(.wav; .flac, .ogg, .mp3, .aiff with the 'audio' extra; transcribed once, cached in "
+        "OUT/transcriptions), or folders of them",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder to write the corpus to")
     parser.add_argument(
         "--music21",
@@ -30,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--single-line",
         action="store_true",
         help="keep one melodic line of each work: a music21 score's top part (a chorale's "
-        "soprano), then the highest note of each onset",
+        "soprano), then the highest note of each onset; recordings are transcribed one note "
+        "at a time (a horn, a voice)",
     )
     parser.add_argument(
         "--expressive",
@@ -40,11 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scores such as music21's",
     )
     parser.add_argument(
+        "--abc-chords",
+        action="store_true",
+        help='play an ABC tune\'s chord symbols ("Am") as a second part below the melody '
+        "(a bass note and the chord on the beats); without it they are left out",
+    )
+    parser.add_argument(
         "--piece-by",
-        choices=["file", "folder"],
+        choices=["file", "folder", "prefix"],
         default="file",
-        help="what one piece is: each file, or each folder of files (several performances "
-        "of one piece, as in asap-piano); a piece never spans two splits (default: file)",
+        help="what one piece is: each file, each folder of files (several performances "
+        "of one piece, as in asap-piano), or each file name's part before its first '_' "
+        "(a soloist in jazz-solos-dev); each tune of a tunebook is always a piece; a "
+        "piece never spans two splits (default: file)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the train/validation/test split"
@@ -68,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     collections = [c for c in args.music21.split(",") if c]
     if not args.sources and not collections:
         print(
-            "antiphon corpus: give at least one folder of MIDI files, or --music21", file=sys.stderr
+            "antiphon corpus: give at least one MIDI file, ABC tunebook, recording or folder "
+            "of them, or --music21",
+            file=sys.stderr,
         )
         return 2
     try:
@@ -81,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             jobs=args.jobs,
             progress=progress,
-            rendering=Rendering(args.single_line, args.expressive, args.seed),
+            rendering=Rendering(
+                args.single_line, args.expressive, args.seed, abc_chords=args.abc_chords
+            ),
         )
     except CorpusError as err:
         print(f"antiphon corpus: {err}", file=sys.stderr)

@@ -13,8 +13,11 @@ counted as hanging.
 
 The done-when checks of the reply against the next phrase are printed with the table: each
 distance at most ``DISTANCE_SLACK`` times the next phrase's, in-key share at least the next
-phrase's minus ``IN_KEY_SLACK``, copy share at most ``MAX_COPY_SHARE``, pulse and tempo at
-least the next phrase's minus ``PULSE_SLACK``, no hanging notes.
+phrase's minus ``IN_KEY_SLACK``, chromatic share within ``IN_KEY_SLACK`` of the next phrase's
+either way, overlap (on calls that play one line) no higher than the next phrase's, copy
+share at most ``MAX_COPY_SHARE``, pulse and tempo at least the next phrase's minus
+``PULSE_SLACK``, no hanging notes. With ``--model auto`` the table counts the voices that
+answered.
 
 ``--beat steady`` or ``--beat rubato`` keeps only the calls of that kind, judged on the call
 alone (:func:`~antiphon.training.pulse_measures.beat_kind`).
@@ -26,6 +29,7 @@ import argparse
 import json
 import math
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +41,8 @@ from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS
 from antiphon.training.calls import SILENCE_S
 
 if TYPE_CHECKING:
-    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.model.engine import Engine
+    from antiphon.daemon.musician.model.voices import Voices
     from antiphon.daemon.settings import Settings
     from antiphon.training.calls import CallPair
 
@@ -56,11 +61,17 @@ class Answered:
     pair: CallPair
     reply: np.ndarray
     hanging: int
+    voice: str = ""  # with --model auto, the voice that answered
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", type=Path, help="a corpus folder (`antiphon corpus`)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the ONNX model to answer with")
+    parser.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help="the ONNX model to answer with, or auto (the single-line model for one line, "
+        "the piano model for chords)",
+    )
     parser.add_argument(
         "--split", default="test", choices=["train", "validation", "test"], help="(default: test)"
     )
@@ -114,16 +125,23 @@ def messages_to_notes(
     return np.asarray(rows, np.float32).reshape(-1, 4), len(sounding)
 
 
-def answer(pair: CallPair, settings: Settings, engine: Engine, seed: int) -> Answered:
-    """Answer one call as ``antiphon respond`` would, from a fresh state."""
+def answer(
+    pair: CallPair, settings: Settings, engine: Engine, seed: int, voices: Voices | None = None
+) -> Answered:
+    """Answer one call as ``antiphon respond`` would, from a fresh state (with ``voices``,
+    ``--model auto``'s, starting from the piano voice)."""
     from antiphon.daemon.respond import respond
 
+    if voices is not None:
+        voices.chooser.voice = "piano"
+        engine = voices.engines["piano"]
+        voices.engines["line"].reset()
     engine.reset()
     engine.reseed(seed)
-    output = respond(notes_to_messages(pair.call), settings, engine)
+    output = respond(notes_to_messages(pair.call), settings, engine, voices)
     call_end_s = float(pair.call[:, 2].max())
     reply, hanging = messages_to_notes(output, from_s=call_end_s)
-    return Answered(pair, reply, hanging)
+    return Answered(pair, reply, hanging, voices.voice if voices is not None else "")
 
 
 def choose(pairs: list[CallPair], count: int | None) -> list[CallPair]:
@@ -165,6 +183,7 @@ def evaluate(answered: list[Answered]) -> dict[str, Any]:
             "call_notes": len(a.pair.call),
             "reply_notes": len(a.reply),
             "hanging": a.hanging,
+            "voice": a.voice,
         }
         for a in answered
     ]
@@ -190,6 +209,7 @@ def evaluate(answered: list[Answered]) -> dict[str, Any]:
         "calls": len(answered),
         "reply_notes_mean": float(np.mean([len(a.reply) for a in answered])) if answered else 0,
         "silent_replies": sum(1 for a in answered if len(a.reply) == 0),
+        "voices": dict(Counter(a.voice for a in answered if a.voice)),
         "hanging_notes": hanging,
         "measures": figures,
         "ok": hanging == 0 and all(row["ok"] is not False for row in figures.values()),
@@ -204,6 +224,10 @@ def _check(name: str, distance: bool, reply: float | None, reference: float | No
         return reply <= DISTANCE_SLACK * reference
     if name == "in_key":
         return reply >= reference - IN_KEY_SLACK
+    if name == "chromatic":
+        return abs(reply - reference) <= IN_KEY_SLACK
+    if name == "overlap":
+        return reply <= reference
     if name == "copy":
         return reply <= MAX_COPY_SHARE
     if name in ("pulse", "tempo"):
@@ -214,24 +238,26 @@ def _check(name: str, distance: bool, reply: float | None, reference: float | No
 def format_table(result: dict[str, Any], title: str) -> str:
     lines = [
         title,
-        f"{'measure':<10} {'unit':<13} {'reply':>7} {'next':>7} {'control':>8}  done-when",
+        f"{'measure':<12} {'unit':<13} {'reply':>7} {'next':>7} {'control':>8}  done-when",
     ]
     for name, row in result["measures"].items():
         cells = ["-" if row[c] is None else f"{row[c]:.3f}" for c in ("reply", "next", "control")]
         ok = {True: "ok", False: "NOT MET", None: ""}[row["ok"]]
         lines.append(
-            f"{name:<10} {row['unit']:<13} {cells[0]:>7} {cells[1]:>7} {cells[2]:>8}  {ok}"
+            f"{name:<12} {row['unit']:<13} {cells[0]:>7} {cells[1]:>7} {cells[2]:>8}  {ok}"
         )
     lines.append(
         f"calls {result['calls']}, reply notes {result['reply_notes_mean']:.1f} on average, "
         f"{result['silent_replies']} silent, hanging notes {result['hanging_notes']}"
     )
+    if result.get("voices"):
+        lines.append("voices: " + ", ".join(f"{v} {n}" for v, n in result["voices"].items()))
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from antiphon.daemon.musician.engine import Engine
-    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.musician.model.model_file import ModelError
+    from antiphon.daemon.musician.model.voices import open_engine
     from antiphon.daemon.settings import Settings, SettingsError
     from antiphon.training.calls import SILENCE_S, call_pairs
     from antiphon.training.corpus import CorpusError, load_split
@@ -251,12 +277,7 @@ def run(args: argparse.Namespace) -> int:
             **{name: value for name, value in values.items() if value is not None},
         )
         performances = load_split(args.corpus, args.split)
-        engine = Engine(
-            settings.model,
-            seed=settings.seed,
-            temperature=settings.temperature,
-            noise=settings.noise,
-        )
+        engine, voices = open_engine(settings)
     except (SettingsError, CorpusError, ModelError) as err:
         print(f"antiphon eval-replies: {err}", file=sys.stderr)
         return 2
@@ -274,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"antiphon eval-replies: no calls in {args.corpus} ({args.split})", file=sys.stderr)
         return 2
     seed = settings.seed or 0
-    answered = [answer(pair, settings, engine, seed + i) for i, pair in enumerate(pairs)]
+    answered = [answer(pair, settings, engine, seed + i, voices) for i, pair in enumerate(pairs)]
     result = evaluate(answered)
     result.update(corpus=str(args.corpus), split=args.split, model=str(settings.model))
     result["settings"] = {name: getattr(settings, name) for name in RESPOND_SETTINGS}

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from antiphon.daemon.codec import Vocabulary, encode_notes, notes_from_array
-from antiphon.daemon.musician.model_file import ModelError, load_model, session_options
+from antiphon.daemon.musician.model.model_file import ModelError, load_model, session_options
 from antiphon.training.corpus import load_codec, load_split
 from antiphon.training.markov import MarkovBaseline, Score
 

@@ -60,11 +60,14 @@ class Rendering:
             :func:`top_line`).
         expressive: play it with :func:`perform` (meant for rendered scores).
         seed: with the source's id, seeds each performance's expression.
+        abc_chords: play an ABC tune's chord symbols as a second part below its melody
+            (:mod:`antiphon.training.abc`); without it they are left out.
     """
 
     single_line: bool = False
     expressive: bool = False
     seed: int = 0
+    abc_chords: bool = False
 
     def rng_for(self, source_id: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(source_id.encode())])

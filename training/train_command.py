@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="chance a window restarts from zero state mid-performance (default: 0.01)",
     )
     p("--no-augment", action="store_true", help="train on the notes as they are")
+    p(
+        "--velocity-spread",
+        type=float,
+        default=0.2,
+        help="augmentation: velocities scaled by 1 +- this per performance (default: 0.2; "
+        "0 for data whose velocities lie near the top, as jazz-solos-dev's)",
+    )
     p("--seed", type=int, default=0, help="random seed (default: 0)")
     p("--max-steps", type=int, default=None, help="stop after this many optimiser steps")
     p(
@@ -44,6 +51,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "for a final validation and checkpoint",
     )
     p("--patience", type=int, default=5, help="epochs without validation gain before stopping")
+    p(
+        "--init-from",
+        type=Path,
+        metavar="MODEL_ONNX",
+        help="start from the weights of a float32 exported model of the same shape and codec "
+        "(fine-tuning, e.g. exported_models/antiphon-piano-fp32.onnx) instead of at random",
+    )
     p("--resume", action="store_true", help="continue RUN_DIR/last.pt exactly where it stopped")
     p("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -76,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         clip_norm=args.clip_norm,
         reset_probability=args.reset_probability,
         augment=not args.no_augment,
+        velocity_spread=args.velocity_spread,
         seed=args.seed,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
@@ -83,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         threads=args.threads,
         checkpoint_minutes=args.checkpoint_minutes,
+        init_from=None if args.init_from is None else str(args.init_from),
     )
     try:
         progress = train(config, resume=args.resume)

@@ -15,7 +15,7 @@ from typing import Protocol
 import mido
 from antiphon.daemon.midi.intake import InputGate
 from antiphon.daemon.midi.notes import ALL_NOTES_OFF_CC, SoundingNotes
-from antiphon.daemon.musician.reply import Reply, Timed
+from antiphon.daemon.musician.answering.reply import Reply, Timed
 
 
 class MidiSink(Protocol):

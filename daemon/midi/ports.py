@@ -631,7 +631,11 @@ class MidiPorts:
     """
 
     def __init__(
-        self, midi_api: str = "auto", port_name: str = "Antiphon", output_port: str | None = None
+        self,
+        midi_api: str = "auto",
+        port_name: str = "Antiphon",
+        output_port: str | None = None,
+        clock_out_port: str | None = None,
     ) -> None:
         self.api = choose_api(midi_api)
         self.names = virtual_port_names(self.api, port_name)
@@ -648,6 +652,16 @@ class MidiPorts:
             raise
         self.input: MidiInput | None = None
         self.clock_input: MidiInput | None = None
+        # The outgoing MIDI clock's own port (``clock_out_port``), connected to that device.
+        self.clock_output: MidiOutput | None = None
+        if clock_out_port is not None:
+            self.clock_output = MidiOutput(self.api, _clock_out_names(self.names), clock_out_port)
+            try:
+                self.clock_output.open()
+            except PortError:
+                self.clock_output.close()
+                self.output.close()
+                raise
         self._watcher: PortWatcher | None = None
 
     def open_input(
@@ -666,6 +680,8 @@ class MidiPorts:
             )
         self.input = MidiInput(self.api, self.names, handler, input_port)
         endpoints: list[_Endpoint] = [self.input, self.output]
+        if self.clock_output is not None:
+            endpoints.append(self.clock_output)
         try:
             self.input.open()
             if clock_port is not None and clock_handler is not None:
@@ -710,6 +726,8 @@ class MidiPorts:
 
     def close(self) -> None:
         self.stop_input()
+        if self.clock_output is not None:
+            self.clock_output.close()
         self.output.close()
 
 
@@ -719,6 +737,15 @@ def _clock_names(names: VirtualPortNames) -> VirtualPortNames:
         names,
         input_client=f"{names.input_client} clock",
         input_port=f"{names.input_port}-clock",
+    )
+
+
+def _clock_out_names(names: VirtualPortNames) -> VirtualPortNames:
+    """The outgoing clock's own client and port names: the output's, marked as the clock's."""
+    return dataclasses.replace(
+        names,
+        output_client=f"{names.output_client} clock",
+        output_port=f"{names.output_port}-clock",
     )
 
 

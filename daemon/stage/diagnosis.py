@@ -32,7 +32,7 @@ from antiphon.daemon.midi.port_names import (
 from antiphon.daemon.stage.live import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:
-    from antiphon.daemon.musician.model_file import ModelInfo
+    from antiphon.daemon.musician.model.model_file import ModelInfo
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 # Where the real-time limits come from on Debian (the jackd2 package offers to install it).
@@ -274,9 +274,24 @@ def osc_finding(
     return Finding("OSC", OK, f"UDP {host}:{port} is free")
 
 
+def link_finding(clock: str, clock_out: str, installed: bool) -> Finding:
+    """Ableton Link: asked for (``clock link``, ``clock_out link`` or ``both``) or not, and
+    whether its binding is installed. Without it the daemon still starts (the player's beat
+    leads, no Link tempo goes out): a warning."""
+    asked = [f"{name} {value}" for name, value in (("clock", clock), ("clock_out", clock_out))]
+    asked = [a for a in asked if a in ("clock link", "clock_out link", "clock_out both")]
+    if not asked:
+        return Finding("Ableton Link", OK, "not asked for")
+    if installed:
+        return Finding("Ableton Link", OK, f"{' and '.join(asked)}: the binding is installed")
+    detail = f"{' and '.join(asked)} asked for, but the Link binding is not installed"
+    fix = "pip install 'antiphon[link]' (LinkPython-extern, GPL-2.0-or-later terms)"
+    return Finding("Ableton Link", WARN, detail, fix)
+
+
 def realtime_finding(rtprio: float | None, memlock_bytes: float | None) -> Finding:
     """The real-time limits (``ulimit -r``, ``ulimit -l``): only needed for ``SCHED_FIFO``
-    (README, "Real-time priority"), so never a failure. ``None``: no such limit here;
+    (docs/service.md, "Real-time priority"), so never a failure. ``None``: no such limit here;
     ``math.inf``: unlimited."""
     if rtprio is None:
         return Finding("real-time", OK, "no real-time limits on this system")
@@ -285,10 +300,21 @@ def realtime_finding(rtprio: float | None, memlock_bytes: float | None) -> Findi
         locked = f"{memlock_bytes / 2**20:g} MiB"
     if rtprio <= 0:
         fix = (
-            "only for SCHED_FIFO (README: Real-time priority): join the audio group "
+            "only for SCHED_FIFO (docs/service.md: Real-time priority): join the audio group "
             f"(`sudo usermod -aG audio $USER`, with '@audio - rtprio 95' in {AUDIO_LIMITS_FILE}) "
             "and log in again"
         )
         return Finding("real-time", WARN, "no real-time priority allowed (ulimit -r 0)", fix)
     allowed = "any" if math.isinf(rtprio) else f"up to {rtprio:g}"
     return Finding("real-time", OK, f"priority {allowed} (ulimit -r); locked memory {locked}")
+
+
+def transcription_finding(soundfile_version: str | None) -> Finding:
+    """What ``antiphon transcribe`` (and recordings in ``antiphon corpus``) can read: WAV
+    always; FLAC, Ogg, MP3 and AIFF with soundfile, the 'audio' extra. Never a failure:
+    ``antiphon run`` does not need it."""
+    if soundfile_version is None:
+        fix = "for FLAC, Ogg, MP3 and AIFF: pip install 'antiphon[audio]'"
+        return Finding("transcription", OK, "reads WAV recordings (soundfile missing)", fix)
+    detail = f"reads WAV, FLAC, Ogg, MP3 and AIFF recordings (soundfile {soundfile_version})"
+    return Finding("transcription", OK, detail)

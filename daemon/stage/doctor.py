@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from antiphon.daemon.settings import (
+    AUTO_MODEL,
     Settings,
     SettingsError,
     add_settings_arguments,
@@ -37,6 +38,7 @@ from antiphon.daemon.stage.diagnosis import (
     exit_status,
     file_finding,
     format_finding,
+    link_finding,
     midi_system_finding,
     model_finding,
     models_folders_finding,
@@ -44,6 +46,7 @@ from antiphon.daemon.stage.diagnosis import (
     port_findings,
     realtime_finding,
     record_finding,
+    transcription_finding,
     writable_folder_problem,
 )
 from antiphon.daemon.stage.live import EXIT_CONFIG, EXIT_UNAVAILABLE
@@ -85,10 +88,23 @@ def _versions() -> str:
     return f"antiphon {__version__}, {python}; " + ", ".join(found)
 
 
+def _soundfile_version() -> str | None:
+    """soundfile's version, without importing it (it loads libsndfile): the 'audio' extra."""
+    try:
+        return version("soundfile")
+    except PackageNotFoundError:
+        return None
+
+
 def diagnose(args: argparse.Namespace) -> list[Finding]:
     """Every finding, in the order ``antiphon run`` starts up in."""
     settings, config = _settings(args)
-    findings = [config, _model(settings.model)]
+    if settings.model == AUTO_MODEL:  # both shipped models must load
+        from antiphon.daemon.musician.model.voices import LINE_MODEL, PIANO_MODEL
+
+        findings = [config, _model(str(PIANO_MODEL)), _model(str(LINE_MODEL))]
+    else:
+        findings = [config, _model(settings.model)]
     findings.append(_models_folders(settings.models_dir))
     facts = midi_facts()
     system, api = midi_system_finding(settings.midi_api, facts)
@@ -109,7 +125,9 @@ def diagnose(args: argparse.Namespace) -> list[Finding]:
     problem = None if record is None else writable_folder_problem(Path(record))
     findings.append(record_finding(record, problem))
     findings.append(_osc(settings))
+    findings.append(_link(settings))
     findings.append(realtime_finding(*realtime_limits()))
+    findings.append(transcription_finding(_soundfile_version()))
     return findings
 
 
@@ -129,8 +147,14 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, Finding]:
     return settings, config_finding(config, None, from_file)
 
 
+def _link(settings: Settings) -> Finding:
+    from antiphon.daemon.musician.clocks.link_clock import link_installed
+
+    return link_finding(settings.clock, settings.clock_out, link_installed())
+
+
 def _model(path: str) -> Finding:
-    from antiphon.daemon.musician.model_file import ModelError, load_model
+    from antiphon.daemon.musician.model.model_file import ModelError, load_model
 
     try:
         _, info = load_model(path)

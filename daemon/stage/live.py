@@ -47,7 +47,7 @@ from antiphon.daemon.settings import (
 
 if TYPE_CHECKING:
     from antiphon.daemon.midi.ports import MidiOutput, MidiPorts
-    from antiphon.daemon.musician.performer import Performer
+    from antiphon.daemon.musician.playing.performer import Performer
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     # Heavy imports (onnxruntime, rtmidi) only now: `antiphon --help` stays light.
     from antiphon.daemon.midi.port_names import PortError, PortSetupError
-    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.musician.model.model_file import ModelError
     from antiphon.daemon.stage.recorder import RecorderError
     from antiphon.daemon.surface.osc import OscError, OscSettingError
     from antiphon.daemon.surface.vocabulary import ControlError
@@ -182,29 +182,41 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def play(settings: Settings, sources: dict[str, str], stop: threading.Event) -> int:
     """Play until ``stop`` is set (or the performer fails); the exit status."""
+    from antiphon.daemon.midi.clock_sender import ClockSender
     from antiphon.daemon.midi.ports import MidiPorts
-    from antiphon.daemon.musician.engine import Engine
-    from antiphon.daemon.musician.performer import Performer
+    from antiphon.daemon.musician.clocks.link_clock import LinkSession
+    from antiphon.daemon.musician.model.voices import open_engine
+    from antiphon.daemon.musician.playing.performer import Performer
 
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    engine = Engine(
-        settings.model, seed=settings.seed, temperature=settings.temperature, noise=settings.noise
-    )
+    engine, voices = open_engine(settings)
     log.info("model %s (%d layers of %d)", engine.path, engine.info.layers, engine.info.hidden)
     ports = MidiPorts(
         midi_api=settings.midi_api,
         port_name=settings.port_name,
         output_port=settings.output_port,
+        clock_out_port=settings.clock_out_port,
     )
     try:
         output_taps: list[Tap] = []
-        performer = Performer(settings, engine, TappedOutput(ports.output, output_taps))
+        performer = Performer(
+            settings,
+            engine,
+            TappedOutput(ports.output, output_taps),
+            link=LinkSession,
+            voices=voices,
+        )
+        # The outgoing MIDI clock's thread: idle until clock_out asks for it.
+        clock_sender = ClockSender(performer.clock_leader, ports.clock_output or ports.output)
+        clock_sender.start()
         try:
             stage = Stage(settings, sources, performer, ports, output_taps=output_taps)
             return _perform(stage, stop)
         finally:
             ports.stop_input()
             performer.close()  # note-offs and All Notes Off, whatever happened above
+            clock_sender.stop()  # MIDI clock's Stop, when it ran
+            performer.close_link()
     finally:
         ports.close()
 

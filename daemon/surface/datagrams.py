@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from antiphon.daemon.musician.model_file import ModelError, resolve_model_path
+from antiphon.daemon.musician.model.model_file import ModelError, resolve_model_path
+from antiphon.daemon.settings import AUTO_MODEL
 from antiphon.daemon.surface.mapping import ControlMapping
 from antiphon.daemon.surface.vocabulary import (
     NAMESPACE,
@@ -205,6 +206,8 @@ class ControlSurface:
                 requested = _one(address, args)
                 if not isinstance(requested, str):
                     raise ControlError(f"{address}: expected a string, got {type_name(requested)}")
+                if requested == AUTO_MODEL:  # both shipped models, chosen by what is heard
+                    return Action(action, Path(AUTO_MODEL)), ""
                 try:
                     path = resolve_model_path(requested, self.models_dirs)
                 except ModelError as err:

@@ -319,6 +319,8 @@ def feedback_messages(topic: str, value: object, mapping: ControlMapping) -> lis
         return messages
     if topic == "replying":
         return [(f"{NAMESPACE}/status/state", ["replying" if value else "listening"])]
+    if topic == "duet":
+        return [(f"{NAMESPACE}/status/state", ["duet" if value else "listening"])]
     if topic in ("reply", "model"):
         return status_messages({"last_reply" if topic == "reply" else topic: value})
     if topic in ("state", "panic"):

@@ -44,10 +44,20 @@ class Parameters:
     output_channel: int  # 1-16, as in the settings
     thru: bool
     overlap: bool
+    # The duet
+    duet_split: int
+    duet_register: str
+    duet_density: float
+    duet_velocity: float
+    carry_bars: int
+    duet_output_channel: int  # 1-16, as in the settings
     # The beat
     clock: str
     groove: float
     reply_start: str
+    link_quantum: int
+    clock_out: str
+    clock_out_follow: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Parameters:

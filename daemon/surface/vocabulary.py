@@ -3,7 +3,7 @@ value is checked; shared by the OSC surface (:mod:`antiphon.daemon.surface.datag
 :mod:`antiphon.daemon.surface.osc`) and
 the mapping file (:mod:`antiphon.daemon.surface.mapping`). Pure: no sockets, no ports.
 
-:data:`PARAMETERS` is the table the README's OSC table is written from: each parameter's
+:data:`PARAMETERS` is the table docs/osc.md's parameter table is written from: each parameter's
 address, type, range, and whether out-of-range numbers are clamped or refused.
 """
 
@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from antiphon.daemon.musician.model_file import ModelError
-from antiphon.daemon.settings import CLOCK_SOURCES, REPLY_STARTS
+from antiphon.daemon.musician.model.model_file import ModelError
+from antiphon.daemon.settings import CLOCK_OUTS, CLOCK_SOURCES, MODES, REGISTERS, REPLY_STARTS
 from antiphon.daemon.surface.parameters import ParameterError
 
 NAMESPACE = "/antiphon"
 STATE_SLOTS = 128  # as many as the performer keeps
-MODES = ("call_response", "listen")
 TURNS = ("gap", "auto")
 
 Value = float | int | bool | str
@@ -78,11 +77,21 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("output_channel", int, 1, 16, clamp=False),
     Parameter("thru", bool),
     Parameter("overlap", bool),
+    # The duet
+    Parameter("duet_split", int, 1, 127, address=f"{NAMESPACE}/split"),
+    Parameter("duet_register", str, clamp=False, choices=REGISTERS),
+    Parameter("duet_density", float, 0.25, 8.0),
+    Parameter("duet_velocity", float, 0.1, 2.0),
+    Parameter("carry_bars", int, 0, 64),
+    Parameter("duet_output_channel", int, 1, 16, clamp=False),
     Parameter("max_note_s", float, 0.05, 60.0),
     # The beat
     Parameter("clock", str, clamp=False, choices=CLOCK_SOURCES),
     Parameter("groove", float, 0.0, 1.0),
     Parameter("reply_start", str, clamp=False, choices=REPLY_STARTS),
+    Parameter("link_quantum", int, 1, 16, clamp=False),
+    Parameter("clock_out", str, clamp=False, choices=CLOCK_OUTS),
+    Parameter("clock_out_follow", float, 0.0, 1.0),
 )
 PARAMETER_BY_NAME = {p.name: p for p in PARAMETERS}
 PARAMETER_BY_ADDRESS = {p.address: p for p in PARAMETERS}

@@ -23,7 +23,8 @@ Five parts, each printed as a table row and kept in the JSON:
    the daemon planned it for. The daemon and the probe run on the same machine, where
    ``time.monotonic()`` (CLOCK_MONOTONIC) is one clock for every process; the planned times
    come from the daemon's debug log, one line per reply written after its last message
-   (:func:`antiphon.daemon.musician.reply.format_planned`), and are paired with the arrivals in
+   (:func:`antiphon.daemon.musician.answering.reply.format_planned`), and are paired with the
+   arrivals in
    order.
    Beside it, its two parts measured apart: the daemon's schedule error (message sent -
    planned time, its own measurement, the worst per reply) and the JACK delivery time from
@@ -41,7 +42,9 @@ under the daemon's timing. ``--realtime-priority`` runs the bench's JACK server 
 the daemon under ``chrt --fifo``.
 
 ``--soak MINUTES`` (:mod:`antiphon.daemon.tools.soak`) and ``--fuzz SECONDS``
-(:mod:`antiphon.daemon.tools.fuzz`) are long runs of their own instead.
+(:mod:`antiphon.daemon.tools.fuzz`) are long runs of their own instead, and so is ``--link``
+(:mod:`antiphon.daemon.tools.bench_link`: Ableton Link and the outgoing clock, with a real
+Link peer; needs the link extra).
 
 This module measures; :mod:`antiphon.daemon.tools.bench_report` turns what it measured into the
 figures, the verdicts against the targets and the table.
@@ -62,7 +65,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
+from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.bench_pulse import measure_pulse, pulse_rows
 from antiphon.daemon.tools.bench_report import (
@@ -78,7 +81,7 @@ from antiphon.daemon.tools.bench_report import (
 )
 
 if TYPE_CHECKING:
-    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.model.engine import Engine
     from antiphon.daemon.tools.jack_server import JackServer
     from antiphon.daemon.tools.probe import MidiProbe
 
@@ -144,11 +147,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "as it goes)",
     )
     parser.add_argument(
+        "--link",
+        action="store_true",
+        help="instead: Ableton Link and the outgoing clock, with a real Link peer "
+        "(daemon/tools/bench_link.py; needs pip install 'antiphon[link]')",
+    )
+    parser.add_argument(
         "--realtime-priority",
         type=int,
         default=0,
         help="run the bench's own jackd realtime, and the daemon under chrt --fifo at this "
-        "priority, as the README's realtime set-up does (default: 0, neither)",
+        "priority, as docs/service.md's realtime set-up does (default: 0, neither)",
     )
 
 
@@ -178,7 +187,7 @@ def _elapsed_ms(start_ns: int) -> float:
 
 
 def measure_engine(model: Path, steps: int, seed: int) -> dict[str, Any]:
-    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.model.engine import Engine
     from antiphon.daemon.tools.bench_shaping import measure_shaping
 
     engine = Engine(model, seed=seed)
@@ -394,6 +403,36 @@ def _measure_transport() -> list[float]:
     return measure_delivery("jack", TRANSPORT_MESSAGES)
 
 
+def _run_link(args: argparse.Namespace) -> int:
+    """``--link``: Ableton Link and the outgoing clock (a run of its own)."""
+    from antiphon.daemon.midi.port_names import PortError
+    from antiphon.daemon.musician.clocks.link_clock import INSTALL_HINT, link_installed
+    from antiphon.daemon.tools.bench_link import link_rows, measure_link
+    from antiphon.daemon.tools.jack_server import JackServerError, jackd_available
+    from antiphon.daemon.tools.link_peer import LinkPeerError
+    from antiphon.daemon.tools.probe import DaemonError
+
+    if not link_installed():
+        print(f"antiphon bench: --link needs the Link binding: {INSTALL_HINT}", file=sys.stderr)
+        return 2
+    if not jackd_available():
+        print("antiphon bench: --link needs jackd (Debian: jackd2)", file=sys.stderr)
+        return 2
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+    }
+    try:
+        results["link"] = measure_link(args.period, args.seed, args.realtime_priority)
+    except (PortError, JackServerError, DaemonError, LinkPeerError) as err:
+        print(f"antiphon bench: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(link_rows(results["link"])))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def _run_long(args: argparse.Namespace) -> int:
     """``--soak`` or ``--fuzz``: a long run of its own, its figures judged in its table."""
     from antiphon.daemon.midi.port_names import PortError
@@ -438,12 +477,14 @@ def _run_long(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from antiphon.daemon.midi.port_names import PortError
-    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.musician.model.model_file import ModelError
     from antiphon.daemon.tools.jack_server import JackServerError, jackd_available
     from antiphon.daemon.tools.probe import DaemonError
 
     if args.soak is not None or args.fuzz is not None:
         return _run_long(args)
+    if args.link:
+        return _run_link(args)
     if args.calls < 1 or args.steps < 100:
         print("antiphon bench: needs --calls >= 1 and --steps >= 100", file=sys.stderr)
         return 2

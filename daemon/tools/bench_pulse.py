@@ -1,7 +1,7 @@
 """The beat's part of ``antiphon bench``: what the tracker costs, and how steady a DAW's MIDI
 clock is by the time Antiphon hears it.
 
-1. Tracker cost: :meth:`~antiphon.daemon.musician.beat.BeatTracker.onset` (with its estimate
+1. Tracker cost: :meth:`~antiphon.daemon.musician.hearing.beat.BeatTracker.onset` (with its estimate
    of the beat, which it makes at every onset) timed over a played melody of ``ONSETS``
    onsets, p50 and p99 in µs of the thread's CPU time (on a shared machine, wall-clock time
    would measure the other programs); and the estimate of the beat the performer asks for once
@@ -11,7 +11,7 @@ clock is by the time Antiphon hears it.
    ticks a beat, each at its exact time from a sleeping thread) to an input made as the
    daemon makes its own (:class:`~antiphon.daemon.midi.ports.MidiInput`), which stamps each
    tick as the daemon does. Figures: the RMS and the largest distance of the arrivals from
-   the tempo line (:meth:`~antiphon.daemon.musician.midi_clock.ClockFollower.jitter_ms`, over
+   the tempo line (:meth:`~antiphon.daemon.musician.clocks.midi_clock.ClockFollower.jitter_ms`, over
    the last ``TEMPO_TICKS`` ticks), the tempo that line gives, and where the beat it puts
    lies against the beats as sent (the clock's grid error).
 """
@@ -23,8 +23,8 @@ from typing import Any
 
 import mido
 import numpy as np
-from antiphon.daemon.musician.beat import BeatTracker
-from antiphon.daemon.musician.midi_clock import TICK, ClockFollower, ClockInbox
+from antiphon.daemon.musician.clocks.midi_clock import TICK, ClockFollower, ClockInbox
+from antiphon.daemon.musician.hearing.beat import BeatTracker
 
 ONSETS = 4000
 ESTIMATE_EVERY = 8  # a call's worth of onsets: the performer asks for the beat once a call

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from antiphon.daemon.musician.reply import PlannedNote
+    from antiphon.daemon.musician.answering.reply import PlannedNote
     from antiphon.daemon.tools.probe import Timed
 
 # The bench's set-up, which its figures are read against.
@@ -37,7 +37,7 @@ TARGETS = {  # name: (limit, "in JACK periods added to the limit")
     "unanswered_calls": (0, 0),
 }
 REPLY_LINE = re.compile(r"daemon\.stage\.live: reply (.*)$")
-PLANNED_LINE = re.compile(r"daemon\.musician\.performer: reply messages .*\bplanned=(\S*)")
+PLANNED_LINE = re.compile(r"daemon\.musician\.playing\.performer: reply messages .*\bplanned=(\S*)")
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -166,7 +166,7 @@ def reply_lines(lines: list[str]) -> list[dict[str, str]]:
 
 
 def _planned_notes(lines: list[str]) -> list[PlannedNote]:
-    from antiphon.daemon.musician.reply import parse_planned
+    from antiphon.daemon.musician.answering.reply import parse_planned
 
     planned = []
     for line in lines:

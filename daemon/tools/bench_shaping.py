@@ -2,7 +2,7 @@
 on (following at 1, a pitch range, a loudness shift, the memory at 0.5) and at the defaults
 (following at 1), and the memory's cost per note heard.
 
-The reply is drawn the way :class:`~antiphon.daemon.musician.reply.Reply` draws: the bias
+The reply is drawn the way :class:`~antiphon.daemon.musician.answering.reply.Reply` draws: the bias
 recomputed from the onset-group state at each token, the memory blended into each draw, the
 range as a mask. The memory is filled past its capacity first (phrases of 16 notes), so every
 note heard also forgets the oldest phrase's notes while it holds more than its phrases.
@@ -18,8 +18,8 @@ import numpy as np
 from antiphon.daemon.codec import PITCHES
 
 if TYPE_CHECKING:
-    from antiphon.daemon.musician.engine import Engine, EngineState
-    from antiphon.daemon.musician.shaping import ReplyShaping
+    from antiphon.daemon.musician.answering.shaping import ReplyShaping
+    from antiphon.daemon.musician.model.engine import Engine, EngineState
 
 REPLY_EVENTS = 32
 RANGE = (36, 96)
@@ -45,9 +45,13 @@ def _phrase_notes(seed: int) -> np.ndarray:
 
 
 def measure_shaping(engine: Engine, after_call: EngineState, seed: int) -> dict[str, Any]:
-    from antiphon.daemon.musician.follow import Steering
-    from antiphon.daemon.musician.memory import CAPACITY_NOTES, PHRASE_BREAK_S, PlayerMemory
-    from antiphon.daemon.musician.shaping import ReplyShaping
+    from antiphon.daemon.musician.answering.follow import Steering
+    from antiphon.daemon.musician.answering.memory import (
+        CAPACITY_NOTES,
+        PHRASE_BREAK_S,
+        PlayerMemory,
+    )
+    from antiphon.daemon.musician.answering.shaping import ReplyShaping
     from antiphon.daemon.tools.bench_report import percentiles
 
     call = _phrase_notes(seed)

@@ -1,9 +1,10 @@
 """``antiphon plot``: a piano roll of a recorded session, the player's notes and Antiphon's.
 
-The player's notes are blue, Antiphon's orange (colours that stay apart for colour-blind
-eyes, and in grey); darker is louder. Each call (a run of the player's notes with no reply in
-between) and each reply gets a band of its colour along the top with its number, so the
-conversation reads left to right at a glance.
+The player's notes are blue, Antiphon's orange, its duet part (``mode duet``/``both``: the
+notes on the duet's channel, ``--duet-channel``) green (colours that stay apart for
+colour-blind eyes, and in grey); darker is louder. Each call (a run of the player's notes with
+no reply in between) and each reply gets a band of its colour along the top with its number,
+so the conversation reads left to right at a glance.
 
 Reads any MIDI file: a session recording (:mod:`antiphon.daemon.stage.recorder`) has the tracks
 "Player"
@@ -17,7 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 PLAYER_COLOUR = "#1f6fb4"
 ANTIPHON_COLOUR = "#e8770e"
+DUET_COLOUR = "#009e73"
+DUET_CHANNEL = 2  # the daemon's default duet_output_channel
 SECONDS_PER_INCH = 2.5
 MIN_WIDTH_IN = 8.0
 MAX_WIDTH_IN = 24.0
@@ -48,10 +51,11 @@ class Session:
 
     player: list[Note]
     antiphon: list[Note]
+    duet: list[Note] = field(default_factory=list)  # Antiphon's duet part
 
     @property
     def end_s(self) -> float:
-        return max((n.offset_s for n in self.player + self.antiphon), default=0.0)
+        return max((n.offset_s for n in self.player + self.antiphon + self.duet), default=0.0)
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,21 @@ class Turn:
 
 
 def _track_notes(
-    track: mido.MidiTrack, ticks_per_beat: int, tempo_map: list[tuple[int, int]]
+    track: mido.MidiTrack,
+    ticks_per_beat: int,
+    tempo_map: list[tuple[int, int]],
+    only: int | None = None,
+    but: int | None = None,
 ) -> list[Note]:
-    """The notes of a track as they sounded, sustain pedal applied (channels folded)."""
+    """The notes of a track as they sounded, sustain pedal applied (channels folded; with
+    ``only``, that channel's alone, with ``but``, every other channel's; from 0)."""
     events = []
     tick = 0
     for message in track:
         tick += message.time
+        channel = getattr(message, "channel", None)
+        if (only is not None and channel != only) or (but is not None and channel == but):
+            continue
         time_s = _seconds(tick, ticks_per_beat, tempo_map)
         if message.type == "note_on":
             events.append(KeyEvent(time_s, message.note, message.velocity))
@@ -104,8 +116,9 @@ def _seconds(tick: int, ticks_per_beat: int, tempo_map: list[tuple[int, int]]) -
     return seconds
 
 
-def read_session(path: Path) -> Session:
-    """The player's and Antiphon's notes in a MIDI file."""
+def read_session(path: Path, duet_channel: int | None = None) -> Session:
+    """The player's and Antiphon's notes in a MIDI file; with ``duet_channel`` (1-16),
+    Antiphon's notes on that channel are its duet part."""
     try:
         midi = mido.MidiFile(path)
     except (OSError, EOFError, ValueError, KeyError, IndexError) as err:
@@ -122,7 +135,12 @@ def read_session(path: Path) -> Session:
         key=lambda n: (n.onset_s, n.pitch),
     )
     antiphon = with_notes[antiphon_index][1] if antiphon_index >= 0 else []
-    return Session(player, antiphon)
+    duet: list[Note] = []
+    if duet_channel is not None and antiphon_index >= 0:
+        track = midi.tracks[[i for i, (_, n) in enumerate(tracks) if n][antiphon_index]]
+        duet = _track_notes(track, midi.ticks_per_beat, tempo_map, only=duet_channel - 1)
+        antiphon = _track_notes(track, midi.ticks_per_beat, tempo_map, but=duet_channel - 1)
+    return Session(player, antiphon, duet)
 
 
 def turns(session: Session) -> list[Turn]:
@@ -154,9 +172,8 @@ def draw(session: Session, output: Path, title: str, window_s: tuple[float, floa
 
     start_s, end_s = window_s or (0.0, session.end_s)
     end_s = max(end_s, start_s + 1.0)
-    shown = [
-        n for n in session.player + session.antiphon if n.offset_s >= start_s and n.onset_s <= end_s
-    ]
+    everything = session.player + session.antiphon + session.duet
+    shown = [n for n in everything if n.offset_s >= start_s and n.onset_s <= end_s]
     if not shown:
         raise PlotError(f"no notes between {start_s:g} s and {end_s:g} s")
     low = min(n.pitch for n in shown) - 2
@@ -165,7 +182,11 @@ def draw(session: Session, output: Path, title: str, window_s: tuple[float, floa
     figure, axes = pyplot.subplots(figsize=(width_in, HEIGHT_IN), dpi=DPI)
     band_low = high + 0.5
     band_height = max(2.0, (high - low) * 0.08)
-    for notes, colour in ((session.player, PLAYER_COLOUR), (session.antiphon, ANTIPHON_COLOUR)):
+    for notes, colour in (
+        (session.player, PLAYER_COLOUR),
+        (session.antiphon, ANTIPHON_COLOUR),
+        (session.duet, DUET_COLOUR),
+    ):
         _draw_notes(axes, notes, colour)
     for turn in turns(session):
         if turn.end_s < start_s or turn.start_s > end_s:
@@ -195,14 +216,17 @@ def draw(session: Session, output: Path, title: str, window_s: tuple[float, floa
     _pitch_ticks(axes, low, high)
     axes.grid(axis="x", alpha=0.25)
     axes.set_title(title, fontsize=10, loc="left")
+    handles = [
+        Patch(color=PLAYER_COLOUR, label=f"player ({len(session.player)} notes)"),
+        Patch(color=ANTIPHON_COLOUR, label=f"Antiphon ({len(session.antiphon)} notes)"),
+    ]
+    if session.duet:
+        handles.append(Patch(color=DUET_COLOUR, label=f"duet part ({len(session.duet)} notes)"))
     axes.legend(
-        handles=[
-            Patch(color=PLAYER_COLOUR, label=f"player ({len(session.player)} notes)"),
-            Patch(color=ANTIPHON_COLOUR, label=f"Antiphon ({len(session.antiphon)} notes)"),
-        ],
+        handles=handles,
         loc="upper right",
         bbox_to_anchor=(1.0, 1.13),
-        ncols=2,
+        ncols=len(handles),
         fontsize=8,
         frameon=False,
     )
@@ -235,12 +259,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, help="PNG to write (default: SESSION.png)")
     parser.add_argument("--start", type=float, default=None, help="from this many seconds in")
     parser.add_argument("--end", type=float, default=None, help="up to this many seconds in")
+    parser.add_argument(
+        "--duet-channel", type=int, default=DUET_CHANNEL, metavar="N",
+        help=f"Antiphon's notes on this channel (1-16) are its duet part; 0: none "
+        f"(default: {DUET_CHANNEL}, the daemon's)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     output = args.output or args.session.with_suffix(".png")
     try:
-        session = read_session(args.session)
+        if not 0 <= args.duet_channel <= 16:
+            raise PlotError(f"--duet-channel: 1 to 16, or 0 for none (got {args.duet_channel})")
+        session = read_session(args.session, args.duet_channel or None)
         window = None
         if args.start is not None or args.end is not None:
             window = (args.start or 0.0, session.end_s if args.end is None else args.end)

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from antiphon.daemon.midi.port_names import virtual_port_names
-from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
+from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.tools.bench_report import PHRASE_GAP_S
 from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe

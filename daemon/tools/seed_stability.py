@@ -25,8 +25,8 @@ from typing import Any
 import mido
 import numpy as np
 import onnxruntime as ort
-from antiphon.daemon.musician.engine import Engine
-from antiphon.daemon.musician.model_file import session_options
+from antiphon.daemon.musician.model.engine import Engine
+from antiphon.daemon.musician.model.model_file import session_options
 from antiphon.daemon.respond import TimedMessage, respond
 from antiphon.daemon.settings import DEFAULT_MODEL, Settings
 

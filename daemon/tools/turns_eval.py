@@ -1,26 +1,27 @@
 """``antiphon eval-turns CORPUS_DIR_OR_MIDI_FOLDER``: how well calls are found to be over.
 
 Each performance is played, causally and as if live, into the real
-:class:`~antiphon.daemon.musician.performer.Performer` on a
-:class:`~antiphon.daemon.musician.performer.ManualClock` (the code the daemon runs, in
+:class:`~antiphon.daemon.musician.playing.performer.Performer` on a
+:class:`~antiphon.daemon.musician.playing.performer.ManualClock` (the code the daemon runs, in
 ``listen`` mode so that no reply changes what the model hears). The notes go in as the
 sounding notes (the pedal applied), so a silence is a stretch where no key is held and no
 key is sustained by the pedal. For each silence the performer either declared the call
 over (how long after the silence began) or heard the player go on first.
 
 By default the judge (``turns auto``) is measured with the longest wait it was tuned with
-(``AUTO_PHRASE_GAP_S``). The figures, per minute of playing: false answers (a call declared
-over within a silence shorter than ``FALSE_BELOW_S``: the player was only breathing), real
-ends (silences of ``REAL_END_S`` or more), the median and 90th percentile delay on real
-ends, and ends missed (never declared). Beside them, the fixed gaps ``FIXED_GAPS_S`` on the
-same silences.
+(``AUTO_PHRASE_GAP_S``). The figures, per minute of playing
+(:func:`~antiphon.daemon.tools.turns_replay.figures`): false answers, real ends, the median
+and 90th percentile delay on real ends, and ends missed. Beside them, the whole trade-off on
+the same silences: the judge at each eagerness of ``EAGERNESSES`` (replayed as the performer
+drives it, :func:`~antiphon.daemon.tools.turns_replay.replay`; the replay at the settings'
+eagerness is checked against the performer's own answers on every run) and the fixed gaps
+``FIXED_GAPS_S``; as a table, ``--json`` and ``--plot``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -29,16 +30,23 @@ from typing import TYPE_CHECKING, Any
 
 import mido
 import numpy as np
-from antiphon.daemon.codec import KeyEvent, Note, key_events_to_notes, notes_to_events
-from antiphon.daemon.musician.turns import AUTO_PHRASE_GAP_S
+from antiphon.daemon.codec import KeyEvent, Note, key_events_to_notes
+from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
 from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
+from antiphon.daemon.tools.turns_replay import (
+    EAGERNESSES,
+    FIXED_GAPS_S,
+    Judged,
+    figures,
+    format_rows,
+    note_messages,
+    replay,
+    trade_off,
+)
 
 if TYPE_CHECKING:
-    from antiphon.daemon.musician.engine import Engine
+    from antiphon.daemon.musician.model.engine import Engine
 
-FALSE_BELOW_S = 0.6  # a call declared over in a silence shorter than this was a breath
-REAL_END_S = 1.0  # a silence this long is the end of a phrase
-FIXED_GAPS_S = (0.15, 0.25, 0.35, 0.5)
 TURN_SETTINGS: dict[str, type] = {"turns": str, "eagerness": float, "phrase_gap_s": float}
 
 
@@ -97,25 +105,6 @@ def _key_events(messages: list[tuple[float, mido.Message]]) -> Iterator[KeyEvent
             yield KeyEvent(time_s, -1, message.value)
 
 
-def note_messages(notes: Sequence[Note]) -> list[tuple[float, mido.Message]]:
-    """Notes as the key messages a player sends: a pitch struck again while it sounds ends
-    first, and only the first end that follows counts (as the codec reads them)."""
-    messages = []
-    sounding: set[int] = set()
-    for event in notes_to_events(notes):
-        if event.velocity > 0:
-            if event.pitch in sounding:
-                messages.append((event.time_s, mido.Message("note_off", note=event.pitch)))
-            sounding.add(event.pitch)
-            messages.append(
-                (event.time_s, mido.Message("note_on", note=event.pitch, velocity=event.velocity))
-            )
-        elif event.pitch in sounding:
-            sounding.discard(event.pitch)
-            messages.append((event.time_s, mido.Message("note_off", note=event.pitch)))
-    return messages
-
-
 def silences_of(messages: Sequence[tuple[float, mido.Message]]) -> list[tuple[float, float]]:
     """(start, end) of each stretch with nothing sounding between two notes (none of no
     length, where a sounding pitch is struck again)."""
@@ -147,7 +136,7 @@ def judge_performance(
     name: str, notes: Sequence[Note], settings: Settings, engine: Engine
 ) -> list[Silence]:
     """Play ``notes`` into a listening performer; each silence with when its call ended."""
-    from antiphon.daemon.musician.performer import ManualClock, Performer
+    from antiphon.daemon.musician.playing.performer import ManualClock, Performer
 
     messages = note_messages(notes)
     engine.reset()
@@ -181,31 +170,26 @@ def playing_minutes(notes: Sequence[Note]) -> float:
 # Figures ----------------------------------------------------------------------------------
 
 
-def figures(
-    declared_after: Sequence[float | None], silences_s: Sequence[float], minutes: float
-) -> dict[str, Any]:
-    """False answers and real ends per minute, delays on real ends, ends missed."""
-    false = sum(
-        1
-        for d, s in zip(declared_after, silences_s, strict=True)
-        if d is not None and s < FALSE_BELOW_S
-    )
-    delays = [
-        d
-        for d, s in zip(declared_after, silences_s, strict=True)
-        if s >= REAL_END_S and d is not None
-    ]
-    real = sum(1 for s in silences_s if s >= REAL_END_S)
-    per_minute = 1.0 / minutes if minutes > 0 else math.nan
-    return {
-        "false_per_min": false * per_minute,
-        "real_ends_per_min": real * per_minute,
-        "median_delay_s": float(np.median(delays)) if delays else None,
-        "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,
-        "missed": real - len(delays),
-        "false": false,
-        "real_ends": real,
-    }
+def replayed(notes: Sequence[Note], eagernesses: Sequence[float]) -> dict[float, list[Judged]]:
+    """The judge's waits on ``notes`` at each of ``eagernesses``, replayed as the performer
+    drives it (at the longest wait it was tuned with)."""
+    messages = note_messages(notes)
+    return {e: replay(messages, e, AUTO_PHRASE_GAP_S) for e in eagernesses}
+
+
+def agreeing(silences: Sequence[Silence], judged: Sequence[Judged]) -> int:
+    """How many silences the performer and the replay declared over at the same moment, or
+    both not at all."""
+    count = 0
+    for silence, j in zip(silences, judged, strict=True):
+        wait_s = j.wait_s
+        replay_after = wait_s if j.silence_s >= wait_s else None
+        performer_after = silence.declared_after_s
+        if replay_after is None or performer_after is None:
+            count += replay_after is None and performer_after is None
+        else:
+            count += abs(replay_after - performer_after) < 1e-6
+    return count
 
 
 def summary(silences: Sequence[Silence], minutes: float) -> dict[str, Any]:
@@ -246,6 +230,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N performances")
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="the summary")
     parser.add_argument(
+        "--plot", type=Path, default=None, metavar="OUT.png",
+        help="draw the trade-off (needs matplotlib: the plot or train extra)",
+    )  # fmt: skip
+    parser.add_argument(
         "--events", type=Path, default=None, metavar="OUT.jsonl", help="one line per silence"
     )
     for name, kind in TURN_SETTINGS.items():
@@ -258,8 +246,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from antiphon.daemon.musician.engine import Engine
-    from antiphon.daemon.musician.model_file import ModelError
+    from antiphon.daemon.musician.model.engine import Engine
+    from antiphon.daemon.musician.model.model_file import ModelError
     from antiphon.training.corpus import CorpusError
 
     chosen = {
@@ -281,13 +269,23 @@ def run(args: argparse.Namespace) -> int:
             performances = midi_performances(args.source, args.limit)
         else:
             raise TurnsEvalError(f"{args.source}: no such corpus, folder or file")
+        # The replay at the settings' eagerness is checked against the performer, when the
+        # performer judged with the longest wait the replay uses.
+        checked = settings.turns == "auto" and settings.phrase_gap_s == AUTO_PHRASE_GAP_S
+        eagernesses = sorted({*EAGERNESSES, settings.eagerness})
         silences: list[Silence] = []
+        judged: dict[float, list[Judged]] = {e: [] for e in eagernesses}
+        agreed = 0
         minutes = 0.0
         events = args.events.open("w", encoding="utf-8") if args.events else None
         try:
             for name, notes in performances:
                 found = judge_performance(name, notes, settings, engine)
+                judged_here = replayed(notes, eagernesses)
+                agreed += agreeing(found, judged_here[settings.eagerness])
                 silences.extend(found)
+                for eagerness, these in judged_here.items():
+                    judged[eagerness].extend(these)
                 minutes += playing_minutes(notes)
                 if events is not None:
                     events.writelines(json.dumps(asdict(s)) + "\n" for s in found)
@@ -298,6 +296,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"antiphon eval-turns: {err}", file=sys.stderr)
         return 2
     report = summary(silences, minutes)
+    report["trade_off"] = trade_off(judged, minutes)
+    report["replay_agrees"] = f"{agreed} of {len(silences)}" if checked else None
     report["settings"] = {
         "turns": settings.turns,
         "eagerness": settings.eagerness,
@@ -307,6 +307,16 @@ def run(args: argparse.Namespace) -> int:
         "split": args.split if (args.source / "corpus.json").is_file() else None,
     }
     print(format_summary(report))
+    print("\nThe trade-off (the judge replayed at each eagerness; the fixed gaps):")
+    print(format_rows(report["trade_off"]))
+    if checked:
+        print(f"the replay agrees with the performer on {report['replay_agrees']} silences")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.plot is not None:
+        from antiphon.daemon.tools.turns_plot import plot_trade_off
+
+        title = f"{args.source.name} ({report['settings']['split'] or 'files'})"
+        marked = f"auto {settings.eagerness:g}"
+        plot_trade_off({title: report["trade_off"]}, marked, args.plot, why="as set")
     return 0

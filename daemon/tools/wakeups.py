@@ -1,7 +1,7 @@
 """How late a thread's timed wait ends on this machine: the floor under the daemon's timing.
 
 The performer sends each reply message by blocking on its input queue until the message is
-due (:meth:`antiphon.daemon.musician.performer.Performer.run`); it cannot send earlier than
+due (:meth:`antiphon.daemon.musician.playing.performer.Performer.run`); it cannot send earlier than
 the kernel wakes it. Here a bare thread does the same wait, a queue ``get`` with a timeout of
 2 to 5 ms and the timer slack the performer sets, ``waits`` times, and the lateness of each
 wake-up is kept. Under ``SCHED_FIFO`` (``fifo_priority``, when allowed) it shows what

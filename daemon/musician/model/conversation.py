@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from antiphon.daemon.codec import NoteEvent, StreamEncoder, TokenWriter
-from antiphon.daemon.musician.engine import Engine
+from antiphon.daemon.musician.model.engine import Engine
 
 MAX_FED_SILENCE_S = 8.0
 

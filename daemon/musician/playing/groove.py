@@ -1,7 +1,7 @@
 """Groove: a reply's note-ons placed on the beat's grid, with the model told the truth.
 
 The model proposes when a note comes (the time shifts it samples); :class:`GridPlacer`
-disposes: the note-on is played at :meth:`~antiphon.daemon.musician.beat.BeatGrid.pull` of
+disposes: the note-on is played at :meth:`~antiphon.daemon.musician.hearing.beat.BeatGrid.pull` of
 that time (with ``groove`` 1, on the nearest point of the grid's subdivision; in between,
 pulled toward it). So that the model's state stays the one truth about what was played, the
 tokens it was fed since the event before are taken back (its state restored) and fed again:
@@ -16,8 +16,8 @@ stays with it. Note-offs keep the model's timing (from the note-on as played).
 from __future__ import annotations
 
 from antiphon.daemon.codec import TokenWriter, Vocabulary
-from antiphon.daemon.musician.beat import BeatGrid
-from antiphon.daemon.musician.engine import Engine, EngineState
+from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.model.engine import Engine, EngineState
 
 
 class GridPlacer:

@@ -2,7 +2,8 @@
 
 ``SPECULATE_BEFORE_S`` (20 ms) before the call's deadline, the performer already makes the
 reply as it will be at the deadline (the pause up to the deadline fed, its first events
-drawn, see :mod:`antiphon.daemon.musician.reply`), so that at the deadline it only sends. If
+drawn, see :mod:`antiphon.daemon.musician.answering.reply`), so that at the deadline it only sends.
+If
 anything comes
 first (the player's input, a command, a parameter change), that speculative reply is
 withdrawn without a trace, random streams included: a reply is the same whether it was made
@@ -10,20 +11,20 @@ ahead or at the deadline. 20 ms is well above the few ms drawing takes even on a
 machine, and a player who goes on within the last 20 ms of the gap is rare, so little work
 is thrown away; drawing when the silence starts would throw it away at every pause.
 
-Used on the performer's thread only (:mod:`antiphon.daemon.musician.performer`).
+Used on the performer's thread only (:mod:`antiphon.daemon.musician.playing.performer`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from antiphon.daemon.musician.beat_keeper import ReplyPlan
-from antiphon.daemon.musician.conversation import Conversation
-from antiphon.daemon.musician.follow import HeardCall, Steering
-from antiphon.daemon.musician.memory import PlayerMemory
-from antiphon.daemon.musician.phrase import Call, reply_length_bounds
-from antiphon.daemon.musician.reply import Reply
-from antiphon.daemon.musician.shaping import SHAPING_KNOBS, ReplyShaping, make_shaping
+from antiphon.daemon.musician.answering.follow import HeardCall, Steering, model_key_weight
+from antiphon.daemon.musician.answering.memory import PlayerMemory
+from antiphon.daemon.musician.answering.reply import Reply
+from antiphon.daemon.musician.answering.shaping import SHAPING_KNOBS, ReplyShaping, make_shaping
+from antiphon.daemon.musician.clocks.beat_keeper import ReplyPlan
+from antiphon.daemon.musician.hearing.phrase import Call, reply_length_bounds
+from antiphon.daemon.musician.model.conversation import Conversation
 from antiphon.daemon.surface.parameters import Parameters
 
 SPECULATE_BEFORE_S = 0.020  # the reply is made this long before the call's deadline
@@ -77,7 +78,12 @@ class Speculator:
     def shaping(self, params: Parameters, now_s: float) -> ReplyShaping | None:
         """What shapes a reply to the call heard, with ``params``' knobs."""
         steering = Steering(
-            params.follow, params.range_low, params.range_high, params.density, params.dynamics
+            params.follow,
+            params.range_low,
+            params.range_high,
+            params.density,
+            params.dynamics,
+            model_key_weight(self._conversation.engine.info.training),
         )
         return make_shaping(
             self._heard.notes(now_s),
@@ -121,7 +127,7 @@ class Speculator:
     def make_ahead(self, call: Call, params: Parameters, plan: ReplyPlan) -> None:
         """Make the reply to ``call`` (not over yet) as ``plan`` will start it."""
         self._made_for_s = call.ended_s
-        if params.mode != "call_response":
+        if params.mode not in ("call_response", "both"):
             return
         reply = self.prepare(call, plan, params)
         if reply is not None:

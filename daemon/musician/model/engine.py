@@ -9,14 +9,14 @@ back an unplayed reply event, and state slots).
 A step allocates nothing in Python's view: the session runs through two prebuilt IO bindings
 that read ``h``/``c`` from one pair of buffers and write the next state into the other, and
 the logits into a fixed array. One intra-op thread (see
-:func:`antiphon.daemon.musician.model_file.load_model`).
+:func:`antiphon.daemon.musician.model.model_file.load_model`).
 The engine is not thread-safe: one thread (the Performer's) owns it.
 
 Sampling: the logits divided by the temperature, plus an optional ``bias`` (logit units at
 the sampling temperature: the reply logic's soft pushes, see
-:mod:`antiphon.daemon.musician.follow`), restricted to the tokens an optional ``allowed``
+:mod:`antiphon.daemon.musician.answering.follow`), restricted to the tokens an optional ``allowed``
 mask permits, softmax, an optional ``blend`` that reshapes the unnormalised probabilities in
-place (the player's memory, :mod:`antiphon.daemon.musician.memory`), inverse-CDF draw with
+place (the player's memory, :mod:`antiphon.daemon.musician.answering.memory`), inverse-CDF draw with
 one uniform from ``rng``. Without a bias and a blend, the draw is bit for bit the plain one.
 
 Noise injection, the ``noise`` knob in [0, 1]; two effects, both drawn from ``noise_rng``, a
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 from antiphon.daemon.codec import Vocabulary
-from antiphon.daemon.musician.model_file import load_model
+from antiphon.daemon.musician.model.model_file import load_model
 
 STATE_NOISE_AT_FULL = 0.5  # perturbation std at noise 1, relative to the state's RMS
 JUMP_RATE_AT_FULL = 0.2  # chance that a sampled token is replaced by a jump, at noise 1
@@ -99,13 +99,13 @@ class Engine:
     """An exported model loaded once, with its recurrent state and seeded sampling.
 
     Args:
-        model_path: the ONNX file (see :mod:`antiphon.daemon.musician.model_file`).
+        model_path: the ONNX file (see :mod:`antiphon.daemon.musician.model.model_file`).
         seed: makes ``rng`` and ``noise_rng`` (and so every reply) repeat exactly; None
             draws fresh entropy.
         temperature: default sampling temperature (> 0).
         noise: noise knob in [0, 1] (see the module docstring).
         session_options: onnxruntime's session options (default: the daemon's, see
-            :func:`~antiphon.daemon.musician.model_file.session_options`).
+            :func:`~antiphon.daemon.musician.model.model_file.session_options`).
 
     Raises:
         ModelError: the file cannot be used.

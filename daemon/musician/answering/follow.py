@@ -3,14 +3,15 @@ live steering (a pitch range, a density multiplier, a loudness shift).
 
 The model proposes, the reply logic disposes: nothing here copies or transposes the call or
 changes the model. Each piece turns the call's shape
-(:mod:`antiphon.daemon.musician.phrase_shape`, measured on the call as the player played it)
+(:mod:`antiphon.daemon.musician.hearing.phrase_shape`, measured on the call as the player played it)
 into additive biases on the tempered logits at sampling time, in nats, scaled by the
 ``follow`` knob (0: no bias at all, the plain draw bit for bit):
 
 - :class:`RegisterBias`: note-ons far from the call's median pitch are pushed down,
   quadratically in (distance / the call's spread), at most ``REGISTER_MAX`` nats;
 - :class:`KeyBias`: note-ons outside the call's key (Krumhansl-Schmuckler,
-  :mod:`antiphon.daemon.musician.key`) are pushed down by ``KEY_WEIGHT`` nats;
+  :mod:`antiphon.daemon.musician.hearing.key`) are pushed down by ``KEY_WEIGHT`` nats, or by what
+  the model file asks for (:func:`model_key_weight`);
 - :class:`TextureBias`: while an onset group is open (within ``ONSET_GROUP_S`` of its first
   note), another note-on is pushed up while the group has fewer notes than the call's mean
   per group, and down once it has as many (a single-line call gets a single line);
@@ -30,7 +31,7 @@ into additive biases on the tempered logits at sampling time, in nats, scaled by
 Live steering: :func:`pitch_range_mask` (a hard mask on note-ons outside the range between
 ``range_low`` and ``range_high``: every reply note lies inside) and ``dynamics`` (velocity
 levels added to each reply note as it is played, like a fader: the model hears the velocity
-it chose, see :meth:`~antiphon.daemon.musician.shaping.ReplyShaping.loudness`).
+it chose, see :meth:`~antiphon.daemon.musician.answering.shaping.ReplyShaping.loudness`).
 
 :class:`HeardCall` keeps the notes of the call in progress, for the shape.
 """
@@ -38,12 +39,14 @@ it chose, see :meth:`~antiphon.daemon.musician.shaping.ReplyShaping.loudness`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from antiphon.daemon.codec import PITCHES, Vocabulary
-from antiphon.daemon.musician.key import key_of, scale_of
-from antiphon.daemon.musician.phrase_shape import (
+from antiphon.daemon.musician.hearing.key import key_of, scale_of
+from antiphon.daemon.musician.hearing.phrase_shape import (
     ONSET_GROUP_S,
     PhraseShape,
     shape_of,
@@ -134,6 +137,7 @@ class Steering:
     range_high: int = PITCHES - 1
     density: float = 1.0
     dynamics: int = 0
+    key_weight: float = KEY_WEIGHT  # or what the model file asks for (model_key_weight)
 
     @property
     def ranged(self) -> bool:
@@ -157,13 +161,26 @@ class RegisterBias:
         self.bias = np.maximum(-REGISTER_MAX, -REGISTER_WEIGHT * follow * np.square(distance))
 
 
+def model_key_weight(training: Mapping[str, Any]) -> float:
+    """How many nats (at follow 1) a model's note-ons outside the call's key are pushed down:
+    what its file's training facts say (``follow.key_weight``; the single-line model, trained
+    on chromatic jazz lines, asks for less, tuned on its validation soloists), else
+    ``KEY_WEIGHT``."""
+    follow = training.get("follow")
+    if isinstance(follow, Mapping):
+        weight = follow.get("key_weight")
+        if isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0:
+            return float(weight)
+    return KEY_WEIGHT
+
+
 class KeyBias:
     """Note-on biases [128]: pitches outside the call's key pushed down."""
 
-    def __init__(self, notes: np.ndarray, follow: float) -> None:
+    def __init__(self, notes: np.ndarray, follow: float, weight: float = KEY_WEIGHT) -> None:
         scale = scale_of(*key_of(notes))
         outside = np.asarray([p % 12 not in scale for p in range(PITCHES)])
-        self.bias = np.where(outside, -KEY_WEIGHT * follow, 0.0)
+        self.bias = np.where(outside, -weight * follow, 0.0)
 
 
 class TextureBias:
@@ -256,7 +273,7 @@ class FollowBias:
         self.shape = shape
         follow = steering.follow
         self.register = RegisterBias(call, shape, follow)
-        self.key = KeyBias(call, follow)
+        self.key = KeyBias(call, follow, steering.key_weight)
         self._pitch_bias = self.register.bias + self.key.bias
         self.texture = TextureBias(shape, follow)
         self.pace = PaceBias(

@@ -40,7 +40,8 @@ class PhraseDetector:
     :meth:`end_now` (a foot switch). ``gap_s`` may be changed at any time.
 
     With ``turns`` ``auto`` the performer sets :attr:`wait_s` when a silence begins (see
-    :class:`~antiphon.daemon.musician.turns.TurnJudge`): the call then ends that long after the
+    :class:`~antiphon.daemon.musician.hearing.turns.TurnJudge`): the call then ends that long after
+    the
     silence began (at most ``gap_s``, the longest wait), and never sooner than
     ``MIN_GAP_S`` after the last event. Without it (``turns`` ``gap``), ``gap_s`` alone.
 

@@ -11,9 +11,9 @@ player plays, a note reaches its maximum length, the reply is stopped. With the 
 streams rolled back too, what a reply plays does not depend on how far ahead it was drawn.
 
 A reply can also be made before its call is over (the performer does so a few ms before the
-deadline, see :mod:`antiphon.daemon.musician.speculation`) and, as long as it has played nothing,
-withdrawn
-(:meth:`Reply.withdraw`): the pause it fed and the events it drew leave no trace.
+deadline, see :mod:`antiphon.daemon.musician.answering.speculation`) and, as long as it has
+played nothing, withdrawn (:meth:`Reply.withdraw`): the pause it fed and the events it drew
+leave no trace.
 
 How a reply is shaped (the mask of tokens the engine may sample):
 
@@ -21,13 +21,14 @@ How a reply is shaped (the mask of tokens the engine may sample):
   masked, so the model can only choose a velocity and a pitch. The pause since the call's
   last sound has already been fed as time shifts, so the model knows where it is.
 - Note-offs are only allowed for pitches the reply has sounding (no stray note-offs).
-- After the note budget (:func:`~antiphon.daemon.musician.phrase.reply_length_bounds`), note-ons and
+- After the note budget (:func:`~antiphon.daemon.musician.hearing.phrase.reply_length_bounds`),
+note-ons and
   velocities are masked: the model may only release its notes and wait. Notes still sounding
   ``RELEASE_GRACE_S`` after the last note-on are released by force, as is everything at the
   reply's time bound. A note sounding ``max_note_s`` is released by force at once.
 - Every note Antiphon ends itself is fed to the model as a note-off at the time it happened,
   once its note-off has been sent (:meth:`Reply.settle`), so feeding does not delay sending.
-- An optional :class:`~antiphon.daemon.musician.shaping.ReplyShaping` pushes each draw
+- An optional :class:`~antiphon.daemon.musician.answering.shaping.ReplyShaping` pushes each draw
   (following the call, the pitch range as a mask on note-ons, the loudness shift, the
   player's memory); without one, the draws are the model's alone.
 
@@ -45,12 +46,13 @@ from typing import Any
 
 import mido
 import numpy as np
+from antiphon.daemon.codec import TokenWriter
 from antiphon.daemon.midi.notes import SoundingNotes
-from antiphon.daemon.musician.beat import BeatGrid
-from antiphon.daemon.musician.conversation import Conversation
-from antiphon.daemon.musician.engine import Engine, EngineState
-from antiphon.daemon.musician.groove import GridPlacer
-from antiphon.daemon.musician.shaping import ReplyShaping, ShapingState
+from antiphon.daemon.musician.answering.shaping import ReplyShaping, ShapingState
+from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.model.conversation import Conversation
+from antiphon.daemon.musician.model.engine import Engine, EngineState
+from antiphon.daemon.musician.playing.groove import GridPlacer
 
 RELEASE_GRACE_S = 1.5  # after the last note-on, time the model has to release its notes
 MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an event is stopped
@@ -58,6 +60,9 @@ MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an even
 # due within this of the next one are drawn before it is sent, so none waits for a drawing.
 LOOKAHEAD_S = 0.010
 MAX_DRAWN_AHEAD = 8  # bounds the work thrown away when the player interrupts
+# An accompanying part whose model says the player goes next waits at least this long before
+# it draws again (the player's event, when it comes first, rolls the wait back).
+PLAYER_WAIT_S = 0.1
 
 Timed = tuple[float, mido.Message]  # (planned time, message)
 PlannedNote = tuple[float, bool, int]  # (planned time, note-on?, pitch)
@@ -143,7 +148,9 @@ class _Drawn:
 
     due_s: float
     tokens: list[int]
-    message: mido.Message  # its note-on or note-off, made while drawing
+    # Its note-on or note-off, made while drawing; None: a rest (an accompanying part's
+    # time shifts with no event within ``MAX_TOKENS_PER_EVENT`` tokens, fed when due).
+    message: mido.Message | None
     mark: _Mark  # the stream before its tokens
 
 
@@ -158,13 +165,21 @@ class Reply:
             ``start_s``): the beat's wait from here to the first note is on purpose, and not
             part of the daemon's reaction.
         notes: note budget; max_s: time bound (see
-        :func:`~antiphon.daemon.musician.phrase.reply_length_bounds`).
+        :func:`~antiphon.daemon.musician.hearing.phrase.reply_length_bounds`).
         channel: MIDI channel 0-15 of the reply's notes.
         max_note_s: force-release any note sounding this long.
         shaping: what pushes the draws (None: nothing, the model's own choices).
         grid: the beat the reply keeps (None: the model's free timing).
         groove: how far each note-on is pulled onto the grid's subdivision (0 not at all,
             1 onto it): the tokens fed are those of the time it is played at.
+        accompanying: a part played while the player plays (the duet,
+            :mod:`~antiphon.daemon.musician.playing.duet`): its first note may wait, and a draw that
+            finds no event rests (its time shifts are fed when due) instead of ending it.
+            The shaping's pitch range is its register: while the player plays, the model
+            draws from every pitch, and a note event outside the register is the player's
+            (the model says the player goes next): the part rests until then, at least
+            ``PLAYER_WAIT_S``, and draws again (:meth:`_wait_for_player`). Once
+            :meth:`finish_by` ends it, the register is a mask, as a reply's range is.
     """
 
     def __init__(
@@ -181,8 +196,12 @@ class Reply:
         shaping: ReplyShaping | None = None,
         grid: BeatGrid | None = None,
         groove: float = 0.0,
+        accompanying: bool = False,
     ) -> None:
         self._conversation = conversation
+        self._accompanying = accompanying
+        self._yielding = accompanying  # a note outside the register is the player's
+        self._rest_writer = TokenWriter(conversation.vocabulary)
         self._shaping = shaping
         self._played_shape: ShapingState | None = None if shaping is None else shaping.start
         self._draw_shape = self._played_shape
@@ -201,8 +220,9 @@ class Reply:
         self._clock_before_s = conversation.clock_s
         conversation.silence_until(start_s)
         self.start_s = start_s
-        self._start_clock_s = conversation.clock_s
+        self._offset_s = start_s - conversation.clock_s  # played time = decoded clock + this
         self._end_s = start_s + max_s
+        self._max_end_s = self._end_s
         self._notes = notes
         self.notes_played = 0
         self._release_by_s = self._end_s
@@ -331,6 +351,38 @@ class Reply:
         self._draw_stale = True
         self.settle()
 
+    def rebase(self, now_s: float) -> None:
+        """An accompanying part, the player's event at ``now_s`` just fed: the stream's
+        clock now means ``now_s``. The player's times are quantised as they are fed (with
+        error feedback), so the stream's clock runs up to a time shift's rounding away from
+        the player's; without this, the part's next note, drawn from the clock, could fall
+        before the note it answers."""
+        if self._accompanying:
+            self._offset_s = now_s - self._conversation.clock_s
+            self._draw_stale = True
+
+    def regrid(self, grid: BeatGrid | None, groove: float | None = None) -> None:
+        """Keep ``grid`` (and ``groove``; None: as it is) from the next event drawn (an
+        accompanying part follows the beat as the player goes on); the events drawn ahead
+        are drawn again."""
+        self.rewind()
+        groove = self._placer.groove if groove is None else groove
+        self._placer = GridPlacer(self._conversation.vocabulary, grid, groove)
+
+    def finish_by(self, end_s: float | None) -> None:
+        """End the reply at ``end_s`` (every note released then); None: at its own time
+        bound again. The events drawn ahead are drawn again."""
+        self.rewind()
+        self._end_s = self._max_end_s if end_s is None else min(end_s, self._max_end_s)
+        self._release_by_s = self._end_s
+        self._yielding = self._accompanying and end_s is None
+        self._draw_stale = True
+
+    @property
+    def finishing(self) -> bool:
+        """Whether :meth:`finish_by` set an end before the reply's own time bound."""
+        return self._end_s < self._max_end_s
+
     def stop(self, now_s: float) -> list[Timed]:
         """End the reply now: every sounding note off (the model is told by :meth:`settle`)."""
         out: list[Timed] = []
@@ -367,10 +419,10 @@ class Reply:
     # Drawing ------------------------------------------------------------------------------
 
     def _time_of(self, clock_s: float) -> float:
-        return self.start_s + (clock_s - self._start_clock_s)
+        return clock_s + self._offset_s
 
     def _clock_of(self, time_s: float) -> float:
-        return self._start_clock_s + (time_s - self.start_s)
+        return time_s - self._offset_s
 
     def _restart_drawing(self) -> None:
         """Draw on from the played events alone: the stream's clock, the budget, the mask."""
@@ -378,6 +430,8 @@ class Reply:
         self._draw_clock_s = conversation.clock_s
         self._draw_velocity = conversation.velocity
         self._draw_last_s = self._last_s
+        if self._accompanying:  # nothing goes before what the player just played
+            self._draw_last_s = max(self._last_s, self._time_of(conversation.clock_s))
         self._draw_notes_left = self._notes - self.notes_played
         self._draw_release_by_s = self._release_by_s
         sounding = self._draw_sounding
@@ -390,9 +444,15 @@ class Reply:
             allowed[off + pitch] = True
         if self._shaping is not None:
             self._draw_shape = self._played_shape
-            if self._shaping.pitch_allowed is not None:
-                allowed[:off] &= self._shaping.pitch_allowed
-        if self.notes_played == 0:
+            register = self._shaping.pitch_allowed
+            if register is not None and self._yielding:
+                allowed[off : self._time_shift_base] |= ~register  # the player's note-offs
+            elif register is not None:
+                allowed[:off] &= register
+        if self._accompanying:
+            for pitch in sounding:  # a part's note is released before it is struck again
+                allowed[pitch] = False
+        if self.notes_played == 0 and not self._accompanying:
             allowed[self._time_shift_base : self._velocity_base] = False
         if self._draw_notes_left <= 0:
             allowed[:off] = False  # no more note-ons
@@ -426,6 +486,9 @@ class Reply:
                 clock_s += self._shifts_s[token - time_shift_base]
                 if self._time_of(clock_s) > limit_s:
                     break
+            elif self._yielding and self._players_event(token):
+                self._wait_for_player(mark, clock_s)
+                return
             else:
                 due_s = None
                 if token < self._note_off_base and self._placer.active:
@@ -437,12 +500,20 @@ class Reply:
                         self._draw_clock_s,
                         clock_s,
                         self._draw_last_s,
-                        self.start_s - self._start_clock_s,
+                        self._offset_s,
                     )
                     if placed is not None:
                         tokens, clock_s, due_s = placed
                 self._queue(token, tokens, clock_s, velocity, mark, due_s)
                 return
+        # (A rest that does not move the clock would be drawn again and again.)
+        if (
+            self._accompanying
+            and self._draw_clock_s < clock_s
+            and self._time_of(clock_s) <= limit_s
+        ):
+            self._queue_rest(tokens, clock_s, velocity, mark)
+            return
         mark.restore(engine)
         self._spare_marks.append(mark)
         self._stalled_at_s = max(self._draw_last_s, min(self._time_of(clock_s), limit_s))
@@ -452,18 +523,22 @@ class Reply:
     ) -> int:
         """A draw with the shaping's pushes. Right after a velocity token, velocities are
         masked: two in a row say nothing, and with the note-ons narrowed (a range) the model
-        could go on choosing velocities until the event gives up."""
+        could go on choosing velocities until the event gives up. Answering one line
+        (``shaping.one_line``) while a reply note sounds, note-ons and velocities are masked:
+        the sounding note ends first."""
         engine, allowed = self._conversation.engine, self._allowed
         bias = shaping.bias(shape, self._time_of(clock_s))
-        if not after_velocity:
+        holding = shaping.one_line and bool(self._draw_sounding)
+        if not after_velocity and not holding:
             return engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
-        velocities = allowed[self._velocity_base :]
-        saved = velocities.copy()
-        velocities[:] = False
+        saved = allowed.copy()
+        allowed[self._velocity_base :] = False
+        if holding:
+            allowed[: self._note_off_base] = False
         try:
             return engine.sample(allowed, bias=bias, blend=shaping.blend(shape))
         finally:
-            velocities[:] = saved
+            allowed[:] = saved
 
     def _queue(
         self,
@@ -487,6 +562,8 @@ class Reply:
             allowed[token] = False
             self._draw_sounding.discard(pitch)
             self._draw_after_onset = False
+            if self._accompanying:
+                allowed[pitch] = self._may_strike(pitch)
         else:
             if self._shaping is not None:
                 velocity = self._shaping.loudness(velocity)
@@ -494,6 +571,8 @@ class Reply:
             if self._shaping is not None and self._draw_shape is not None:
                 self._draw_shape = self._shaping.after_note_on(self._draw_shape, token, due_s)
             allowed[off + token] = True
+            if self._accompanying:
+                allowed[token] = False
             self._draw_sounding.add(token)
             self._draw_after_onset = True
             allowed[self._time_shift_base : self._velocity_base] = True  # after the first note
@@ -504,6 +583,44 @@ class Reply:
                 self._draw_release_by_s = min(self._end_s, due_s + RELEASE_GRACE_S)
         self._drawn.append(_Drawn(due_s, tokens, message, mark))
 
+    def _may_strike(self, pitch: int) -> bool:
+        """Whether an accompanying part may draw a note-on of ``pitch`` once it is released."""
+        if self._draw_notes_left <= 0:
+            return False
+        register = self._shaping.pitch_allowed if self._shaping is not None else None
+        return register is None or self._yielding or bool(register[pitch])
+
+    def _players_event(self, token: int) -> bool:
+        """Whether a note event drawn is outside the part's register: the player's."""
+        register = self._shaping.pitch_allowed if self._shaping is not None else None
+        return register is not None and not register[token % self._note_off_base]
+
+    def _wait_for_player(self, mark: _Mark, clock_s: float) -> None:
+        """The model says the player goes next (at ``clock_s``): what was drawn leaves the
+        state (the random streams go on), and the part rests until then, at least
+        ``PLAYER_WAIT_S``: the silence fed, it draws again."""
+        engine = self._conversation.engine
+        assert mark.state is not None
+        engine.set_state(mark.state)
+        writer = self._rest_writer
+        writer.clock_s = self._draw_clock_s
+        tokens = writer.advance_to(max(clock_s, self._draw_clock_s + PLAYER_WAIT_S))
+        if self._time_of(writer.clock_s) > self._draw_release_by_s:
+            self._spare_marks.append(mark)
+            self._stalled_at_s = max(self._draw_last_s, self._draw_release_by_s)
+            return
+        for token in tokens:
+            engine.feed(token, perturb=True)
+        self._queue_rest(tokens, writer.clock_s, self._draw_velocity, mark)
+
+    def _queue_rest(self, tokens: list[int], clock_s: float, velocity: int, mark: _Mark) -> None:
+        """Queue the time shifts of a draw that found no event: fed when due, then the
+        drawing goes on from there."""
+        due_s = max(self._draw_last_s, self._time_of(clock_s))
+        self._draw_clock_s, self._draw_velocity, self._draw_last_s = clock_s, velocity, due_s
+        self._draw_after_onset = False
+        self._drawn.append(_Drawn(due_s, tokens, None, mark))
+
     # Playing ------------------------------------------------------------------------------
 
     def _play(self, out: list[Timed]) -> None:
@@ -511,6 +628,8 @@ class Reply:
         self._spare_marks.append(drawn.mark)
         self._conversation.commit(drawn.tokens)
         due_s, message = drawn.due_s, drawn.message
+        if message is None:
+            return  # a rest
         if message.type == "note_off":
             out.extend((due_s, m) for m in self.sounding.stop_message(message))
             self._check_done()

@@ -1,6 +1,6 @@
 """What shapes one reply's draws, put together: the following biases and the steering
-(:mod:`antiphon.daemon.musician.follow`) and the memory blend
-(:mod:`antiphon.daemon.musician.memory`), with the small state they need as the reply is
+(:mod:`antiphon.daemon.musician.answering.follow`) and the memory blend
+(:mod:`antiphon.daemon.musician.answering.memory`), with the small state they need as the reply is
 drawn (the open onset group, the reply's melody so far).
 
 That state is an immutable value the reply keeps twice, for the events played and for those
@@ -15,8 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 from antiphon.daemon.codec import Vocabulary
-from antiphon.daemon.musician.engine import Blend
-from antiphon.daemon.musician.follow import (
+from antiphon.daemon.musician.answering.follow import (
     NO_GROUP,
     FollowBias,
     GroupState,
@@ -24,7 +23,14 @@ from antiphon.daemon.musician.follow import (
     after_note_on,
     pitch_range_mask,
 )
-from antiphon.daemon.musician.memory import MelodyState, MemoryBlend, PlayerMemory, advance
+from antiphon.daemon.musician.answering.memory import (
+    MelodyState,
+    MemoryBlend,
+    PlayerMemory,
+    advance,
+)
+from antiphon.daemon.musician.hearing.motion import plays_one_line
+from antiphon.daemon.musician.model.engine import Blend
 
 # The parameters a reply's shaping is made from: a change reshapes the reply playing.
 SHAPING_KNOBS = ("follow", "mirror", "range_low", "range_high", "density", "dynamics")
@@ -57,6 +63,9 @@ class ReplyShaping:
         self.follow = (
             FollowBias(call, steering, vocabulary) if steering.follow > 0 and len(call) else None
         )
+        # Following a call that plays one line, the reply plays one line too: a note starts
+        # only once the one sounding has ended (the reply masks note-ons meanwhile).
+        self.one_line = self.follow is not None and bool(plays_one_line(call))
         low, high = sorted((steering.range_low, steering.range_high))
         self.pitch_allowed = pitch_range_mask(low, high) if steering.ranged else None
         self._dynamics = steering.dynamics

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 from antiphon.daemon.codec import PITCHES
-from antiphon.daemon.musician.phrase_shape import ONSET_GROUP_S
+from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
 
 MAX_INTERVAL = 24
 MAX_RATIO_CLASS = 4

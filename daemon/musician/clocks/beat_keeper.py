@@ -6,8 +6,12 @@ One :class:`BeatKeeper` per performer. The MIDI callback thread only calls
 performer's thread, which feeds it every onset, the player's and the reply's.
 
 Which beat counts (the ``clock`` parameter): ``off``, none (replies keep the model's free
-timing); ``player``, the :class:`~antiphon.daemon.musician.beat.BeatTracker`'s, when it is sure
-of one; ``midi``, the DAW's clock while it runs, else the player's.
+timing); ``player``, the :class:`~antiphon.daemon.musician.hearing.beat.BeatTracker`'s, when it is
+sure
+of one; ``midi``, the DAW's clock while it runs, else the player's; ``link``, the Ableton Link
+session's (:class:`~antiphon.daemon.musician.clocks.link_clock.LinkSession`, bars of
+``link_quantum``
+beats) while it has peers, else the player's.
 
 Where a reply starts (the ``reply_start`` parameter), with a beat: ``now``, the call's end
 (pulled onto the grid by the groove, like every onset); ``beat``, the next beat; ``bar``, the
@@ -23,11 +27,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mido
-from antiphon.daemon.musician.beat import BeatGrid, BeatTracker, choose_subdivision
-from antiphon.daemon.musician.midi_clock import ClockFollower, ClockInbox
+from antiphon.daemon.musician.clocks.midi_clock import ClockFollower, ClockInbox
+from antiphon.daemon.musician.hearing.beat import BeatGrid, BeatTracker, choose_subdivision
+
+if TYPE_CHECKING:
+    from antiphon.daemon.musician.clocks.link_clock import LinkSession
 
 CALL_ONSETS_KEPT = 64  # the player's latest onsets, for the subdivision a call uses
 
@@ -52,6 +59,7 @@ class BeatKeeper:
         self._plan_key: tuple[Any, ...] | None = None
         self._plan: ReplyPlan | None = None
         self.last_grid: BeatGrid | None = None  # swapped whole: status reads it
+        self.link: LinkSession | None = None  # the Link session, once joined
 
     # The MIDI callback's side -------------------------------------------------------------
 
@@ -81,15 +89,27 @@ class BeatKeeper:
         least twice a second, so the inbox never overflows)."""
         self.clock.take(self.inbox)
 
-    def grid(self, now_s: float, clock: str) -> BeatGrid | None:
+    def grid(self, now_s: float, clock: str, link_quantum: int = 4) -> BeatGrid | None:
         """The beat in force at ``now_s`` for the ``clock`` parameter; None: no beat."""
+        self.clock.take(self.inbox)
+        grid = None if clock == "off" else self._source_grid(now_s, clock, link_quantum)
+        self.last_grid = grid
+        return grid
+
+    def lead_grid(self, now_s: float, clock: str, link_quantum: int = 4) -> BeatGrid | None:
+        """The beat the outgoing clock follows (``clock_out``): the one in force, or with
+        ``clock`` off the player's; the beat last used (status, turns) stays as it was."""
+        return self._source_grid(now_s, clock, link_quantum)
+
+    def _source_grid(self, now_s: float, clock: str, link_quantum: int) -> BeatGrid | None:
         self.clock.take(self.inbox)
         grid = None
         if clock == "midi":
             grid = self.clock.grid(now_s)
-        if grid is None and clock != "off":
+        elif clock == "link" and self.link is not None:
+            grid = self.link.grid(now_s, link_quantum)
+        if grid is None:
             grid = self.tracker.grid()
-        self.last_grid = grid
         return grid
 
     @property
@@ -112,14 +132,15 @@ class BeatKeeper:
         clock: str,
         reply_start: str,
         groove: float,
+        link_quantum: int = 4,
     ) -> ReplyPlan:
         """When the reply to the call (``call_start_s`` to ``call_end_s``) starts, no
         earlier than ``earliest_s``, and its grid. The same call asked again gets the same
         plan (the reply made ahead of the deadline and the one at it must agree)."""
-        key = (call_start_s, call_end_s, earliest_s, clock, reply_start, groove)
+        key = (call_start_s, call_end_s, earliest_s, clock, reply_start, groove, link_quantum)
         if key == self._plan_key and self._plan is not None:
             return self._plan
-        grid = self.grid(now_s, clock)
+        grid = self.grid(now_s, clock, link_quantum)
         start_s = earliest_s
         if grid is not None:
             onsets = [t for t in self._player_onsets if call_start_s <= t <= call_end_s]

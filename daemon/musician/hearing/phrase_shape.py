@@ -10,7 +10,7 @@ chord): an *onset group*.
 - texture: mean notes per onset group (1 is a single line);
 - pace: the median inter-onset interval between onset groups (None with fewer than 2 groups).
 
-The reply logic follows a call's shape (:mod:`antiphon.daemon.musician.follow`), and
+The reply logic follows a call's shape (:mod:`antiphon.daemon.musician.answering.follow`), and
 ``antiphon eval-replies`` measures a reply's distance to its call with the same functions.
 """
 

@@ -12,8 +12,12 @@ Nothing here runs inference, touches the recurrent state or blocks on slow work:
   :meth:`~PerformerControls.switch_model`), which are queued for the performer's thread and
   wake it. Loading a new model happens in the caller's thread; only the swap is queued.
 - Status and figures are read from values the performer's thread swaps in whole.
+- The outgoing clock (``clock_out``): :attr:`PerformerControls.clock_leader` is offered the
+  beat by the performer's thread and read by the tick sender's; the Link session (``clock
+  link``, ``clock_out link``) is joined, when first asked for, on the thread that asked.
 
-The performer's thread (:class:`~antiphon.daemon.musician.performer.Performer`, a subclass) takes
+The performer's thread (:class:`~antiphon.daemon.musician.playing.performer.Performer`, a subclass)
+takes
 the input
 and the commands from here and does the work.
 """
@@ -29,13 +33,17 @@ from typing import Any
 
 import mido
 from antiphon.daemon.midi.intake import InputGate
-from antiphon.daemon.musician.beat_keeper import BeatKeeper
-from antiphon.daemon.musician.conversation import Conversation
-from antiphon.daemon.musician.engine import Engine, file_stamp
-from antiphon.daemon.musician.memory import PlayerMemory
-from antiphon.daemon.musician.model_file import ModelError
-from antiphon.daemon.musician.reply import Reply, ReplyReport
-from antiphon.daemon.settings import Settings
+from antiphon.daemon.musician.answering.memory import PlayerMemory
+from antiphon.daemon.musician.answering.reply import Reply, ReplyReport
+from antiphon.daemon.musician.clocks.beat_keeper import BeatKeeper
+from antiphon.daemon.musician.clocks.clock_out import ClockLeader
+from antiphon.daemon.musician.clocks.link_clock import LinkSession, LinkUnavailable
+from antiphon.daemon.musician.model.conversation import Conversation
+from antiphon.daemon.musician.model.engine import Engine, file_stamp
+from antiphon.daemon.musician.model.model_file import ModelError
+from antiphon.daemon.musician.model.voices import Voices
+from antiphon.daemon.musician.playing.duet import DuetPlayer
+from antiphon.daemon.settings import AUTO_MODEL, Settings
 from antiphon.daemon.surface.parameters import PARAMETER_NAMES, ParameterError, Parameters
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,8 @@ STATE_SLOTS = 128
 CLOCK_MESSAGE_TYPES = frozenset(("clock", "start", "continue", "stop", "songpos"))
 
 Listener = Callable[[str, object], None]
+LinkFactory = Callable[[], LinkSession]
+LINK_SETTINGS = {"clock": ("link",), "clock_out": ("link", "both")}
 
 
 class PerformerControls:
@@ -53,9 +63,11 @@ class PerformerControls:
     Args:
         settings: the daemon's settings (the live-tunable ones become :attr:`parameters`).
         engine: the loaded model; the performer owns it from now on.
+        link: joins the Ableton Link session, when ``clock`` or ``clock_out`` first asks for
+            it (None: never; files rendered offline have no session to join).
     """
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: Engine, link: LinkFactory | None = None) -> None:
         self.settings = settings
         self._params = Parameters.from_settings(settings)
         self._params_lock = threading.Lock()  # only between control threads that set
@@ -69,13 +81,19 @@ class PerformerControls:
         # The model played before the current one, kept for a swap back (claimed by
         # switch_model's thread, replaced by the performer's at a swap).
         self._previous_engine: Engine | None = None
+        self._voices: Voices | None = None  # --model auto's engines (the performer's)
         self._previous_lock = threading.Lock()
         self._reply: Reply | None = None
+        self._duet = DuetPlayer()  # the duet part (mode duet or both)
         self._reports: tuple[ReplyReport, ...] = ()
         self._closed = False
         self.notes_in = 0
         self.notes_out = 0
         self.replies = 0
+        self.clock_leader = ClockLeader(settings.clock_out_follow, on_tempo=self._tempo_out)
+        self._link_factory = link
+        self._link_lock = threading.Lock()  # between control threads that ask for Link
+        self._join_link_if_asked(self._params)
 
     # The MIDI callback's side ---------------------------------------------------------------
 
@@ -120,8 +138,11 @@ class PerformerControls:
             ParameterError: unknown name or a value out of range (nothing changes).
         """
         with self._params_lock:
-            self._params = self._params.with_value(name, value)
-            applied = getattr(self._params, name)
+            params = self._params.with_value(name, value)
+            if name in LINK_SETTINGS:  # joined before the performer sees the new value
+                self._join_link_if_asked(params)
+            self._params = params
+            applied = getattr(params, name)
         self._wake()
         self._notify(name, applied)
 
@@ -159,11 +180,16 @@ class PerformerControls:
         """Load another model (in the caller's thread) and swap it in between replies.
 
         The new model starts from a fresh state; saved state slots are cleared. The model
-        swapped out is kept: swapping back to it (its file unchanged) loads nothing.
+        swapped out is kept: swapping back to it (its file unchanged) loads nothing. ``auto``
+        loads both shipped models and chooses between them at each call's end
+        (:mod:`~antiphon.daemon.musician.model.voices`); a model asked for by path ends that.
 
         Raises:
             ModelError: the file cannot be used, or its codec differs from the current one.
         """
+        if str(path) == AUTO_MODEL:
+            self._command("voices", Voices.load(self.settings))
+            return
         current = self._conversation.engine
         engine = self._take_previous(path)
         if engine is None:
@@ -194,8 +220,16 @@ class PerformerControls:
         reply, reports = self._reply, self._reports
         return {
             **{name: getattr(self._params, name) for name in PARAMETER_NAMES},
-            "state": "closed" if self._closed else "replying" if reply else "listening",
+            "state": "closed"
+            if self._closed
+            else "replying"
+            if reply
+            else "duet"
+            if self._duet.part
+            else "listening",
+            "duet_parts": self._duet.parts,
             "model": str(self._conversation.engine.path),
+            "model_auto": self._voices is not None,
             "notes_in": self.notes_in,
             "notes_out": self.notes_out,
             "dropped": self.dropped,
@@ -204,7 +238,46 @@ class PerformerControls:
             "memory_notes": self.memory.notes,
             "last_reply": reports[-1].to_dict() if reports else None,
             **self._beat.status(),
+            "clock_out_bpm": round(self.clock_leader.tempo_bpm or 0.0, 2),
+            "link_peers": self._beat.link.peers if self._beat.link is not None else 0,
         }
+
+    @property
+    def link(self) -> LinkSession | None:
+        """The Link session, once joined."""
+        return self._beat.link
+
+    def _join_link_if_asked(self, params: Parameters) -> None:
+        """Join the Link session the first time ``clock`` or ``clock_out`` asks for it (on
+        the asking thread: joining starts Link's threads). Without the binding, one warning:
+        the player's beat leads and no tempo goes to Link."""
+        asked = any(getattr(params, name) in values for name, values in LINK_SETTINGS.items())
+        if not asked or self._link_factory is None:
+            return
+        with self._link_lock:
+            if self._beat.link is not None:
+                return
+            try:
+                self._beat.link = self._link_factory()
+            except LinkUnavailable as err:
+                log.warning("%s", err)
+                self._link_factory = None  # said once
+                self._notify("error", str(err))
+
+    def _tempo_out(self, tempo_bpm: float, at_s: float) -> None:
+        """The outgoing tempo changed on the beat at ``at_s`` (on the tick sender's thread):
+        to the Link session with ``clock_out`` link or both, unless Link is the clock
+        followed (its tempo would come back to it, late)."""
+        params, session = self._params, self._beat.link
+        if session is not None and params.clock_out in ("link", "both") and params.clock != "link":
+            session.set_tempo(tempo_bpm, at_s)
+
+    def close_link(self) -> None:
+        """Leave the Link session, if joined."""
+        session = self._beat.link
+        if session is not None:
+            self._beat.link = None
+            session.close()
 
     def reply_reports(self) -> tuple[ReplyReport, ...]:
         """The figures of the last replies, oldest first."""

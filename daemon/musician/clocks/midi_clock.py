@@ -1,5 +1,5 @@
 """The beat from a DAW: MIDI clock (24 ticks per quarter note), Start, Continue, Stop and Song
-Position Pointer, followed into a :class:`~antiphon.daemon.musician.beat.BeatGrid`.
+Position Pointer, followed into a :class:`~antiphon.daemon.musician.hearing.beat.BeatGrid`.
 
 Two halves, for the two threads:
 
@@ -30,7 +30,7 @@ import math
 from collections import deque
 
 import mido
-from antiphon.daemon.musician.beat import BeatGrid
+from antiphon.daemon.musician.hearing.beat import BeatGrid
 
 TICKS_PER_BEAT = 24
 TICKS_PER_SIXTEENTH = 6

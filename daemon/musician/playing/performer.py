@@ -1,7 +1,7 @@
 """The performer: the one thread that owns the engine, hears the player and plays the replies.
 
 Other threads reach it only through what it inherits from
-:class:`~antiphon.daemon.musician.performer_controls.PerformerControls`: the MIDI callback's
+:class:`~antiphon.daemon.musician.playing.performer_controls.PerformerControls`: the MIDI callback's
 ``submit``, the
 parameters, the commands, listeners and status, which queue what they ask and never block.
 :meth:`Performer.run` is the performer's thread: it blocks on that queue with a timeout until
@@ -15,7 +15,12 @@ For tests and files (``antiphon respond``), :meth:`process_until` drives the sam
 :class:`ManualClock` without threads or sleeping.
 
 Answering on time: shortly before the call's deadline the reply is already made, and
-withdrawn without a trace if anything comes first (:mod:`antiphon.daemon.musician.speculation`).
+withdrawn without a trace if anything comes first
+(:mod:`antiphon.daemon.musician.answering.speculation`).
+
+With ``mode`` duet or both, a part of Antiphon's own plays while the player plays, drawn
+between the player's events from the same state (:mod:`antiphon.daemon.musician.playing.duet`); the
+player's events roll back what it drew ahead, as they do a reply's.
 
 Input hygiene, echo suppression and the flood policy live in :mod:`antiphon.daemon.midi.intake`.
 
@@ -34,21 +39,38 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from antiphon.daemon.midi.intake import ALL_OFF, END_PHRASE, NOTE_OFF, NOTE_ON, SUSTAIN, WAKE, Item
 from antiphon.daemon.midi.outlet import MidiSink, Outlet
-from antiphon.daemon.musician.beat_keeper import ReplyPlan
-from antiphon.daemon.musician.engine import Engine, EngineState
-from antiphon.daemon.musician.follow import HeardCall
-from antiphon.daemon.musician.memory import PlayerMemory
-from antiphon.daemon.musician.performer_controls import STATE_SLOTS, PerformerControls
-from antiphon.daemon.musician.phrase import Call, PhraseDetector
-from antiphon.daemon.musician.reply import Reply, Timed, format_planned
-from antiphon.daemon.musician.shaping import SHAPING_KNOBS
-from antiphon.daemon.musician.speculation import SPECULATE_BEFORE_S, TAKEN_IN_STRIDE, Speculator
-from antiphon.daemon.musician.turns import BeatSource, TurnJudge
-from antiphon.daemon.settings import Settings
+from antiphon.daemon.musician.answering.follow import HeardCall
+from antiphon.daemon.musician.answering.memory import PlayerMemory
+from antiphon.daemon.musician.answering.reply import Reply, Timed, format_planned
+from antiphon.daemon.musician.answering.shaping import SHAPING_KNOBS
+from antiphon.daemon.musician.answering.speculation import (
+    SPECULATE_BEFORE_S,
+    TAKEN_IN_STRIDE,
+    Speculator,
+)
+from antiphon.daemon.musician.clocks.beat_keeper import ReplyPlan
+from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.phrase import Call, PhraseDetector
+from antiphon.daemon.musician.hearing.turns import BeatSource, TurnJudge
+from antiphon.daemon.musician.model.engine import Engine, EngineState
+from antiphon.daemon.musician.model.voices import Voices
+from antiphon.daemon.musician.playing.duet import (
+    DUET_KNOBS,
+    DUET_MODES,
+    duet_end_s,
+    duet_grid_guess,
+)
+from antiphon.daemon.musician.playing.performer_controls import (
+    STATE_SLOTS,
+    LinkFactory,
+    PerformerControls,
+)
+from antiphon.daemon.settings import AUTO_MODEL, Settings
 from antiphon.daemon.surface.parameters import PARAMETER_NAMES, ParameterError, Parameters
 
 # Also importable from here, where callers have always found them.
@@ -93,6 +115,9 @@ class Performer(PerformerControls):
             A :class:`ManualClock` enables :meth:`process_until`.
         speculate_before_s: how long before the call's deadline the reply is made; 0 makes
             it at the deadline.
+        link: joins the Ableton Link session when first asked for (None: never).
+        voices: with ``--model auto``, the two engines to choose from at each call's end
+            (``engine`` is the one that plays first); None plays ``engine`` only.
     """
 
     def __init__(
@@ -103,8 +128,11 @@ class Performer(PerformerControls):
         *,
         clock: Callable[[], float] = time.monotonic,
         speculate_before_s: float = SPECULATE_BEFORE_S,
+        link: LinkFactory | None = None,
+        voices: Voices | None = None,
     ) -> None:
-        super().__init__(settings, engine)
+        super().__init__(settings, engine, link)
+        self._voices = voices
         self._clock = clock
         self._outlet = Outlet(sink, clock, self._gate)
         self._applied: Parameters | None = None
@@ -113,12 +141,13 @@ class Performer(PerformerControls):
         self._speculator = Speculator(
             self._conversation, speculate_before_s, heard=self._heard, memory=self.memory
         )
-        self._turns = TurnJudge(engine.vocabulary)
+        self._turns = TurnJudge()
         # Where the turn-taking judge hears the beat. None: it judges without one. Wired to the
         # beat this performer keeps, the single-line validation median delay went from 0.10 s
         # to 0.43 s (a rest is waited out to the next beat), so it is not wired by default.
         self.beat_source: BeatSource | None = None
         self.last_call: Call | None = None  # the call last found over (answered or not)
+        self._reply_grid: BeatGrid | None = None  # the beat the reply playing keeps
         self._slots: dict[int, EngineState] = {}
         self._memory_slots: dict[int, PlayerMemory] = {}
         self._next_engine: Engine | None = None
@@ -203,6 +232,8 @@ class Performer(PerformerControls):
         reply = self._reply
         phrase = self._phrase
         due_s = reply.next_due_s() if reply is not None else self._speculation_due_s()
+        if (part := self._duet.part) is not None and (part_s := part.next_due_s()) is not None:
+            due_s = part_s if due_s is None else min(due_s, part_s)
         for other_s in (phrase.deadline(), phrase.stale_due_s()):
             if other_s is not None and (due_s is None or other_s < due_s):
                 due_s = other_s
@@ -243,7 +274,25 @@ class Performer(PerformerControls):
                     reply.rewind()  # the events drawn ahead are drawn again with the new ones
                 if reshape:
                     reply.reshape(self._speculator.shaping(params, self._clock()))
+            part = self._duet.part
+            if part is not None:
+                part.max_note_s = params.max_note_s
+                if applied is not None and any(
+                    getattr(applied, k) != getattr(params, k) for k in DUET_KNOBS
+                ):
+                    self._duet.reshape(self._conversation, self.memory, params)
+                elif redraw:
+                    part.rewind()
             engine.temperature, engine.noise = params.temperature, params.noise
+            leader = self.clock_leader
+            leader.follow = params.clock_out_follow
+            leader.midi = params.clock_out in ("midi", "both")
+            leader.active = params.clock_out != "off"
+            session = self._beat.link
+            if session is not None and params.clock == "link":
+                leader.link = (session, params.link_quantum)  # asked for its beat at each beat
+            else:
+                leader.link = None
             self._phrase.gap_s = params.phrase_gap_s
             if params.turns != "auto":
                 self._phrase.wait_s = None
@@ -261,6 +310,11 @@ class Performer(PerformerControls):
             reply.rewind()  # the unplayed events go; the player's event comes first
             if code == ALL_OFF or (code == NOTE_ON and not params.overlap):
                 self._end_reply(reply.stop(time_s))
+        part = self._duet.part
+        if part is not None:
+            part.rewind()  # what the duet part drew ahead goes too
+            if code == ALL_OFF:
+                self._end_duet(part.stop(time_s))
         conversation, phrase, key = self._conversation, self._phrase, (channel, data1)
         if code == NOTE_ON:
             self._beat.hear_player(time_s)
@@ -276,6 +330,8 @@ class Performer(PerformerControls):
             self.memory.note_on(data1, time_s)
             phrase.note_on(key, time_s)
             conversation.note_on(data1, data2, time_s)
+            if params.mode in DUET_MODES:
+                self._duet_hears(data1, data2, time_s, params)
         elif code == NOTE_OFF:
             self._outlet.send_all(self._outlet.thru.stop(channel, data1))
             self._heard.note_off(data1, time_s)
@@ -295,12 +351,15 @@ class Performer(PerformerControls):
             call = phrase.end_now(time_s)
             if call is not None:
                 self._answer(call, self._clock())
+        if (part := self._duet.part) is not None:
+            part.rebase(time_s)  # its time is the player's from here
         self._judge_silence(params)
 
     def _judge_silence(self, params: Parameters) -> None:
         """With ``turns`` ``auto``, when a silence has just begun (the model has heard the last
         release): how long it must last to end the call, decided now, so the call has a
-        deadline and the reply is made ahead of it (:mod:`~antiphon.daemon.musician.turns`)."""
+        deadline and the reply is made ahead of it
+        (:mod:`~antiphon.daemon.musician.hearing.turns`)."""
         phrase, engine = self._phrase, self._conversation.engine
         silence_start_s = phrase.silence_start_s
         if (
@@ -314,7 +373,7 @@ class Performer(PerformerControls):
         beat_source = self.beat_source
         beat = beat_source.beat_after(silence_start_s) if beat_source is not None else None
         phrase.wait_s = self._turns.wait_s(
-            engine.logits, params.eagerness, params.phrase_gap_s, silence_start_s, beat
+            params.eagerness, params.phrase_gap_s, silence_start_s, beat
         )
 
     def _service(self, now_s: float) -> None:
@@ -325,17 +384,25 @@ class Performer(PerformerControls):
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
         self._beat.follow_clock()
+        if params.clock_out != "off":
+            self.clock_leader.offer(self._beat.lead_grid(now_s, params.clock, params.link_quantum))
         self._release_stale(now_s)
         call = self._phrase.poll(now_s)
         if call is not None:
             self._answer(call, now_s)
         reply = self._reply
         if reply is not None:
-            if params.mode != "call_response":
+            if params.mode not in ("call_response", "both"):
                 self._end_reply(reply.stop(now_s))
             else:
                 self._play(reply, now_s)
-        if self._next_engine is not None and self._reply is None:
+        part = self._duet.part
+        if part is not None:
+            if params.mode not in DUET_MODES:
+                self._end_duet(part.stop(now_s))
+            else:
+                self._play_duet(part, now_s)
+        if self._next_engine is not None and self._reply is None and self._duet.part is None:
             self._swap_engine(self._next_engine)
         self._speculate(now_s)
         dropped = self.dropped
@@ -361,6 +428,8 @@ class Performer(PerformerControls):
         self._speculator.withdraw()
         if self._reply is not None:
             self._reply.rewind()  # the player's side is fed first, as in _take
+        if self._duet.part is not None:
+            self._duet.part.rewind()
         self._outlet.release_thru()
         self._turns.all_up()
         self._conversation.all_notes_off(due_s)
@@ -371,9 +440,17 @@ class Performer(PerformerControls):
         params = self._apply_parameters()  # new parameters withdraw the speculation
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
+        part = self._duet.part
+        if part is not None:
+            if params.mode == "duet":  # it plays to the end of the bar (and carries on)
+                grid = self._duet.grid
+                part.finish_by(duet_end_s(call.last_sound_s, now_s, grid, params.carry_bars))
+            else:  # the phrase answer takes the gap
+                self._end_duet(part.stop(now_s))
+        self._choose_voice(now_s)
         earliest_s = call.ended_s if now_s - call.ended_s <= MAX_START_LATE_S else now_s
         plan = self._plan(call, earliest_s, now_s, params)
-        answering = params.mode == "call_response"
+        answering = params.mode in ("call_response", "both")
         reply = self._speculator.take(call, plan.start_s, answering)
         if not answering:
             return
@@ -382,12 +459,13 @@ class Performer(PerformerControls):
         if reply is None:
             return
         self._reply = reply
+        self._reply_grid = plan.grid
         self._play(reply, now_s, starting=True)  # the first note, at once
 
     def _speculation_due_s(self) -> float | None:
         """When to make the reply ahead of the call's deadline (None: not now, or done)."""
-        if self._reply is not None:
-            return None
+        if self._reply is not None or self._duet.part is not None:
+            return None  # (a reply made ahead would draw from the state the part draws from)
         return self._speculator.due_s(self._phrase.deadline())
 
     def _speculate(self, now_s: float) -> None:
@@ -398,12 +476,27 @@ class Performer(PerformerControls):
         params = self._apply_parameters()
         call = self._phrase.pending_call()
         if call is not None:
+            self._choose_voice(now_s)
             plan = self._plan(call, call.ended_s, now_s, params)
             self._speculator.make_ahead(call, params, plan)
 
+    def _choose_voice(self, now_s: float) -> None:
+        """With ``--model auto``, the voice for the call just over, switched before its reply
+        is made, never during one (:mod:`~antiphon.daemon.musician.model.voices`)."""
+        voices = self._voices
+        if voices is None or self._reply is not None or self._duet.part is not None:
+            return  # (a duet part's marks hold the playing model's states)
+        engine = voices.pick(self._heard.notes(now_s), self._conversation.engine)
+        if engine is None:
+            return
+        self._conversation.replace_engine(engine)
+        self._slots.clear()  # states of the other model
+        self._memory_slots.clear()
+        self._notify("model", str(engine.path))
+
     def _plan(self, call: Call, earliest_s: float, now_s: float, params: Parameters) -> ReplyPlan:
         """When the reply to ``call`` starts and the beat it keeps (see
-        :class:`~antiphon.daemon.musician.beat_keeper.BeatKeeper`)."""
+        :class:`~antiphon.daemon.musician.clocks.beat_keeper.BeatKeeper`)."""
         return self._beat.plan(
             call.start_s,
             call.last_sound_s,
@@ -412,6 +505,7 @@ class Performer(PerformerControls):
             params.clock,
             params.reply_start,
             params.groove,
+            params.link_quantum,
         )
 
     def _play(self, reply: Reply, now_s: float, *, starting: bool = False) -> None:
@@ -423,7 +517,80 @@ class Performer(PerformerControls):
         if reply.done:
             self._end_reply([])
         else:
+            self._keep_link_tempo(reply, now_s)
             reply.draw_ahead()
+
+    def _keep_link_tempo(self, reply: Reply, now_s: float) -> None:
+        """A reply on Link's beat keeps the session's tempo: changed by a peer mid-reply, it
+        is the new one from the next event drawn (the beat stays the session's)."""
+        grid, session = self._reply_grid, self._beat.link
+        if grid is None or grid.source != "link" or session is None:
+            return
+        current = session.grid(now_s, grid.beats_per_bar)
+        if current is None or current.beat_s == grid.beat_s:
+            return
+        self._reply_grid = replace(current, subdivision=grid.subdivision)
+        reply.regrid(self._reply_grid)
+
+    def _duet_hears(self, pitch: int, velocity: int, time_s: float, params: Parameters) -> None:
+        """The player's note-on (already fed), in a duet mode: the part carries on (or
+        starts) and keeps the beat as it now is."""
+        duet = self._duet
+        duet.hear(pitch, velocity, time_s)
+        part = duet.part
+        if part is None:
+            if self._reply is not None or not self._conversation.engine.ready:
+                return  # a reply goes on (overlap): no second voice drawing from the state
+            part = duet.start(
+                self._conversation,
+                self.memory,
+                time_s,
+                channel=params.duet_output_channel - 1,
+                max_note_s=params.max_note_s,
+                split=params.duet_split,
+                register=params.duet_register,
+                density=params.duet_density,
+                velocity=params.duet_velocity,
+                groove=params.groove,
+            )
+            self._notify("duet", True)
+        elif part.finishing:
+            part.finish_by(None)  # the player went on: so does the part
+        if not duet.beat_due(time_s):
+            return
+        grid = None
+        if params.clock != "off":
+            grid = self._beat.grid(time_s, params.clock, params.link_quantum)
+            grid = grid or duet_grid_guess(self._beat.tracker.estimate())
+        duet.follow_beat(grid)
+
+    def _play_duet(self, part: Reply, now_s: float) -> None:
+        """Send the duet part's events due by ``now_s``, then draw the coming ones ahead."""
+        while timed := part.advance(now_s):
+            self.notes_out += self._outlet.emit(timed, part)
+        if part.done:
+            self._end_duet([])
+        else:
+            part.draw_ahead()
+
+    def _end_duet(self, release: list[Timed]) -> None:
+        part = self._duet.part
+        if part is None:
+            return
+        self.notes_out += self._outlet.emit(release, part)
+        part.settle()  # the model hears the notes it was stopped on, once they are sent
+        self._duet.part = None
+        report = part.report()  # after the last message: off the hot path
+        log.info(
+            "duet part: notes=%d seconds=%.3f interrupted=%s schedule_error_mean_ms=%.3f "
+            "schedule_error_max_ms=%.3f",
+            report.notes,
+            report.seconds,
+            report.interrupted,
+            report.schedule_error_mean_ms,
+            report.schedule_error_max_ms,
+        )
+        self._notify("duet", False)
 
     def _end_reply(self, release: list[Timed]) -> None:
         reply = self._reply
@@ -453,6 +620,8 @@ class Performer(PerformerControls):
         elif name == "reset":
             if self._reply is not None:
                 self._end_reply(self._reply.stop(now_s))
+            if self._duet.part is not None:
+                self._end_duet(self._duet.part.stop(now_s))
             engine.reset()
             self.memory.clear()
             self._beat.reset()
@@ -463,6 +632,8 @@ class Performer(PerformerControls):
         elif name == "save":
             if self._reply is not None:
                 self._reply.rewind()
+            if self._duet.part is not None:
+                self._duet.part.rewind()
             self._slots[argument] = engine.get_state()
             self._memory_slots[argument] = self.memory.snapshot()
             self._notify("state", f"saved {argument}")
@@ -473,14 +644,20 @@ class Performer(PerformerControls):
                 return
             if self._reply is not None:
                 self._end_reply(self._reply.stop(now_s))
+            if self._duet.part is not None:
+                self._end_duet(self._duet.part.stop(now_s))
             engine.set_state(state)
             self.memory.restore(self._memory_slots[argument])
             self._notify("state", f"loaded {argument}")
         elif name == "swap":
             self._next_engine = argument
+        elif name == "voices":
+            self._voices = argument  # the next call's end chooses
+            self._notify("model", AUTO_MODEL)
 
     def _swap_engine(self, engine: Engine) -> None:
         old = self._conversation.engine
+        self._voices = None  # a model asked for by name plays until told otherwise
         engine.rng, engine.noise_rng = old.rng, old.noise_rng
         self._conversation.replace_engine(engine)
         self._next_engine = None
@@ -507,6 +684,8 @@ class Performer(PerformerControls):
         self._speculator.withdraw()
         if self._reply is not None:
             self._end_reply(self._reply.stop(now_s))
+        if self._duet.part is not None:
+            self._end_duet(self._duet.part.stop(now_s))
         self._outlet.release_all()
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -532,8 +711,8 @@ class Performer(PerformerControls):
 
 
 def _realtime() -> bool:
-    """Whether this thread runs under a realtime policy (``chrt --fifo``, the README's
-    realtime set-up)."""
+    """Whether this thread runs under a realtime policy (``chrt --fifo``, the realtime
+    set-up of docs/service.md)."""
     try:
         return os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR)
     except (AttributeError, OSError):  # not Linux: no realtime policies to ask about

@@ -1,0 +1,374 @@
+"""Turn-taking: how long to wait, once the player is silent, before the call counts as over.
+
+A fixed phrase gap is wrong both ways: a breath inside a phrase outlasts a short gap, and a
+long gap makes every answer late. :class:`TurnJudge` decides instead, at the moment the
+player falls silent (no key held, none sustained by the pedal), how long this silence must
+last to be the end of the call. The answer is a wait known in advance, so the performer
+keeps a deadline and the reply is still made ahead of it
+(:mod:`antiphon.daemon.musician.answering.speculation`); the first note leaves at the deadline
+itself.
+
+What it listens to: a small hazard, "will the player go on within ``HORIZON_S``, having
+been silent ``t``?", a logistic function of cues that do not depend on tempo or style
+(:meth:`RecentNotes.cues`): the last key's length against the recent ones (final
+lengthening), the time from the last onset to the silence and the last interval between
+onsets, both in the player's own recent interval between onsets, the last chord's loudness
+against the recent ones, the pulse, how many onsets the phrase has had, the last note's
+pitch against the recent ones and the step to it; and the silence so far, in seconds and in
+the player's intervals (how overdue the next onset is). Its weights (:data:`SHIPPED`) were
+fitted across three kinds of playing (classical piano, improvised jazz solos, rendered
+single lines) by ``antiphon fit-turns`` (:mod:`antiphon.training.turns_fit`; BENCHMARKS.md,
+"Turn-taking"), which also measures them on each kind left out of the fit.
+
+It adapts to the player (:meth:`TurnJudge.heard_pause`), from what a player feels: when the
+player goes on, the judge knows whether its wait answered inside a breath (a false answer),
+whether a fixed ``REFERENCE_GAP_S`` gap would have, and whether a real end was answered
+later than it could have been. The hazard's intercept (the player's own, ``player_bias``)
+moves by ``adapt_rate`` a silence so that, in the long run, the judge answers inside no more
+breaths than a budget (``FALSE_RATIO`` times the fixed gap's at eagerness 0.5) and, within
+it, as soon as it can: after a minute of playing it knows the player's breathing. Long
+breaths inside phrases make the waits longer; phrases ended crisply make them shorter.
+
+The shipped model's expectation of the next onset is not used: it was learned on classical
+piano only, and the earlier judge, which leaned on it, waited 0.8 s on most real ends of jazz
+solos. The beat, where one is known (:class:`BeatHint`, from any :class:`BeatSource`): a
+rest that lasts to the next beat is part of the phrase, so the wait runs at least to just
+after the next beat.
+
+The rule: the call is over at the first ``t`` (from the hazard's ``earliest_s`` on) where
+the chance that the player goes on within ``HORIZON_S`` falls below a threshold set by
+``eagerness`` (1: answer at the first hint of an end; 0: only when the player will almost
+surely not go on); at the latest at ``longest_s`` (the phrase gap). Eagerness also sets the
+adaptation's budget of false answers (:func:`false_ratio_for`).
+
+Pure: numbers in, a wait out; no clock, no engine. Used on the performer's thread
+(:meth:`~antiphon.daemon.musician.playing.performer.Performer._judge_silence`). ``antiphon
+eval-turns`` measures it (:mod:`antiphon.daemon.tools.turns_eval`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from antiphon.daemon.musician.hearing.beat import ONSET_GROUP_S
+from antiphon.daemon.musician.hearing.phrase import MIN_GAP_S
+
+STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
+HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
+EAGERNESS_SPAN = 4.0  # the threshold's log-odds move by this much from eagerness 0 to 1
+NOTES_KEPT = 16  # the recent notes the last one is compared with
+PHRASE_BREAK_S = 1.0  # a silence this long starts a new phrase (for the phrase's length)
+# What a player feels (as `antiphon eval-turns` counts it): an answer within a silence
+# shorter than FALSE_BELOW_S was false (the player was only breathing); a silence of
+# REAL_END_S or more was a phrase's end.
+FALSE_BELOW_S = 0.6
+REAL_END_S = 1.0
+# The adaptation's budget: at eagerness 0.5, this many false answers for each that a fixed
+# REFERENCE_GAP_S gap would have given on the same silences; its log moves by RATIO_SPAN
+# from eagerness 0 to 1. A real end waited past the earliest answer pulls the other way by
+# LATE_END_PULL.
+REFERENCE_GAP_S = 0.35
+FALSE_RATIO = 0.8
+RATIO_SPAN = 2.0
+LATE_END_PULL = 0.5
+ADAPT_LIMIT = 4.0  # the player's own intercept stays within this of the fitted one
+AUTO_PHRASE_GAP_S = 0.8  # the longest wait these were tuned with: a breath can be waited out
+BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
+BEAT_GRACE_S = 0.06  # a note this late after the beat is still on it
+CUES = (
+    "lengthening",  # log(last key's length / median of the recent keys' lengths)
+    "since",  # log(time from the last onset group's start to the silence / interval)
+    "loudness",  # last group's loudness / median of the recent groups' - 1
+    "pulse",  # log(median interval between the recent onset groups, s)
+    "last_interval",  # log(interval before the last group / the median interval)
+    "phrase",  # log(1 + onset groups since the last silence of PHRASE_BREAK_S)
+    "articulation",  # log(last key's length / the median interval)
+    "register",  # (last group's top pitch - median of the recent groups' tops) / 12
+    "fall",  # (last group's top pitch - the group's before) / 12
+)
+# The silence so far: log(t, s), and log((time from the last onset group's start to the
+# silence + t) / interval): how overdue the next onset is, in the player's own intervals.
+TIME_TERMS = ("log_silence", "overdue")
+
+
+@dataclass(frozen=True)
+class Hazard:
+    """The hazard's numbers: log-odds of going on within ``HORIZON_S``, silent ``t`` =
+    ``bias`` + (``cues`` + ``cue_slopes`` log(t / MIN_GAP_S)) . :meth:`RecentNotes.cues` +
+    ``time`` . :func:`time_terms` (+ the player's own intercept). ``threshold``: the chance
+    of going on below which the call is over, at eagerness 0.5; ``earliest_s``: no call ends
+    sooner (the short silences inside phrases are too many to answer in); ``adapt_rate``:
+    the player's intercept's step a silence."""
+
+    bias: float
+    cues: tuple[float, ...]
+    cue_slopes: tuple[float, ...]
+    time: tuple[float, float]
+    threshold: float
+    earliest_s: float
+    adapt_rate: float
+
+
+# Fitted by `antiphon fit-turns` (training/turns_fit.py) on the training splits of the asap
+# piano (30 performances, evenly spaced), the jazz solos (split by soloist) and the music21
+# single lines; the threshold, the earliest answer and the adaptation rate chosen on their
+# validation splits; 2026-12-06 (BENCHMARKS.md, "Turn-taking", has the command).
+SHIPPED = Hazard(
+    bias=-1.653,
+    cues=(-0.131, -0.788, 1.372, -0.212, 0.259, 0.237, -0.269, 0.248, 0.106),
+    cue_slopes=(-0.006, -0.212, -0.224, -0.006, -0.127, 0.08, 0.725, -0.06, -0.173),
+    time=(-0.722, -0.446),
+    threshold=0.2689,
+    earliest_s=0.2,
+    adapt_rate=0.1,
+)
+
+
+@dataclass(frozen=True)
+class BeatHint:
+    """The next beat the player's time implies, and how sure the tracker is (0 to 1)."""
+
+    next_beat_s: float
+    confidence: float
+
+
+class BeatSource(Protocol):
+    """Anything that knows the beat (a beat tracker, a MIDI clock): the next beat after a
+    moment, or None when no beat is known."""
+
+    def beat_after(self, time_s: float) -> BeatHint | None: ...
+
+
+def threshold_for(eagerness: float, threshold: float = SHIPPED.threshold) -> float:
+    """The chance of going on below which the call is over, for an eagerness in [0, 1]
+    (``threshold`` at 0.5)."""
+    eagerness = min(1.0, max(0.0, eagerness))
+    log_odds = math.log(threshold / (1.0 - threshold)) + (eagerness - 0.5) * EAGERNESS_SPAN
+    return 1.0 / (1.0 + math.exp(-log_odds))
+
+
+def false_ratio_for(eagerness: float) -> float:
+    """The adaptation's budget of false answers, against the fixed reference gap's, for an
+    eagerness in [0, 1]."""
+    eagerness = min(1.0, max(0.0, eagerness))
+    return FALSE_RATIO * math.exp((eagerness - 0.5) * RATIO_SPAN)
+
+
+def time_terms(times_s: np.ndarray, since_s: float, interval_s: float) -> np.ndarray:
+    """The hazard's terms for silences of ``times_s`` (one row each, ``TIME_TERMS``), the
+    silence having begun ``since_s`` after the last onset group's start."""
+    return np.stack((np.log(times_s), np.log((since_s + times_s) / interval_s)), axis=-1)
+
+
+def first_waits_s(
+    times_s: np.ndarray, chance: np.ndarray, thresholds: np.ndarray, earliest_s: float
+) -> np.ndarray:
+    """For each of ``thresholds``: the first of ``times_s``, from ``earliest_s`` on, where
+    the chance of going on is below it; the last of ``times_s`` if none."""
+    ended = (chance[None, :] < thresholds[:, None]) & (times_s >= earliest_s - 1e-9)[None, :]
+    first = np.where(ended.any(axis=1), ended.argmax(axis=1), len(times_s) - 1)
+    return np.asarray(times_s[first])
+
+
+def _median(values: np.ndarray) -> float:
+    """The median of a few values (as ``np.median``, a tenth of its cost on 16 values: this
+    runs when each silence begins)."""
+    ordered = np.sort(values)
+    count = len(ordered)
+    return float(ordered[(count - 1) // 2] + ordered[count // 2]) / 2.0
+
+
+class RecentNotes:
+    """How the player has just been playing: how long each of the last ``kept`` keys was
+    held, and the onset groups (notes struck within ``ONSET_GROUP_S`` of the one before):
+    their times and loudness, and how many since the phrase began."""
+
+    def __init__(self, kept: int = NOTES_KEPT) -> None:
+        self._pressed_s: dict[tuple[int, int], float] = {}
+        self._lengths = np.zeros(kept, np.float64)
+        self._count = 0
+        self._iois = np.zeros(kept, np.float64)  # between the starts of successive groups
+        self._loudness = np.zeros(kept, np.float64)  # each group's mean velocity
+        self._tops = np.zeros(kept, np.float64)  # each group's highest pitch
+        self._groups = 0
+        self._group_start_s = -np.inf
+        self._group_onset_s = -np.inf  # the group's latest onset: the chain goes on from it
+        self._group_size = 0
+        self._group_velocity = 0.0
+        self._released_s = -np.inf  # when the last key was let go with none held after it
+        self._phrase_groups = 0
+
+    def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
+        if not self._pressed_s and time_s - self._released_s >= PHRASE_BREAK_S:
+            self._phrase_groups = 0
+        self._pressed_s[key] = time_s
+        if time_s - self._group_onset_s > ONSET_GROUP_S:
+            if self._groups:  # the interval from the group before: the (groups - 1)th
+                slot = (self._groups - 1) % self._iois.shape[0]
+                self._iois[slot] = time_s - self._group_start_s
+            self._groups += 1
+            self._phrase_groups += 1
+            self._group_start_s = time_s
+            self._group_size = 0
+            self._group_velocity = 0.0
+        self._group_onset_s = time_s
+        self._group_size += 1
+        self._group_velocity += velocity
+        slot = (self._groups - 1) % self._loudness.shape[0]
+        self._loudness[slot] = self._group_velocity / self._group_size
+        top = self._tops[slot] if self._group_size > 1 else 0.0
+        self._tops[slot] = max(top, key[1])
+
+    def key_up(self, key: tuple[int, int], time_s: float) -> None:
+        pressed_s = self._pressed_s.pop(key, None)
+        if pressed_s is not None:
+            self._lengths[self._count % self._lengths.shape[0]] = time_s - pressed_s
+            self._count += 1
+        if not self._pressed_s:
+            self._released_s = time_s
+
+    def all_up(self) -> None:
+        """Every key let go at once (All Notes Off, a lost note-off): no length is known."""
+        self._pressed_s.clear()
+
+    def interval_s(self) -> float:
+        """The median interval between the recent onset groups (0.5 s before two groups)."""
+        iois = min(self._groups - 1, self._iois.shape[0])
+        return max(_median(self._iois[:iois]) if iois > 0 else 0.5, 0.02)
+
+    def since_s(self, silence_start_s: float) -> float:
+        """The time from the last onset group's start to ``silence_start_s`` (0 if none)."""
+        return max(silence_start_s - self._group_start_s, 0.0) if self._groups else 0.0
+
+    def _last_length(self) -> float:
+        return float(self._lengths[(self._count - 1) % self._lengths.shape[0]])
+
+    def cues(self, silence_start_s: float) -> np.ndarray:
+        """What the end of the playing says, one value for each of ``CUES`` (all 0 before the
+        first note has been let go)."""
+        groups = min(self._groups, self._loudness.shape[0])
+        if groups == 0 or self._count == 0:
+            return np.zeros(len(CUES))
+        interval_s = self.interval_s()
+        lengths = self._lengths[: min(self._count, self._lengths.shape[0])]
+        last_s = max(self._last_length(), 0.01)
+        last = self._loudness[(self._groups - 1) % self._loudness.shape[0]]
+        last_top = self._tops[(self._groups - 1) % self._tops.shape[0]]
+        loudness = last / max(_median(self._loudness[:groups]), 1.0)
+        since = max(silence_start_s - self._group_start_s, 0.01) / interval_s
+        last_ioi, fall = 1.0, 0.0
+        if self._groups > 1:
+            last_ioi = self._iois[(self._groups - 2) % self._iois.shape[0]] / interval_s
+            fall = last_top - self._tops[(self._groups - 2) % self._tops.shape[0]]
+        return np.array(
+            (
+                math.log(last_s / max(_median((lengths)), 0.01)),
+                math.log(since),
+                min(loudness, 3.0) - 1.0,
+                math.log(interval_s),
+                math.log(max(last_ioi, 0.01)),
+                math.log1p(self._phrase_groups),
+                math.log(last_s / interval_s),
+                (last_top - _median(self._tops[:groups])) / 12.0,
+                fall / 12.0,
+            )
+        )
+
+
+class TurnJudge:
+    """Decides how long a silence must last to end the call (see the module docstring).
+
+    Args:
+        min_gap_s: the shortest wait.
+        hazard: the hazard's numbers (the shipped ones by default).
+    """
+
+    def __init__(self, min_gap_s: float = MIN_GAP_S, hazard: Hazard = SHIPPED) -> None:
+        self.min_gap_s = min_gap_s
+        self.hazard = hazard
+        self.notes = RecentNotes()
+        self.player_bias = 0.0  # the player's own intercept, learnt from their silences
+        self._cue_weights = np.asarray(hazard.cues, np.float64)
+        self._cue_slopes = np.asarray(hazard.cue_slopes, np.float64)
+        self._time_weights = np.asarray(hazard.time, np.float64)
+        self._longest_s = -1.0
+        self._times_s = np.zeros(0)
+        self._log_times = np.zeros(0)
+        # The silence judged last: its wait and the eagerness it was judged with.
+        self._judged: tuple[float, float] | None = None
+
+    def _grid(self, longest_s: float) -> np.ndarray:
+        if longest_s != self._longest_s:  # made again only when the phrase gap changes
+            count = max(1, round((longest_s - self.min_gap_s) / STEP_S) + 1)
+            self._times_s = np.linspace(self.min_gap_s, max(self.min_gap_s, longest_s), count)
+            self._log_times = np.log(self._times_s / MIN_GAP_S)
+            self._longest_s = longest_s
+        return self._times_s
+
+    def going_on(self, longest_s: float, silence_start_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """The waits tried and, for each, the chance that the player goes on within the
+        horizon having been silent that long."""
+        times_s = self._grid(longest_s)
+        notes = self.notes
+        cues = notes.cues(silence_start_s)
+        level = self.hazard.bias + float(self._cue_weights @ cues)
+        slope = float(self._cue_slopes @ cues)
+        timed = (
+            time_terms(times_s, notes.since_s(silence_start_s), notes.interval_s())
+            @ self._time_weights
+        )
+        log_odds = self.player_bias + level + slope * self._log_times + timed
+        return times_s, 1.0 / (1.0 + np.exp(-log_odds))
+
+    def wait_s(
+        self,
+        eagerness: float,
+        longest_s: float,
+        silence_start_s: float = 0.0,
+        beat: BeatHint | None = None,
+    ) -> float:
+        """How long the silence that began at ``silence_start_s`` must last to end the call,
+        between ``min_gap_s`` and ``longest_s``. Remembered for :meth:`heard_pause`."""
+        if longest_s <= self.min_gap_s:
+            return longest_s
+        times_s, chance = self.going_on(longest_s, silence_start_s)
+        threshold = np.array((threshold_for(eagerness, self.hazard.threshold),))
+        wait_s = float(first_waits_s(times_s, chance, threshold, self.hazard.earliest_s)[0])
+        if beat is not None and beat.confidence >= BEAT_CONFIDENCE:
+            to_beat_s = beat.next_beat_s - silence_start_s + BEAT_GRACE_S
+            wait_s = max(wait_s, min(to_beat_s, longest_s))
+        wait_s = min(max(wait_s, self.min_gap_s), longest_s)
+        self._judged = (wait_s, eagerness)
+        return wait_s
+
+    def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
+        self.notes.key_down(key, time_s, velocity)
+
+    def key_up(self, key: tuple[int, int], time_s: float) -> None:
+        self.notes.key_up(key, time_s)
+
+    def all_up(self) -> None:
+        self.notes.all_up()
+
+    def heard_pause(self, silence_s: float) -> None:
+        """The player went on after a silence of ``silence_s``. If the judge gave a wait for
+        it, the outcome moves the player's intercept: up (more patient) by ``adapt_rate`` for
+        a false answer, down by the budget (:func:`false_ratio_for`) times it where the
+        fixed reference gap would have answered falsely, and down by ``LATE_END_PULL`` times
+        it for a real end answered later than the earliest answer. So, in the long run, the
+        judge answers falsely about as often as the budget allows this player, and as soon
+        as that allows."""
+        judged, self._judged = self._judged, None
+        if judged is None:
+            return
+        wait_s, eagerness = judged
+        breath = silence_s < FALSE_BELOW_S
+        step = float(breath and silence_s >= wait_s)
+        step -= false_ratio_for(eagerness) * float(breath and silence_s >= REFERENCE_GAP_S)
+        late = silence_s >= REAL_END_S and wait_s > self.hazard.earliest_s + 1e-9
+        step -= LATE_END_PULL * float(late)
+        bias = self.player_bias + self.hazard.adapt_rate * step
+        self.player_bias = min(ADAPT_LIMIT, max(-ADAPT_LIMIT, bias))

@@ -1,0 +1,136 @@
+"""``python -m antiphon.daemon.tools.bench_duet``: the duet part live, through a real JACK
+server.
+
+Starts a private ``jackd -d dummy``, ``antiphon run --mode duet`` on it and a probe client;
+the probe plays a player's part in real time (the notes at and above ``--split`` of a MIDI
+file, or a steady line of eighths) and hears everything the daemon sends. Figures: the duet
+notes that arrived while the player played, the notes left sounding once the part ended
+(hanging), and the daemon's own schedule error for the part's messages (sent minus planned,
+the mean and the maximum, from its "duet part" log lines: the maximum bounds the p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DUET_CHANNEL = 1  # the daemon's default duet_output_channel 2, from 0
+SETTLE_S = 10.0
+PART_LINE = re.compile(
+    r"duet part: .*schedule_error_mean_ms=([\d.]+) schedule_error_max_ms=([\d.]+)"
+)
+
+
+def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
+    """The player's part as timed messages: ``source``'s notes at and above ``split`` (its
+    first ``seconds``), or eighths at 120 bpm."""
+    from antiphon.daemon.codec import Note
+    from antiphon.daemon.tools.probe import Timed
+    from antiphon.daemon.tools.turns_eval import midi_performances, note_messages
+
+    if source is None:
+        notes = [
+            Note(72 + (0, 2, 4, 5, 7, 5, 4, 2)[i % 8], 0.25 * i, 0.25 * i + 0.22, 72)
+            for i in range(int(seconds / 0.25))
+        ]
+    else:
+        _, played = next(midi_performances(source, 1))
+        start_s = min(n.onset_s for n in played)
+        notes = [
+            Note(n.pitch, n.onset_s - start_s, n.offset_s - start_s, n.velocity)
+            for n in played
+            if n.pitch >= split and n.onset_s - start_s < seconds
+        ]
+    return [Timed(t, m) for t, m in note_messages(notes)]
+
+
+def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
+    from antiphon.daemon.midi.port_names import virtual_port_names
+    from antiphon.daemon.settings import DEFAULT_MODEL
+    from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer
+    from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, note_ons, sounding_notes
+
+    phrase = player_part(source, split, seconds)
+    server = JackServer().start()
+    name = f"Duet{os.getpid() % 10**5}"
+    env = {**os.environ, SERVER_ENV: server.name}
+    previous = os.environ.get(SERVER_ENV)
+    os.environ[SERVER_ENV] = server.name
+    daemon = DaemonProcess(
+        [
+            *("--midi-api", "jack", "--port-name", name, "--osc-port", "0", "--seed", "1"),
+            *("--model", str(DEFAULT_MODEL), "--mode", "duet", "--split", str(split)),
+        ],
+        env=env,
+    )
+    try:
+        daemon.start()
+        names = virtual_port_names("jack", name)
+        probe = MidiProbe("jack", names.input_listed, names.output_listed, name=name + "P")
+        try:
+            started_s = time.monotonic()
+            last_sent_s = probe.play(phrase)
+            probe.wait_until(lambda got: not sounding_notes(got), SETTLE_S)
+            time.sleep(0.5)
+            received = probe.received()
+        finally:
+            probe.close()
+    finally:
+        daemon.stop()
+        server.stop()
+        if previous is None:
+            os.environ.pop(SERVER_ENV, None)
+        else:
+            os.environ[SERVER_ENV] = previous
+    duet = [t for t in note_ons(received) if t.message.channel == DUET_CHANNEL]
+    errors = [
+        tuple(map(float, m.groups())) for line in daemon.lines if (m := PART_LINE.search(line))
+    ]
+    return {
+        "source": str(source) if source else "eighths",
+        "split": split,
+        "player_notes": sum(1 for t in phrase if t.message.type == "note_on"),
+        "played_s": last_sent_s - started_s,
+        "duet_notes": len(duet),
+        "duet_notes_while_playing": sum(1 for t in duet if t.time_s <= last_sent_s),
+        "hanging": len(sounding_notes(received)),
+        "parts": len(errors),
+        "schedule_error_mean_ms": max((e[0] for e in errors), default=None),
+        "schedule_error_max_ms": max((e[1] for e in errors), default=None),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", type=Path, default=None, help="a MIDI performance to play")
+    parser.add_argument("--split", type=int, default=60, help="the player's part: at and above")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how much of it to play")
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT")
+
+
+def run(args: argparse.Namespace) -> int:
+    from antiphon.daemon.tools.jack_server import jackd_available
+
+    if not jackd_available():
+        print("bench_duet: needs jackd (Debian: apt-get install jackd2)", file=sys.stderr)
+        return 2
+    report = bench(args.source, args.split, args.seconds)
+    print(json.dumps(report, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 0 if report["hanging"] == 0 else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m antiphon.daemon.tools.bench_duet")
+    add_arguments(parser)
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

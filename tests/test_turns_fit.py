@@ -1,0 +1,63 @@
+"""``antiphon fit-turns``: the hazard's logistic fit, and the leave-one-corpus-out protocol on
+two tiny corpora made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from antiphon.daemon.cli import main
+from antiphon.daemon.codec import CodecConfig
+from antiphon.training.corpus import Performance, Source, write_corpus
+from antiphon.training.turns_fit import fit_logistic
+
+
+def test_the_logistic_fit_finds_the_weights_that_made_the_labels() -> None:
+    rng = np.random.default_rng(0)
+    x = np.column_stack((np.ones(20000), rng.normal(size=(20000, 2))))
+    truth = np.array([-0.5, 1.5, -2.0])
+    y = (rng.random(20000) < 1.0 / (1.0 + np.exp(-x @ truth))).astype(np.float64)
+    beta = fit_logistic(x, y, np.full(len(y), 1.0 / len(y)), ridge=0.0)
+    assert beta == pytest.approx(truth, abs=0.1)
+
+
+def phrases(seed: int, breath_s: float, end_s: float) -> np.ndarray:
+    """Phrases of eight notes, a breath inside each, the last note held, then an end."""
+    rng = np.random.default_rng(seed)
+    rows, time_s = [], 0.0
+    for _ in range(12):
+        for k in range(8):
+            length_s = 0.5 if k == 7 else 0.15
+            rows.append((60 + rng.integers(0, 12), time_s, time_s + length_s, 80))
+            time_s += length_s + (breath_s if k == 3 else 0.05)
+        time_s += end_s
+    return np.asarray(rows, np.float32)
+
+
+def corpus(root: Path, name: str, breath_s: float, end_s: float) -> Path:
+    items = []
+    for i in range(6):
+        source = Source(f"{name}/{i}", f"{name}/{i}", "folder", f"{name}/{i}.mid")
+        items.append(Performance(source, phrases(i, breath_s, end_s)))
+    write_corpus(root / name, items, CodecConfig(), seed=0, validation=0.34, test=0.34)
+    return root / name
+
+
+def test_each_corpus_is_reported_only_when_left_out_of_the_fit(tmp_path: Path) -> None:
+    slow = corpus(tmp_path, "slow", breath_s=0.45, end_s=2.0)
+    quick = corpus(tmp_path, "quick", breath_s=0.2, end_s=1.2)
+    out = tmp_path / "fit.json"
+    assert main(["fit-turns", f"slow={slow}", f"quick={quick}", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert set(results["left_out"]) == {"slow", "quick"}
+    assert results["left_out"]["slow"]["fitted_on"] == ["quick"]
+    rows = results["left_out"]["quick"]["test"]["rows"]
+    assert {"auto 0", "auto 0.5", "auto 1", "gap 0.15", "gap 0.35", "gap 0.8"} <= set(rows)
+    assert len(results["shipped"]["hazard"]["cues"]) == 9
+
+
+def test_one_corpus_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fit-turns", "only=/nowhere"]) == 2
+    assert capsys.readouterr().err.strip().startswith("antiphon fit-turns:")
