@@ -253,3 +253,13 @@ def test_every_timed_wait_is_measured_and_none_ends_before_it_is_due() -> None:
     late_ms = measure_wakeups(waits=50)
     assert len(late_ms) == 50
     assert min(late_ms) > -0.1  # a queue wait with a timeout never ends early
+
+
+def test_calls_from_a_folder_with_no_midi_is_one_line_and_status_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "antiphon.daemon.cli", "bench", "--calls-from", str(tmp_path),
+         "--calls", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"antiphon bench: {tmp_path}: no MIDI files"

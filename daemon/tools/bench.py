@@ -123,6 +123,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"at most {AUTO_PHRASE_GAP_S} s)",
     )
     parser.add_argument(
+        "--calls-from",
+        type=Path,
+        metavar="FOLDER",
+        help="play calls cut from the real performances in this folder of MIDI files (each "
+        "phrase's last seconds, up to a silence of 1 s: daemon/tools/real_calls.py) instead of "
+        "the bench's made-up phrases",
+    )
+    parser.add_argument(
         "--soak",
         type=float,
         metavar="MINUTES",
@@ -268,6 +276,7 @@ def measure_live(
     seed: int,
     turns: str = "gap",
     realtime_priority: int = 0,
+    phrases: list[list[Any]] | None = None,
 ) -> dict[str, Any]:
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 
@@ -287,7 +296,7 @@ def measure_live(
             "period_ms": 1000.0 * frames / rate if frames and rate else None,
             "realtime": own.realtime if own else None,
         }
-        figures = _run_daemon(model, calls, seed, env, turns, realtime_priority)
+        figures = _run_daemon(model, calls, seed, env, turns, realtime_priority, phrases)
         jack["xruns"] = own.xruns() if own else None
         return {"jack": jack, **figures}
     finally:
@@ -303,6 +312,7 @@ def _run_daemon(
     env: dict[str, str],
     turns: str = "gap",
     realtime_priority: int = 0,
+    phrases: list[list[Any]] | None = None,
 ) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
@@ -320,7 +330,7 @@ def _run_daemon(
     try:
         probe = MidiProbe("jack", names.input_listed, names.output_listed, name="BenchProbe")
         try:
-            calls_played = _play_calls(probe, calls, seed)
+            calls_played = _play_calls(probe, calls, seed, phrases)
             time.sleep(REPLY_MAX_S + 0.2)  # the last reply has ended: all of it arrived
             arrivals = probe.all_received()
         finally:
@@ -344,14 +354,18 @@ def _run_daemon(
     }
 
 
-def _play_calls(probe: MidiProbe, calls: int, seed: int) -> list[Call]:
+def _play_calls(
+    probe: MidiProbe, calls: int, seed: int, phrases: list[list[Any]] | None = None
+) -> list[Call]:
+    """Play ``calls`` calls (``phrases``, else the bench's made-up ones) and note when each
+    ended and when its answer came."""
     from antiphon.daemon.tools.probe import sounding_notes
 
     rng = random.Random(seed)
     played = []
-    for _ in range(calls):
+    for i in range(calls):
         probe.clear()
-        last_sent_s = probe.play(_short_phrase(rng))
+        last_sent_s = probe.play(phrases[i] if phrases else _short_phrase(rng))
         played.append(Call(last_sent_s, probe.first_note_after(last_sent_s, ANSWER_WAIT_S + 2.0)))
         # Let the reply finish (every note released) before the next call.
         probe.wait_until(lambda got: not sounding_notes(got), REPLY_MAX_S + 2.0)
@@ -488,19 +502,35 @@ def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.steps < 100:
         print("antiphon bench: needs --calls >= 1 and --steps >= 100", file=sys.stderr)
         return 2
+    phrases = None
+    if args.calls_from is not None:
+        from antiphon.daemon.tools.real_calls import calls_from
+
+        try:
+            phrases = calls_from(args.calls_from, args.calls, args.seed)
+        except ValueError as err:
+            print(f"antiphon bench: {err}", file=sys.stderr)
+            return 2
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "model": str(args.model),
         "calls": args.calls,
         "turns": args.turns,
+        "calls_from": None if args.calls_from is None else str(args.calls_from),
     }
     try:
         results |= measure_engine(args.model, args.steps, args.seed)
         results["wakeup_late_ms"] = _wakeups(args.realtime_priority)
         if jackd_available():
             results |= measure_live(
-                args.model, args.calls, args.period, args.seed, args.turns, args.realtime_priority
+                args.model,
+                args.calls,
+                args.period,
+                args.seed,
+                args.turns,
+                args.realtime_priority,
+                phrases,
             )
         else:
             print("antiphon bench: jackd is not installed: no latency figures", file=sys.stderr)

@@ -46,6 +46,7 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
     data = np.asarray(values_ms, dtype=np.float64)
     return {
         "p50": float(np.percentile(data, 50)),
+        "p90": float(np.percentile(data, 90)),
         "p99": float(np.percentile(data, 99)),
         "max": float(data.max()),
         "n": int(data.size),
