@@ -21,6 +21,7 @@ from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed
 
 from tests.jack_server import recorded_call, session_jack_server
 from tests.other_rounding import round_like_another_processor
+from tests.test_osc import OscListener, free_udp_port
 
 RUN_MARK = "ANTIPHON_TEST_RUN"
 os.environ[RUN_MARK] = uuid.uuid4().hex
@@ -83,3 +84,19 @@ def probe(daemon: DaemonProcess, port_name: str) -> Iterator[MidiProbe]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def osc_port() -> int:
+    """A UDP port free on this machine now, for a daemon's OSC server."""
+    return free_udp_port()
+
+
+@pytest.fixture
+def listener() -> Iterator[OscListener]:
+    """An OSC client that hears a daemon's status and feedback, closed afterwards."""
+    ears = OscListener()
+    try:
+        yield ears
+    finally:
+        ears.close()

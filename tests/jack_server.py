@@ -10,13 +10,13 @@ daemons they start all meet on it and on nothing else.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import mido
 import pytest
-from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, jackd_available
+from antiphon.daemon.tools.jack_server import JackServer, jackd_available
 from antiphon.daemon.tools.probe import Timed, load_phrase
 
 DATA = Path(__file__).parent / "data"
@@ -31,16 +31,21 @@ def session_jack_server() -> Iterator[JackServer]:
     if not jackd_available():
         pytest.skip("jackd is not installed (Debian: apt-get install jackd2); JACK tests need it")
     server = JackServer(period_frames=TEST_PERIOD_FRAMES).start()
-    previous = os.environ.get(SERVER_ENV)
-    os.environ[SERVER_ENV] = server.name
     try:
-        yield server
+        with server.as_default():
+            yield server
     finally:
-        if previous is None:
-            os.environ.pop(SERVER_ENV, None)
-        else:
-            os.environ[SERVER_ENV] = previous
         server.stop()
+
+
+def steady_eighths(count: int) -> list[Timed]:
+    """``count`` notes 0.3 s apart (eighths at 100 bpm), each held 0.2 s: a player's steady
+    beat for the tracker to hear."""
+    phrase = [
+        Timed(0.3 * k, mido.Message("note_on", note=62 + k % 5, velocity=80)) for k in range(count)
+    ]
+    phrase += [Timed(t.time_s + 0.2, mido.Message("note_off", note=t.message.note)) for t in phrase]
+    return sorted(phrase, key=lambda t: t.time_s)
 
 
 def recorded_call() -> list[Timed]:

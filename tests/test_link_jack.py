@@ -12,7 +12,6 @@ import statistics
 import time
 from collections.abc import Iterator
 
-import mido
 import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.midi.ports import MidiInput
@@ -22,8 +21,8 @@ from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.link_peer import LinkPeer, link_peer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed
 
-from tests.jack_server import wait_for
-from tests.test_osc import OscListener, free_udp_port, oscsend
+from tests.jack_server import steady_eighths, wait_for
+from tests.test_osc import OscListener, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.system]
 needs_link = pytest.mark.skipif(not link_installed(), reason="the link extra is not installed")
@@ -47,20 +46,6 @@ def port_name() -> str:
 
 
 @pytest.fixture
-def osc_port() -> int:
-    return free_udp_port()
-
-
-@pytest.fixture
-def listener() -> Iterator[OscListener]:
-    ears = OscListener()
-    try:
-        yield ears
-    finally:
-        ears.close()
-
-
-@pytest.fixture
 def peer() -> Iterator[LinkPeer]:
     with link_peer(100.0) as running:
         yield running
@@ -68,14 +53,6 @@ def peer() -> Iterator[LinkPeer]:
 
 def clock_messages(probe: MidiProbe, kind: str) -> list[Timed]:
     return [t for t in probe.all_received() if t.message.type == kind]
-
-
-def eighths_at_100_bpm(count: int) -> list[Timed]:
-    phrase = [
-        Timed(0.3 * k, mido.Message("note_on", note=62 + k % 5, velocity=80)) for k in range(count)
-    ]
-    phrase += [Timed(t.time_s + 0.2, mido.Message("note_off", note=t.message.note)) for t in phrase]
-    return sorted(phrase, key=lambda t: t.time_s)
 
 
 def ticks_per_beat(probe: MidiProbe, beat_s: float, over_s: float) -> float:
@@ -152,14 +129,7 @@ def test_the_player_leads_the_midi_clock_and_the_link_session(
     probe = MidiProbe("jack", names.input_listed, names.output_listed, name=port_name + "P")
     try:
         assert peer.wait_for_peers(FIND_TIMEOUT_S), daemon.log()
-        phrase = [
-            Timed(0.3 * k, mido.Message("note_on", note=62 + k % 5, velocity=80)) for k in range(40)
-        ]
-        phrase += [
-            Timed(t.time_s + 0.2, mido.Message("note_off", note=t.message.note)) for t in phrase
-        ]
-        phrase.sort(key=lambda t: t.time_s)
-        probe.play(phrase)
+        probe.play(steady_eighths(40))
         assert clock_messages(probe, "start"), daemon.log()
         assert ticks_per_beat(probe, 0.6, 3.0) == pytest.approx(TICKS_PER_BEAT, rel=0.05)
         status = listener.status(osc_port)
@@ -190,7 +160,7 @@ def test_midi_clock_goes_out_on_a_port_of_its_own_and_stops_with_the_daemon(
         own = virtual_port_names("jack", port_name)
         probe = MidiProbe("jack", own.input_listed, own.output_listed, name=port_name + "P")
         try:
-            probe.play(eighths_at_100_bpm(24))
+            probe.play(steady_eighths(24))
             assert wait_for(lambda: any(t.message.type == "start" for t in heard), 5.0)
             assert wait_for(lambda: sum(t.message.type == "clock" for t in heard) > 48, 5.0)
             assert not clock_messages(probe, "clock")

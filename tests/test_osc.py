@@ -149,15 +149,6 @@ class OscListener:
         self._thread.join()
 
 
-@pytest.fixture
-def listener() -> Iterator[OscListener]:
-    ears = OscListener()
-    try:
-        yield ears
-    finally:
-        ears.close()
-
-
 def close_to(expected: float) -> Callable[[tuple[Any, ...]], bool]:
     return lambda args: len(args) == 1 and math.isclose(args[0], expected, rel_tol=1e-6)
 

@@ -25,7 +25,8 @@ from antiphon.daemon.settings import DEFAULT_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed, note_ons, sounding_notes
 
-from tests.test_osc import OscListener, free_udp_port
+from tests.jack_server import steady_eighths
+from tests.test_osc import OscListener
 
 pytestmark = [pytest.mark.jack, pytest.mark.system]
 
@@ -113,11 +114,6 @@ def port_name() -> str:
 
 
 @pytest.fixture
-def osc_port() -> int:
-    return free_udp_port()
-
-
-@pytest.fixture
 def daemon(jack_server: JackServer, port_name: str, osc_port: int) -> Iterator[DaemonProcess]:
     args = [
         *("--midi-api", "jack", "--seed", "3", "--osc-port", str(osc_port)),
@@ -131,15 +127,6 @@ def daemon(jack_server: JackServer, port_name: str, osc_port: int) -> Iterator[D
         yield process
     finally:
         process.stop()
-
-
-@pytest.fixture
-def listener() -> Iterator[OscListener]:
-    ears = OscListener()
-    try:
-        yield ears
-    finally:
-        ears.close()
 
 
 EIGHTHS = [(0.5 * k, 60 + (2 * k) % 12) for k in range(8)]
@@ -202,12 +189,7 @@ def test_replies_lock_to_midi_clock_follow_its_tempo_and_fall_back_to_the_player
     time.sleep(REPLY_MAX_S)
     probe.clear()
     # After Stop, the player's own beat: steady eighths at 100 bpm.
-    phrase = [
-        Timed(0.3 * k, mido.Message("note_on", note=62 + k % 5, velocity=80)) for k in range(12)
-    ]
-    phrase += [Timed(t.time_s + 0.2, mido.Message("note_off", note=t.message.note)) for t in phrase]
-    phrase.sort(key=lambda t: t.time_s)
-    ended_s = probe.play(phrase)
+    ended_s = probe.play(steady_eighths(12))
     reply_after(probe, ended_s, daemon)
     status = listener.status(osc_port)
     assert status["/antiphon/status/beat_source"] == "player"

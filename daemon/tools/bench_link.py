@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import os
 import random
 import statistics
 import threading
@@ -37,7 +36,7 @@ import mido
 import numpy as np
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.settings import DEFAULT_MODEL
-from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer
+from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.link_peer import LinkPeer, LinkPeerError, link_peer
 from antiphon.daemon.tools.probe import (
     DaemonError,
@@ -69,10 +68,8 @@ def measure_link(period_frames: int, seed: int, realtime_priority: int = 0) -> d
     """Every figure of the module docstring, on a JACK server of the bench's own (realtime,
     and the daemon under ``chrt --fifo``, with ``realtime_priority``)."""
     launcher = ["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else []
-    server = JackServer(period_frames=period_frames, realtime=realtime_priority > 0).start()
-    previous = os.environ.get(SERVER_ENV)
-    os.environ[SERVER_ENV] = server.name
-    try:
+    server = JackServer(period_frames=period_frames, realtime=realtime_priority > 0)
+    with server, server.as_default():
         figures: dict[str, Any] = {
             "period_ms": 1000.0 * server.period_s,
             "daemon_fifo_priority": realtime_priority or None,
@@ -87,12 +84,6 @@ def measure_link(period_frames: int, seed: int, realtime_priority: int = 0) -> d
         }
         figures["xruns"] = server.xruns()
         return figures
-    finally:
-        if previous is None:
-            os.environ.pop(SERVER_ENV, None)
-        else:
-            os.environ[SERVER_ENV] = previous
-        server.stop()
 
 
 @contextmanager

@@ -24,6 +24,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -164,6 +166,20 @@ class JackServer:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    @contextmanager
+    def as_default(self) -> Iterator[JackServer]:
+        """Inside, this process's JACK clients and the processes it starts meet on this
+        server (``SERVER_ENV`` names it); after, the server named before is named again."""
+        previous = os.environ.get(SERVER_ENV)
+        os.environ[SERVER_ENV] = self.name
+        try:
+            yield self
+        finally:
+            if previous is None:
+                os.environ.pop(SERVER_ENV, None)
+            else:
+                os.environ[SERVER_ENV] = previous
 
     # Graph tools ---------------------------------------------------------------------------
 
