@@ -226,31 +226,11 @@ class DuetPlayer:
         self.harmony.note_on(pitch, time_s)
 
     def start(
-        self,
-        conversation: Conversation,
-        memory: PlayerMemory,
-        now_s: float,
-        *,
-        channel: int,
-        max_note_s: float,
-        split: int,
-        register: str,
-        density: float,
-        velocity: float,
-        groove: float,
+        self, conversation: Conversation, memory: PlayerMemory, now_s: float, params: Parameters
     ) -> Reply:
-        """A new part from ``now_s`` (the player's note-on just heard), its grid to come
-        (:meth:`follow_beat`)."""
-        shaping = DuetShaping(
-            conversation.vocabulary,
-            memory,
-            self.loudness,
-            self.harmony,
-            split=split,
-            register=register,
-            density=density,
-            velocity=velocity,
-        )
+        """A new part from ``now_s`` (the player's note-on just heard) with ``params``' duet
+        knobs, its grid to come (:meth:`follow_beat`)."""
+        shaping = self._shaping(conversation, memory, params)
         self._grid = None
         self._beat_taken_s = -math.inf
         self.part = Reply(
@@ -259,10 +239,10 @@ class DuetPlayer:
             phrase_end_s=now_s,
             notes=PART_NOTES,
             max_s=PART_MAX_S,
-            channel=channel,
-            max_note_s=max_note_s,
+            channel=params.duet_output_channel - 1,
+            max_note_s=params.max_note_s,
             shaping=shaping,
-            groove=groove,
+            groove=params.groove,
             accompanying=True,
         )
         self.parts += 1
@@ -274,19 +254,23 @@ class DuetPlayer:
         part = self.part
         if part is None:
             return
-        part.reshape(
-            DuetShaping(
-                conversation.vocabulary,
-                memory,
-                self.loudness,
-                self.harmony,
-                split=params.duet_split,
-                register=params.duet_register,
-                density=params.duet_density,
-                velocity=params.duet_velocity,
-            )
-        )
+        part.reshape(self._shaping(conversation, memory, params))
         part.regrid(self._grid, params.groove)
+
+    def _shaping(
+        self, conversation: Conversation, memory: PlayerMemory, params: Parameters
+    ) -> DuetShaping:
+        """The pushes on the part's draws, from ``params``' duet knobs."""
+        return DuetShaping(
+            conversation.vocabulary,
+            memory,
+            self.loudness,
+            self.harmony,
+            split=params.duet_split,
+            register=params.duet_register,
+            density=params.duet_density,
+            velocity=params.duet_velocity,
+        )
 
     def beat_due(self, time_s: float) -> bool:
         """Whether the part should take the beat again at the player's onset at ``time_s``

@@ -541,18 +541,7 @@ class Performer(PerformerControls):
         if part is None:
             if self._reply is not None or not self._conversation.engine.ready:
                 return  # a reply goes on (overlap): no second voice drawing from the state
-            part = duet.start(
-                self._conversation,
-                self.memory,
-                time_s,
-                channel=params.duet_output_channel - 1,
-                max_note_s=params.max_note_s,
-                split=params.duet_split,
-                register=params.duet_register,
-                density=params.duet_density,
-                velocity=params.duet_velocity,
-                groove=params.groove,
-            )
+            part = duet.start(self._conversation, self.memory, time_s, params)
             self._notify("duet", True)
         elif part.finishing:
             part.finish_by(None)  # the player went on: so does the part
