@@ -11,27 +11,15 @@ It acts on engines in the pytest process, not on daemons started as processes.
 
 from __future__ import annotations
 
-import numpy as np
 from antiphon.daemon.musician.model.engine import Engine
+from antiphon.daemon.tools.seed_stability import round_step_otherwise
 
 _feed = Engine.feed
-_MIX = np.uint32(2654435761)  # Knuth's multiplicative hash
-
-
-def round_otherwise(values: np.ndarray) -> None:
-    """Move each float32 of ``values`` one unit in the last place, in place."""
-    up = (((values.view(np.uint32) * _MIX) >> np.uint32(13)) & np.uint32(1)).astype(bool)
-    higher = np.nextafter(values, np.float32(np.inf))
-    lower = np.nextafter(values, np.float32(-np.inf))
-    values[...] = np.where(up, higher, lower)
 
 
 def _feed_rounded_otherwise(self: Engine, token: int, *, perturb: bool = False) -> None:
     _feed(self, token, perturb=perturb)
-    # The arrays the next draw and the next step read (Engine.feed swaps its buffers).
-    current = self._current
-    for values in (self._logits_row, self._h[current], self._c[current]):
-        round_otherwise(values)
+    round_step_otherwise(self)
 
 
 def round_like_another_processor() -> None:

@@ -12,6 +12,7 @@ from antiphon.daemon.tools.seed_stability import (
     logit_spread,
     measure,
     options_for,
+    round_otherwise,
 )
 
 MODEL = str(Path(__file__).resolve().parent.parent / "exported_models" / "antiphon-piano.onnx")
@@ -35,9 +36,7 @@ def test_the_measure_compares_every_variant_with_the_daemons_setting() -> None:
     assert figures["variants"]["last-bit"]["logits_bit_identical"] is False
 
 
-def test_the_other_rounding_plugin_moves_every_value_by_one_unit_in_the_last_place() -> None:
-    from tests.other_rounding import round_otherwise
-
+def test_the_other_rounding_moves_every_value_by_one_unit_in_the_last_place() -> None:
     values = np.linspace(-3.0, 3.0, 1001, dtype=np.float32)
     moved = values.copy()
     round_otherwise(moved)

@@ -7,8 +7,9 @@ Those settings change which kernels run and in which order the sums are added, a
 processor may (AVX2, AVX-512, FMA). Beside it, the largest difference in any logit over the
 same token stream. A last variant, ``last-bit``, stands in for a processor whose kernels round
 differently: after every step it moves each logit and each number of the recurrent state by
-one unit in the last place, up or down at random; the replies that change then are about
-those a machine with other kernels may play differently.
+one unit in the last place, up or down by a hash of the value; the replies that change then
+are about those a machine with other kernels may play differently. The suite runs the same
+way with ``ANTIPHON_TEST_ROUNDING=other`` (tests/other_rounding.py).
 
 The calls are made here, from a seeded random generator (no file needed): single lines and
 chords at several paces and registers.
@@ -40,20 +41,34 @@ THREADS = (1, 2)
 DAEMON_SETTING = ("all", 1)
 
 
+_MIX = np.uint32(2654435761)  # Knuth's multiplicative hash
+
+
+def round_otherwise(values: np.ndarray) -> None:
+    """Move each float32 of ``values`` one unit in the last place, in place, up or down by a
+    hash of the value: the same value always rounds the same way, so a state rolled back and
+    drawn from again (a reply's marks) repeats."""
+    up = (((values.view(np.uint32) * _MIX) >> np.uint32(13)) & np.uint32(1)).astype(bool)
+    higher = np.nextafter(values, np.float32(np.inf))
+    lower = np.nextafter(values, np.float32(-np.inf))
+    values[...] = np.where(up, higher, lower)
+
+
+def round_step_otherwise(engine: Engine) -> None:
+    """Round what the engine's last step computed otherwise: the logits and the recurrent
+    state the next step and the next draw read (see Engine.feed's buffer swap)."""
+    current = engine._current
+    for values in (engine._logits_row, engine._h[current], engine._c[current]):
+        round_otherwise(values)
+
+
 class LastBitEngine(Engine):
     """The engine, its logits and recurrent state moved one unit in the last place after each
-    step (up or down, from its own seeded generator): another processor's rounding."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._rounding = np.random.default_rng(7)
+    step (:func:`round_step_otherwise`): another processor's rounding."""
 
     def feed(self, token: int, *, perturb: bool = False) -> None:
         super().feed(token, perturb=perturb)
-        # The arrays the next step and the next draw read (see Engine.feed's buffer swap).
-        for values in (self._logits_row, self._h[self._current], self._c[self._current]):
-            up = self._rounding.random(values.shape) < 0.5
-            values[...] = np.where(up, np.nextafter(values, np.inf), np.nextafter(values, -np.inf))
+        round_step_otherwise(self)
 
 
 def options_for(level: str, threads: int) -> ort.SessionOptions:
@@ -124,26 +139,18 @@ def measure(model: str, calls: int, seeds: int) -> dict[str, Any]:
     reference = replies(model, made, seeds, options_for(*DAEMON_SETTING))
     reference_logits = logit_spread(model, options_for(*DAEMON_SETTING))
     variants = {}
-    for level in LEVELS:
-        for threads in THREADS:
-            if (level, threads) == DAEMON_SETTING:
-                continue
-            options = options_for(level, threads)
-            these = replies(model, made, seeds, options)
-            logits = logit_spread(model, options)
-            variants[f"{level}/{threads}"] = {
-                "replies_identical": sum(a == b for a, b in zip(these, reference, strict=True)),
-                "logits_max_abs_diff": float(np.abs(logits - reference_logits).max()),
-                "logits_bit_identical": bool(np.array_equal(logits, reference_logits)),
-            }
-    daemon_options = options_for(*DAEMON_SETTING)
-    these = replies(model, made, seeds, daemon_options, LastBitEngine)
-    logits = logit_spread(model, daemon_options, LastBitEngine)
-    variants["last-bit"] = {
-        "replies_identical": sum(a == b for a, b in zip(these, reference, strict=True)),
-        "logits_max_abs_diff": float(np.abs(logits - reference_logits).max()),
-        "logits_bit_identical": bool(np.array_equal(logits, reference_logits)),
-    }
+    settings = [(f"{level}/{threads}", options_for(level, threads), Engine)
+                for level in LEVELS for threads in THREADS
+                if (level, threads) != DAEMON_SETTING]  # fmt: skip
+    settings.append(("last-bit", options_for(*DAEMON_SETTING), LastBitEngine))
+    for name, options, engine_type in settings:
+        these = replies(model, made, seeds, options, engine_type)
+        logits = logit_spread(model, options, engine_type)
+        variants[name] = {
+            "replies_identical": sum(a == b for a, b in zip(these, reference, strict=True)),
+            "logits_max_abs_diff": float(np.abs(logits - reference_logits).max()),
+            "logits_bit_identical": bool(np.array_equal(logits, reference_logits)),
+        }
     return {
         "model": str(model),
         "replies": len(reference),
