@@ -7,7 +7,9 @@ from pathlib import Path
 import mido
 import pytest
 from antiphon.daemon.tools.probe import SUSTAIN_CC, Timed
-from antiphon.daemon.tools.real_calls import calls_from, cut_call, phrases, sounding_spans
+from antiphon.daemon.tools.real_calls import KeyMessage, calls_from, cut_call, phrases
+from antiphon.daemon.tools.turns_eval import sounding_notes
+from antiphon.daemon.tools.turns_replay import note_messages
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,35 +33,42 @@ def line(start_s: float, notes: list[int], ioi_s: float = 0.25) -> list[Timed]:
     return out
 
 
+def played(events: list[Timed]) -> list[KeyMessage]:
+    """The key messages the bench plays for ``events`` (as calls_from reads a file)."""
+    ordered = sorted(events, key=lambda e: e.time_s)
+    return note_messages(sounding_notes([(e.time_s, e.message) for e in ordered]))
+
+
 def test_a_phrase_ends_at_a_silence_of_a_second_and_at_the_end() -> None:
     playing = line(0.0, [60, 62, 64, 65]) + line(1.6, [67, 65]) + line(4.0, [64, 62, 60])
     # Silences: 0.05 s between notes, 0.65 s after the first line, 1.95 s after the second.
-    assert [t for phrase in phrases(playing) for t in phrase] == pytest.approx(
+    assert [t for phrase in phrases(played(playing)) for t in phrase] == pytest.approx(
         [0.0, 2.05, 4.0, 4.7]
     )
 
 
 def test_playing_with_no_notes_has_no_phrases() -> None:
     assert phrases([]) == []
-    assert phrases([pedal(0.0, 127), pedal(1.0, 0)]) == []
+    assert phrases(played([pedal(0.0, 127), pedal(1.0, 0)])) == []
 
 
 def test_the_pedal_holds_a_silence_off_until_it_lifts() -> None:
     playing = [pedal(0.0, 127), *line(0.0, [60, 62]), pedal(2.0, 0), *line(3.5, [64])]
-    assert sounding_spans(playing) == [(0.0, 2.0), (3.5, 3.7)]
-    assert [t for phrase in phrases(playing) for t in phrase] == pytest.approx([0.0, 2.0, 3.5, 3.7])
+    assert [t for phrase in phrases(played(playing)) for t in phrase] == pytest.approx(
+        [0.0, 2.0, 3.5, 3.7]
+    )
 
 
 def test_a_call_is_the_phrases_last_seconds_from_a_note_on_without_what_began_before() -> None:
     playing = [on(0.0, 48), pedal(0.1, 127), *line(0.2, [60, 62, 64, 65, 67]), off(1.6, 48)]
     playing.append(pedal(1.7, 0))
-    call = cut_call(playing, (0.0, 1.7), max_s=1.0)
+    call = cut_call(played(playing), (0.0, 1.7), max_s=1.0)
     assert call[0].time_s == 0.0 and call[0].message.type == "note_on"
     assert call[0].message.note == 64  # the first onset in the last second (0.7 s)
     notes = {e.message.note for e in call if e.message.type.startswith("note")}
     assert 48 not in notes  # held from before the call
-    assert not any(e.message.type == "control_change" for e in call)  # pressed before it
-    assert cut_call(playing, (0.0, 1.7), max_s=0.01) == []
+    assert not any(e.message.type == "control_change" for e in call)  # the pedal is applied
+    assert cut_call(played(playing), (0.0, 1.7), max_s=0.01) == []
 
 
 @settings(max_examples=40, deadline=None)
@@ -72,8 +81,9 @@ def test_every_note_of_a_cut_call_starts_and_ends_inside_it(
     notes: list[int], ioi_s: float, max_s: float
 ) -> None:
     playing = line(0.0, notes, ioi_s)
-    (phrase,) = phrases(playing)
-    call = cut_call(playing, phrase, max_s)
+    messages = played(playing)
+    (phrase,) = phrases(messages)
+    call = cut_call(messages, phrase, max_s)
     assert call and call[0].time_s == 0.0
     held: set[int] = set()
     for event in call:

@@ -92,7 +92,13 @@ def midi_performances(folder: Path, limit: int | None) -> Iterator[tuple[str, li
         except CallFileError as err:
             print(f"antiphon eval-turns: skipped {err}", file=sys.stderr)
             continue
-        yield str(path), key_events_to_notes(_key_events(messages))
+        yield str(path), sounding_notes(messages)
+
+
+def sounding_notes(messages: list[tuple[float, mido.Message]]) -> list[Note]:
+    """The notes as they sound (the sustain pedal applied) of a file's key and pedal
+    messages, in time order."""
+    return key_events_to_notes(_key_events(messages))
 
 
 def _key_events(messages: list[tuple[float, mido.Message]]) -> Iterator[KeyEvent]:
