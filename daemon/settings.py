@@ -188,7 +188,7 @@ class Settings:
         check=_one_of("gap", "auto"),
     )
     eagerness: float = _setting(
-        0.65,  # chosen on the validation splits by `antiphon fit-turns` (docs/playing.md)
+        0.4,  # chosen on the validation splits by `antiphon fit-turns` (docs/playing.md)
         "with turns auto: 0 waits out every breath, 1 answers at the first hint of an end",
         check=_between(0, 1),
     )

@@ -267,17 +267,3 @@ def test_round_trip_over_real_midi_files(tmp_path: Path) -> None:
         notes = [Note(int(p), float(a), float(b), int(v)) for p, a, b, v in performance.notes]
         assert len(notes) > 50
         assert_round_trip(notes, decode_tokens(encode_notes(notes, VOCAB), VOCAB))
-
-
-ASAP = Path(__file__).resolve().parents[2] / "shared" / "data" / "asap-piano"
-
-
-@pytest.mark.skipif(not ASAP.is_dir(), reason="the asap-piano data is not beside this checkout")
-def test_round_trip_over_recorded_human_performances() -> None:
-    """Extra assurance where the training data is at hand; the suite does not need it."""
-    from antiphon.training.corpus import folder_sources, parse_source
-
-    for source in folder_sources(ASAP, "folder")[::150]:
-        performance = parse_source(source)
-        notes = [Note(int(p), float(a), float(b), int(v)) for p, a, b, v in performance.notes]
-        assert_round_trip(notes, decode_tokens(encode_notes(notes, VOCAB), VOCAB))

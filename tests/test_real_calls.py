@@ -96,7 +96,9 @@ def test_every_note_of_a_cut_call_starts_and_ends_inside_it(
     assert call[-1].time_s <= max_s + 1e-9
 
 
-def test_calls_come_from_every_file_and_repeat_with_the_seed(tmp_path: Path) -> None:
+def test_calls_come_from_every_file_and_repeat_with_the_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     for k, start in enumerate((60, 48)):
         midi = mido.MidiFile()
         track = mido.MidiTrack()
@@ -109,6 +111,9 @@ def test_calls_come_from_every_file_and_repeat_with_the_seed(tmp_path: Path) -> 
         midi.save(tmp_path / f"take{k}.mid")
     (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
     calls = calls_from(tmp_path, 40, seed=3)
+    skipped = capsys.readouterr().err.strip().splitlines()
+    assert len(skipped) == 1 and skipped[0].startswith("antiphon bench: skipped")
+    assert "broken.mid" in skipped[0]
     assert len(calls) == 40
     firsts = {call[0].message.note for call in calls}
     assert firsts == {60, 65, 48, 53}

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from antiphon.daemon.cli import main
 from antiphon.daemon.codec import CodecConfig
+from antiphon.daemon.musician.hearing.turns import CUES
+from antiphon.daemon.tools.turns_replay import Judged
 from antiphon.training.corpus import Performance, Source, write_corpus
-from antiphon.training.turns_fit import fit_logistic
+from antiphon.training.turns_fit import agreeing_cues, end_association, fit_logistic
 
 
 def test_the_logistic_fit_finds_the_weights_that_made_the_labels() -> None:
@@ -21,6 +23,30 @@ def test_the_logistic_fit_finds_the_weights_that_made_the_labels() -> None:
     y = (rng.random(20000) < 1.0 / (1.0 + np.exp(-x @ truth))).astype(np.float64)
     beta = fit_logistic(x, y, np.full(len(y), 1.0 / len(y)), ridge=0.0)
     assert beta == pytest.approx(truth, abs=0.1)
+
+
+def silences(seed: int, sign: float) -> list[Judged]:
+    """Breaths and ends where the first cue is higher at ends, and the second cue is higher
+    at ends when ``sign`` is 1 and lower when it is -1; the others are noise."""
+    rng = np.random.default_rng(seed)
+    found = []
+    for k in range(400):
+        end = k % 4 == 0
+        cues = rng.normal(size=len(CUES))
+        cues[0] += 1.0 if end else 0.0
+        cues[1] += sign if end else 0.0
+        found.append(Judged(float(k), 2.0 if end else 0.3, cues, 0.2, 0.25, 0.8))
+    return found
+
+
+def test_a_cue_that_tells_ends_from_breaths_the_other_way_elsewhere_is_left_out() -> None:
+    agree, flip = silences(0, 1.0), silences(1, -1.0)
+    areas = end_association(agree)
+    assert areas[0] > 0.65 and areas[1] > 0.65
+    assert end_association(flip)[1] < 0.35
+    assert {0, 1} <= set(agreeing_cues({"a": agree, "b": silences(2, 1.0)}))
+    chosen = agreeing_cues({"a": agree, "b": flip})
+    assert 0 in chosen and 1 not in chosen
 
 
 def phrases(seed: int, breath_s: float, end_s: float) -> np.ndarray:
@@ -53,9 +79,11 @@ def test_each_corpus_is_reported_only_when_left_out_of_the_fit(tmp_path: Path) -
     results = json.loads(out.read_text())
     assert set(results["left_out"]) == {"slow", "quick"}
     assert results["left_out"]["slow"]["fitted_on"] == ["quick"]
-    rows = results["left_out"]["quick"]["test"]["rows"]
+    quick = results["left_out"]["quick"]
+    assert quick["all"]["performances"] == 6 > quick["test"]["performances"]
+    rows = quick["test"]["rows"]
     assert {"auto 0", "auto 0.5", "auto 1", "gap 0.15", "gap 0.35", "gap 0.8"} <= set(rows)
-    assert len(results["shipped"]["hazard"]["cues"]) == 9
+    assert len(results["shipped"]["hazard"]["cues"]) == len(CUES)
 
 
 def test_one_corpus_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,23 +3,24 @@ each corpus left out of the fit.
 
 For each corpus left out in turn (leave-one-corpus-out):
 
-1. the hazard (:class:`~antiphon.daemon.musician.hearing.turns.Hazard`: "will the player go on
+1. the cues are chosen: those that tell a real end from a breath the same way (the same side
+   of chance, by the area under the curve) on every corpus fitted on; a cue that means "end"
+   in one kind of playing and "go on" in another is left out (weight 0);
+2. the hazard (:class:`~antiphon.daemon.musician.hearing.turns.Hazard`: "will the player go on
    within ``HORIZON_S``, having been silent t?") is fitted, by weighted logistic regression,
    on the silences of the *other* corpora's training splits, each corpus weighing the same:
    one sample per silence and per moment ``t`` of it (every ``FIT_STEP_S`` from the shortest
-   wait to the longest), labelled "went on within the horizon" or not;
-2. the threshold (at eagerness 0.5), the earliest answer and the adaptation rate are chosen
-   on the other corpora's validation splits, by the judge replayed as the performer drives
-   it (:func:`~antiphon.daemon.tools.turns_replay.replay`): of the candidates whose false
-   answers stay within ``TARGET_FALSE_RATIO`` times the fixed ``REFERENCE_GAP_S`` gap's on
-   every one of them, the one with the shortest median delay on real ends at its worst
-   corpus (none within: the one that exceeds it least);
-3. the default eagerness is chosen on the same validation splits: the least eager of
-   ``DEFAULT_EAGERNESSES`` whose median delay on real ends is at most ``TARGET_MEDIAN_S`` on
-   every one of them with no fixed gap both as few false answers and sooner (none such: the
-   one with the shortest worst median);
-4. the judge so made is reported on the left-out corpus's test split: eagerness 0 to 1 and
-   the chosen default, beside the fixed gaps. Nothing is chosen on a corpus that is reported.
+   wait to the longest), labelled "went on within the horizon" or not; the threshold is a
+   chance of 0.5 at eagerness 0.5 (the player's own intercept calibrates the chances);
+3. the default eagerness is chosen on the other corpora's validation splits, the judge
+   replayed as the performer drives it (:func:`~antiphon.daemon.tools.turns_replay.replay`):
+   the least eager of ``DEFAULT_EAGERNESSES`` whose median delay on real ends is at most
+   ``TARGET_MEDIAN_S`` on every one of them, with no more false answers than the fixed
+   ``REFERENCE_GAP_S`` gap's and no fixed gap both as few false answers and sooner (none
+   such: the one with the shortest worst median);
+4. the judge so made is reported on the left-out corpus, all of it (nothing of it was fitted
+   on or chosen on) and its test split alone: eagerness 0 to 1 and the chosen default, beside
+   the fixed gaps.
 
 Then the same on all the corpora together: the numbers to ship (printed as Python, for
 ``SHIPPED`` in :mod:`antiphon.daemon.musician.hearing.turns`) and the default eagerness (for the
@@ -29,7 +30,6 @@ settings). Pure numpy; no model is run.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -44,6 +44,7 @@ from antiphon.daemon.musician.hearing.phrase import MIN_GAP_S
 from antiphon.daemon.musician.hearing.turns import (
     AUTO_PHRASE_GAP_S,
     CUES,
+    EAGERNESS_SPAN,
     FALSE_BELOW_S,
     HORIZON_S,
     REAL_END_S,
@@ -65,12 +66,10 @@ from antiphon.training.corpus import CorpusError, load_split
 
 FIT_STEP_S = 0.05  # the moments of each silence the hazard is fitted on
 RIDGE = 1.0  # L2 penalty on the weights (not the bias), in units of one corpus's weight
-# A setting's false answers against the fixed REFERENCE_GAP_S gap's, on validation.
-TARGET_FALSE_RATIO = 0.8
-THRESHOLDS = tuple(round(1.0 / (1.0 + math.exp(-x)), 4) for x in (-2.0, -1.0, 0.0))
-ADAPT_RATES = (0.0, 0.1, 0.3)
-EARLIEST_S = (0.15, 0.2)
-DEFAULT_EAGERNESSES = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+# The default eagerness is chosen in steps that move the threshold's log-odds by 0.1.
+DEFAULT_EAGERNESSES = tuple(
+    round(0.3 + k * 0.1 / EAGERNESS_SPAN, 4) for k in range(round(0.6 * EAGERNESS_SPAN / 0.1) + 1)
+)
 TARGET_MEDIAN_S = 0.25
 
 
@@ -101,29 +100,30 @@ def performances(corpus_dir: Path, split: str, limit: int | None) -> list[Perfor
 # Fitting --------------------------------------------------------------------------------------
 
 
-def samples(judged: Sequence[Judged]) -> tuple[np.ndarray, np.ndarray]:
-    """The hazard's design rows (bias, cues, cues x log(t / MIN_GAP_S), time terms) and
-    labels (went on within the horizon) of silences, at each moment ``t`` they outlasted."""
+def samples(judged: Sequence[Judged], cues: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The hazard's design rows (bias, the chosen cues, each times log(t / MIN_GAP_S), time
+    terms) and labels (went on within the horizon) of silences, at each moment ``t`` they
+    outlasted."""
     times_s = np.arange(MIN_GAP_S, AUTO_PHRASE_GAP_S + 1e-9, FIT_STEP_S)
     rows, labels = [], []
     for j in judged:
         at_s = times_s[times_s < j.silence_s]
         if not len(at_s):
             continue
-        cues = np.tile(j.cues, (len(at_s), 1))
+        chosen = np.tile(j.cues[list(cues)], (len(at_s), 1))
         rows.append(
             np.hstack(
                 (
                     np.ones((len(at_s), 1)),
-                    cues,
-                    cues * np.log(at_s / MIN_GAP_S)[:, None],
+                    chosen,
+                    chosen * np.log(at_s / MIN_GAP_S)[:, None],
                     time_terms(at_s, j.since_s, j.interval_s),
                 )
             )
         )
         labels.append(j.silence_s < at_s + HORIZON_S)
     if not rows:
-        return np.zeros((0, 1 + 2 * len(CUES) + 2)), np.zeros(0)
+        return np.zeros((0, 1 + 2 * len(cues) + 2)), np.zeros(0)
     return np.vstack(rows), np.concatenate(labels).astype(np.float64)
 
 
@@ -145,23 +145,51 @@ def fit_logistic(
     return beta
 
 
+def end_association(judged: Sequence[Judged]) -> np.ndarray:
+    """For each cue, the chance that a real end's value exceeds a breath's (the area under
+    the curve; ties count half), over the silences that outlasted the earliest answer."""
+    lengths = np.array([j.silence_s for j in judged])
+    values = np.array([j.cues for j in judged]).reshape(len(judged), len(CUES))
+    ends = values[lengths >= REAL_END_S]
+    breaths = values[(lengths >= SHIPPED.earliest_s) & (lengths < FALSE_BELOW_S)]
+    if not len(ends) or not len(breaths):
+        return np.full(len(CUES), 0.5)
+    areas = []
+    for cue in range(len(CUES)):
+        ordered = np.sort(breaths[:, cue])
+        below = np.searchsorted(ordered, ends[:, cue], side="left")
+        not_above = np.searchsorted(ordered, ends[:, cue], side="right")
+        areas.append(float(np.mean(below + not_above)) / (2 * len(ordered)))
+    return np.array(areas)
+
+
+def agreeing_cues(train: dict[str, list[Judged]]) -> list[int]:
+    """The cues on the same side of chance (``end_association``) in every corpus."""
+    sides = np.sign(np.array([end_association(judged) for judged in train.values()]) - 0.5)
+    return [cue for cue in range(len(CUES)) if abs(sides[:, cue].sum()) == len(train)]
+
+
 def fit_hazard(train: dict[str, list[Judged]]) -> Hazard:
-    """The hazard's weights from the silences of several corpora, each weighing the same."""
+    """The hazard's weights from the silences of several corpora, each weighing the same, on
+    the cues that agree across them (the others weigh 0)."""
+    cues = agreeing_cues(train)
     xs, ys, ws = [], [], []
     for judged in train.values():
-        x, y = samples(judged)
+        x, y = samples(judged, cues)
         xs.append(x)
         ys.append(y)
         ws.append(np.full(len(y), 1.0 / max(len(y), 1)))
     beta = fit_logistic(np.vstack(xs), np.concatenate(ys), np.concatenate(ws), RIDGE / 1000)
-    weights = [round(float(b), 3) for b in beta]
-    count = len(CUES)
+    weights, slopes = np.zeros(len(CUES)), np.zeros(len(CUES))
+    weights[cues] = beta[1 : 1 + len(cues)]
+    slopes[cues] = beta[1 + len(cues) : 1 + 2 * len(cues)]
     return replace(
         SHIPPED,
-        bias=weights[0],
-        cues=tuple(weights[1 : 1 + count]),
-        cue_slopes=tuple(weights[1 + count : 1 + 2 * count]),
-        time=(weights[-2], weights[-1]),
+        bias=round(float(beta[0]), 3),
+        cues=tuple(round(float(w), 3) for w in weights),
+        cue_slopes=tuple(round(float(w), 3) for w in slopes),
+        time=(round(float(beta[-2]), 3), round(float(beta[-1]), 3)),
+        threshold=0.5,
     )
 
 
@@ -173,35 +201,6 @@ def judge_all(chosen: list[Performance], hazard: Hazard, eagerness: float) -> li
     return [j for p in chosen for j in replay(p.messages, eagerness, AUTO_PHRASE_GAP_S, hazard)]
 
 
-def choose(hazard: Hazard, validation: dict[str, list[Performance]]) -> tuple[Hazard, dict]:
-    """The threshold, the earliest answer and the adaptation rate, chosen on the validation
-    corpora at eagerness 0.5 (module doc)."""
-    best: tuple[tuple[float, float], Hazard, dict[str, Any]] | None = None
-    for threshold, earliest_s, rate in itertools.product(THRESHOLDS, EARLIEST_S, ADAPT_RATES):
-        candidate = replace(hazard, threshold=threshold, earliest_s=earliest_s, adapt_rate=rate)
-        worst_false, worst_median = 0.0, 0.0
-        for performances_ in validation.values():
-            judged = judge_all(performances_, candidate, 0.5)
-            lengths = np.array([j.silence_s for j in judged])
-            waits_s = np.array([j.wait_s for j in judged])
-            breaths = lengths < FALSE_BELOW_S
-            false = ((lengths >= waits_s) & breaths).sum()
-            reference = ((lengths >= REFERENCE_GAP_S) & breaths).sum()
-            real = lengths >= REAL_END_S  # a wait (under REAL_END_S) declares every real end
-            median = float(np.median(waits_s[real])) if real.any() else 0.0
-            worst_false = max(worst_false, false / max(reference, 1))
-            worst_median = max(worst_median, median)
-        # Within the false answers' budget first; then the soonest; then the fewest false.
-        over = max(0.0, worst_false - TARGET_FALSE_RATIO)
-        key = (over, worst_median + 0.01 * worst_false)
-        if best is None or key < best[0]:
-            figures_ = {"validation_worst_false_ratio": worst_false,
-                        "validation_worst_median_s": worst_median}  # fmt: skip
-            best = (key, candidate, figures_)
-    assert best is not None
-    return best[1], best[2]
-
-
 def choose_eagerness(hazard: Hazard, validation: dict[str, list[Performance]]) -> float:
     """The default eagerness, chosen on the validation corpora (module doc, step 3)."""
     worst_median: dict[float, float] = {}
@@ -210,10 +209,11 @@ def choose_eagerness(hazard: Hazard, validation: dict[str, list[Performance]]) -
         for performances_ in validation.values():
             minutes = sum(p.minutes for p in performances_)
             rows = trade_off({eagerness: judge_all(performances_, hazard, eagerness)}, minutes)
-            median_s = rows[f"auto {eagerness:g}"]["median_delay_s"]
-            median_s = math.inf if median_s is None else median_s
+            row = rows[f"auto {eagerness:g}"]
+            median_s = math.inf if row["median_delay_s"] is None else row["median_delay_s"]
             worst = max(worst, median_s)
-            if dominated_by(rows, f"auto {eagerness:g}"):
+            reference = rows[f"gap {REFERENCE_GAP_S:g}"]["false_per_min"]
+            if dominated_by(rows, f"auto {eagerness:g}") or row["false_per_min"] > reference:
                 acceptable = False
         if acceptable and worst <= TARGET_MEDIAN_S:
             return eagerness
@@ -222,8 +222,8 @@ def choose_eagerness(hazard: Hazard, validation: dict[str, list[Performance]]) -
 
 
 def report(hazard: Hazard, test: list[Performance], eagerness: float) -> dict[str, Any]:
-    """The trade-off on a test split: eagerness 0 to 1 and the default ``eagerness`` beside
-    the fixed gaps."""
+    """The trade-off on some performances: eagerness 0 to 1 and the default ``eagerness``
+    beside the fixed gaps."""
     judged = {e: judge_all(test, hazard, e) for e in sorted({*EAGERNESSES, eagerness})}
     minutes = sum(p.minutes for p in test)
     rows = trade_off(judged, minutes)
@@ -291,30 +291,36 @@ def run(args: argparse.Namespace) -> int:
         others = [name for name in corpora if name != left_out]
         hazard = fit_hazard({name: train[name] for name in others})
         validation = {name: splits[(name, "validation")] for name in others}
-        hazard, chosen = choose(hazard, validation)
-        chosen["eagerness"] = eagerness = choose_eagerness(hazard, validation)
+        eagerness = choose_eagerness(hazard, validation)
+        used = [cue for cue, weight in zip(CUES, hazard.cues, strict=True) if weight != 0.0]
+        chosen = {"eagerness": eagerness, "cues": used}
         if left_out is None:
             results["shipped"] = {"hazard": asdict(hazard), "validation": chosen}
             print(f"\nAll corpora: to ship\n{hazard!r}\ndefault eagerness {eagerness:g}")
             continue
-        measured = report(hazard, splits[(left_out, "test")], eagerness)
-        results["left_out"][left_out] = {
-            "fitted_on": others, "hazard": asdict(hazard), "validation": chosen, "test": measured,
-        }  # fmt: skip
-        print(
-            f"\nLeft out: {left_out} (fitted on {', '.join(others)}; test split: "
-            f"{measured['performances']} performances, {measured['minutes']:.1f} min)"
-        )
-        print(format_rows(measured["rows"]))
-        default = f"auto {eagerness:g}"
-        print(f"the default ({default}) dominated by: {measured['default_dominated_by'] or 'none'}")
+        whole = [p for split in ("train", "validation", "test") for p in splits[(left_out, split)]]
+        measured = {
+            "all": report(hazard, whole, eagerness),
+            "test": report(hazard, splits[(left_out, "test")], eagerness),
+        }
+        results["left_out"][left_out] = {"fitted_on": others, "hazard": asdict(hazard),
+                                         "validation": chosen, **measured}  # fmt: skip
+        for part, what in (("all", "all of it"), ("test", "its test split")):
+            print(
+                f"\nLeft out: {left_out}, {what} (fitted on {', '.join(others)}; cues: "
+                f"{', '.join(used)}; {measured[part]['performances']} performances, "
+                f"{measured[part]['minutes']:.1f} min)"
+            )
+            print(format_rows(measured[part]["rows"]))
+            dominated = measured[part]["default_dominated_by"] or "none"
+            print(f"the default (auto {eagerness:g}) dominated by: {dominated}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     if args.plot is not None:
         from antiphon.daemon.tools.turns_plot import plot_trade_off
 
-        panels = {f"{name} left out (test split)": r["test"]["rows"]
+        panels = {f"{name} left out (all of it)": r["all"]["rows"]
                   for name, r in results["left_out"].items()}  # fmt: skip
-        defaults = [f"auto {r['test']['eagerness']:g}" for r in results["left_out"].values()]
+        defaults = [f"auto {r['all']['eagerness']:g}" for r in results["left_out"].values()]
         plot_trade_off(panels, defaults, args.plot)
     return 0

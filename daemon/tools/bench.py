@@ -61,6 +61,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,11 +281,12 @@ def measure_live(
 ) -> dict[str, Any]:
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer, server_running
 
-    own: JackServer | None = None
-    if not server_running(os.environ.get(SERVER_ENV)):
-        own = JackServer(period_frames=period, realtime=realtime_priority > 0).start()
-        os.environ[SERVER_ENV] = own.name
-    try:
+    with ExitStack() as stack:
+        own: JackServer | None = None
+        if not server_running(os.environ.get(SERVER_ENV)):
+            server = JackServer(period_frames=period, realtime=realtime_priority > 0)
+            own = stack.enter_context(server)
+            stack.enter_context(own.as_default())
         env = dict(os.environ)
         frames = own.period_frames if own else _jack_tool_number("jack_bufsize", env)
         rate = own.sample_rate if own else _jack_tool_number("jack_samplerate", env)
@@ -299,10 +301,6 @@ def measure_live(
         figures = _run_daemon(model, calls, seed, env, turns, realtime_priority, phrases)
         jack["xruns"] = own.xruns() if own else None
         return {"jack": jack, **figures}
-    finally:
-        if own is not None:
-            own.stop()
-            os.environ.pop(SERVER_ENV, None)
 
 
 def _run_daemon(

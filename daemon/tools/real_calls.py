@@ -83,7 +83,7 @@ def calls_from(
     """
     candidates: list[list[Timed]] = []
     performances = 0
-    for _, notes in midi_performances(folder, None):
+    for _, notes in midi_performances(folder, None, "bench"):
         performances += 1
         messages = note_messages(notes)
         for phrase in phrases(messages):

@@ -77,8 +77,11 @@ def corpus_performances(
         yield name, list(notes_from_array(array))
 
 
-def midi_performances(folder: Path, limit: int | None) -> Iterator[tuple[str, list[Note]]]:
-    """The sounding notes (pedal applied) of every MIDI file under ``folder`` (or the file)."""
+def midi_performances(
+    folder: Path, limit: int | None, command: str = "eval-turns"
+) -> Iterator[tuple[str, list[Note]]]:
+    """The sounding notes (pedal applied) of every MIDI file under ``folder`` (or the file);
+    a file that cannot be read is skipped with a line naming the ``command`` reading it."""
     from antiphon.daemon.respond import CallFileError, read_call
 
     paths = (
@@ -90,7 +93,7 @@ def midi_performances(folder: Path, limit: int | None) -> Iterator[tuple[str, li
         try:
             messages = read_call(path)
         except CallFileError as err:
-            print(f"antiphon eval-turns: skipped {err}", file=sys.stderr)
+            print(f"antiphon {command}: skipped {err}", file=sys.stderr)
             continue
         yield str(path), sounding_notes(messages)
 

@@ -13,21 +13,28 @@ been silent ``t``?", a logistic function of cues that do not depend on tempo or 
 (:meth:`RecentNotes.cues`): the last key's length against the recent ones (final
 lengthening), the time from the last onset to the silence and the last interval between
 onsets, both in the player's own recent interval between onsets, the last chord's loudness
-against the recent ones, the pulse, how many onsets the phrase has had, the last note's
-pitch against the recent ones and the step to it; and the silence so far, in seconds and in
-the player's intervals (how overdue the next onset is). Its weights (:data:`SHIPPED`) were
-fitted across three kinds of playing (classical piano, improvised jazz solos, rendered
-single lines) by ``antiphon fit-turns`` (:mod:`antiphon.training.turns_fit`; BENCHMARKS.md,
-"Turn-taking"), which also measures them on each kind left out of the fit.
+against the recent ones, the last note's pitch against the recent ones and the step to it;
+and the silence so far, in seconds and in the player's intervals (how overdue the next onset
+is). (The tempo itself and the length of the phrase so far are the style, not the phrase's
+end: they told ends from breaths in opposite ways in different kinds of playing, so they are
+not cues.) Its weights (:data:`SHIPPED`) were fitted across three kinds of playing
+(classical piano, improvised jazz solos, rendered single lines) by ``antiphon fit-turns``
+(:mod:`antiphon.training.turns_fit`; BENCHMARKS.md, "Turn-taking"), on the cues that tell
+ends from breaths the same way in all of them; it also measures them on each kind left out
+of the fit.
 
-It adapts to the player (:meth:`TurnJudge.heard_pause`), from what a player feels: when the
-player goes on, the judge knows whether its wait answered inside a breath (a false answer),
-whether a fixed ``REFERENCE_GAP_S`` gap would have, and whether a real end was answered
-later than it could have been. The hazard's intercept (the player's own, ``player_bias``)
-moves by ``adapt_rate`` a silence so that, in the long run, the judge answers inside no more
-breaths than a budget (``FALSE_RATIO`` times the fixed gap's at eagerness 0.5) and, within
-it, as soon as it can: after a minute of playing it knows the player's breathing. Long
-breaths inside phrases make the waits longer; phrases ended crisply make them shorter.
+It adapts to the player (:meth:`TurnJudge.heard_pause`): every silence, once the player goes
+on, says what the hazard should have said at each moment of it where the judge decides (every
+``CALIBRATION_STEP_S`` from the earliest answer on, as long as it lasted: did the next note come
+within ``HORIZON_S``?). The
+player's own intercept (``player_bias``) is the one that makes the hazard's chances match
+what this player did, over their last ``CALIBRATION_KEPT`` such moments, held toward the
+fitted intercept by a prior worth ``calibration_prior`` moments (a maximum a posteriori
+logistic intercept, two Newton steps each time a silence begins). Every silence teaches it,
+the breaths and the ends alike, so after a minute of playing it knows the player's
+breathing: the cues' weights carry across kinds of playing (they were fitted across
+three), the intercept does not (a bebop soloist goes on after a silence far more often than
+a pianist does), and the threshold then means the same chance for every player.
 
 The shipped model's expectation of the next onset is not used: it was learned on classical
 piano only, and the earlier judge, which leaned on it, waited 0.8 s on most real ends of jazz
@@ -38,8 +45,7 @@ after the next beat.
 The rule: the call is over at the first ``t`` (from the hazard's ``earliest_s`` on) where
 the chance that the player goes on within ``HORIZON_S`` falls below a threshold set by
 ``eagerness`` (1: answer at the first hint of an end; 0: only when the player will almost
-surely not go on); at the latest at ``longest_s`` (the phrase gap). Eagerness also sets the
-adaptation's budget of false answers (:func:`false_ratio_for`).
+surely not go on); at the latest at ``longest_s`` (the phrase gap).
 
 Pure: numbers in, a wait out; no clock, no engine. Used on the performer's thread
 (:meth:`~antiphon.daemon.musician.playing.performer.Performer._judge_silence`). ``antiphon
@@ -60,21 +66,16 @@ STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
 HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
 EAGERNESS_SPAN = 4.0  # the threshold's log-odds move by this much from eagerness 0 to 1
 NOTES_KEPT = 16  # the recent notes the last one is compared with
-PHRASE_BREAK_S = 1.0  # a silence this long starts a new phrase (for the phrase's length)
 # What a player feels (as `antiphon eval-turns` counts it): an answer within a silence
 # shorter than FALSE_BELOW_S was false (the player was only breathing); a silence of
 # REAL_END_S or more was a phrase's end.
 FALSE_BELOW_S = 0.6
 REAL_END_S = 1.0
-# The adaptation's budget: at eagerness 0.5, this many false answers for each that a fixed
-# REFERENCE_GAP_S gap would have given on the same silences; its log moves by RATIO_SPAN
-# from eagerness 0 to 1. A real end waited past the earliest answer pulls the other way by
-# LATE_END_PULL.
-REFERENCE_GAP_S = 0.35
-FALSE_RATIO = 0.8
-RATIO_SPAN = 2.0
-LATE_END_PULL = 0.5
+REFERENCE_GAP_S = 0.35  # the fixed gap whose false answers the judge must not exceed
 ADAPT_LIMIT = 4.0  # the player's own intercept stays within this of the fitted one
+CALIBRATION_STEP_S = 0.05  # the moments of each silence the player's intercept learns from
+CALIBRATION_KEPT = 2000  # the player's last moments it learns from (some 20 minutes)
+CALIBRATION_STEP_LIMIT = 1.0  # the intercept's largest Newton step, in log-odds
 AUTO_PHRASE_GAP_S = 0.8  # the longest wait these were tuned with: a breath can be waited out
 BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
 BEAT_GRACE_S = 0.06  # a note this late after the beat is still on it
@@ -82,9 +83,7 @@ CUES = (
     "lengthening",  # log(last key's length / median of the recent keys' lengths)
     "since",  # log(time from the last onset group's start to the silence / interval)
     "loudness",  # last group's loudness / median of the recent groups' - 1
-    "pulse",  # log(median interval between the recent onset groups, s)
     "last_interval",  # log(interval before the last group / the median interval)
-    "phrase",  # log(1 + onset groups since the last silence of PHRASE_BREAK_S)
     "articulation",  # log(last key's length / the median interval)
     "register",  # (last group's top pitch - median of the recent groups' tops) / 12
     "fall",  # (last group's top pitch - the group's before) / 12
@@ -100,8 +99,9 @@ class Hazard:
     ``bias`` + (``cues`` + ``cue_slopes`` log(t / MIN_GAP_S)) . :meth:`RecentNotes.cues` +
     ``time`` . :func:`time_terms` (+ the player's own intercept). ``threshold``: the chance
     of going on below which the call is over, at eagerness 0.5; ``earliest_s``: no call ends
-    sooner (the short silences inside phrases are too many to answer in); ``adapt_rate``:
-    the player's intercept's step a silence."""
+    sooner (the short silences inside phrases are too many to answer in);
+    ``calibration_prior``: how many of the player's moments the fitted intercept weighs
+    against theirs (``math.inf``: the player changes nothing)."""
 
     bias: float
     cues: tuple[float, ...]
@@ -109,21 +109,22 @@ class Hazard:
     time: tuple[float, float]
     threshold: float
     earliest_s: float
-    adapt_rate: float
+    calibration_prior: float
 
 
 # Fitted by `antiphon fit-turns` (training/turns_fit.py) on the training splits of the asap
 # piano (30 performances, evenly spaced), the jazz solos (split by soloist) and the music21
-# single lines; the threshold, the earliest answer and the adaptation rate chosen on their
-# validation splits; 2026-12-06 (BENCHMARKS.md, "Turn-taking", has the command).
+# single lines, on the cues that agree across them (the pitch step and the last interval did
+# not: weight 0); the threshold (a chance of 0.5), the earliest answer (0.2 s) and the prior
+# (3 moments) set, not tuned; 2026-12-06 (BENCHMARKS.md, "Turn-taking", has the command).
 SHIPPED = Hazard(
-    bias=-1.653,
-    cues=(-0.131, -0.788, 1.372, -0.212, 0.259, 0.237, -0.269, 0.248, 0.106),
-    cue_slopes=(-0.006, -0.212, -0.224, -0.006, -0.127, 0.08, 0.725, -0.06, -0.173),
-    time=(-0.722, -0.446),
-    threshold=0.2689,
+    bias=-1.77,
+    cues=(-0.272, -1.41, 1.313, 0.0, -0.294, 0.315, 0.0),
+    cue_slopes=(-0.002, 0.017, -0.327, 0.0, 0.668, -0.145, 0.0),
+    time=(-1.139, 0.751),
+    threshold=0.5,
     earliest_s=0.2,
-    adapt_rate=0.1,
+    calibration_prior=3.0,
 )
 
 
@@ -148,13 +149,6 @@ def threshold_for(eagerness: float, threshold: float = SHIPPED.threshold) -> flo
     eagerness = min(1.0, max(0.0, eagerness))
     log_odds = math.log(threshold / (1.0 - threshold)) + (eagerness - 0.5) * EAGERNESS_SPAN
     return 1.0 / (1.0 + math.exp(-log_odds))
-
-
-def false_ratio_for(eagerness: float) -> float:
-    """The adaptation's budget of false answers, against the fixed reference gap's, for an
-    eagerness in [0, 1]."""
-    eagerness = min(1.0, max(0.0, eagerness))
-    return FALSE_RATIO * math.exp((eagerness - 0.5) * RATIO_SPAN)
 
 
 def time_terms(times_s: np.ndarray, since_s: float, interval_s: float) -> np.ndarray:
@@ -198,19 +192,14 @@ class RecentNotes:
         self._group_onset_s = -np.inf  # the group's latest onset: the chain goes on from it
         self._group_size = 0
         self._group_velocity = 0.0
-        self._released_s = -np.inf  # when the last key was let go with none held after it
-        self._phrase_groups = 0
 
     def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
-        if not self._pressed_s and time_s - self._released_s >= PHRASE_BREAK_S:
-            self._phrase_groups = 0
         self._pressed_s[key] = time_s
         if time_s - self._group_onset_s > ONSET_GROUP_S:
             if self._groups:  # the interval from the group before: the (groups - 1)th
                 slot = (self._groups - 1) % self._iois.shape[0]
                 self._iois[slot] = time_s - self._group_start_s
             self._groups += 1
-            self._phrase_groups += 1
             self._group_start_s = time_s
             self._group_size = 0
             self._group_velocity = 0.0
@@ -227,8 +216,6 @@ class RecentNotes:
         if pressed_s is not None:
             self._lengths[self._count % self._lengths.shape[0]] = time_s - pressed_s
             self._count += 1
-        if not self._pressed_s:
-            self._released_s = time_s
 
     def all_up(self) -> None:
         """Every key let go at once (All Notes Off, a lost note-off): no length is known."""
@@ -268,9 +255,7 @@ class RecentNotes:
                 math.log(last_s / max(_median((lengths)), 0.01)),
                 math.log(since),
                 min(loudness, 3.0) - 1.0,
-                math.log(interval_s),
                 math.log(max(last_ioi, 0.01)),
-                math.log1p(self._phrase_groups),
                 math.log(last_s / interval_s),
                 (last_top - _median(self._tops[:groups])) / 12.0,
                 fall / 12.0,
@@ -297,8 +282,18 @@ class TurnJudge:
         self._longest_s = -1.0
         self._times_s = np.zeros(0)
         self._log_times = np.zeros(0)
-        # The silence judged last: its wait and the eagerness it was judged with.
-        self._judged: tuple[float, float] | None = None
+        # What the player taught: the fitted log-odds (without their intercept) at moments
+        # of their silences, and whether they went on within the horizon; a ring.
+        self._taught_log_odds = np.zeros(CALIBRATION_KEPT)
+        self._taught_went_on = np.zeros(CALIBRATION_KEPT)
+        self._taught = 0
+        self._untaught = False  # moments added since the intercept was last solved
+        # The moments of a silence it learns from: where the judge decides, from the earliest
+        # answer on, at the moments the hazard was fitted on.
+        first_s = max(hazard.earliest_s, MIN_GAP_S)
+        self._moments_s = np.arange(first_s, AUTO_PHRASE_GAP_S + 1e-9, CALIBRATION_STEP_S)
+        # The silence judged last: the fitted log-odds at each calibration moment.
+        self._judged: np.ndarray | None = None
 
     def _grid(self, longest_s: float) -> np.ndarray:
         if longest_s != self._longest_s:  # made again only when the phrase gap changes
@@ -308,10 +303,9 @@ class TurnJudge:
             self._longest_s = longest_s
         return self._times_s
 
-    def going_on(self, longest_s: float, silence_start_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """The waits tried and, for each, the chance that the player goes on within the
-        horizon having been silent that long."""
-        times_s = self._grid(longest_s)
+    def _fitted_log_odds(self, times_s: np.ndarray, silence_start_s: float) -> np.ndarray:
+        """The hazard's log-odds of going on at ``times_s`` into the silence, without the
+        player's own intercept."""
         notes = self.notes
         cues = notes.cues(silence_start_s)
         level = self.hazard.bias + float(self._cue_weights @ cues)
@@ -320,7 +314,14 @@ class TurnJudge:
             time_terms(times_s, notes.since_s(silence_start_s), notes.interval_s())
             @ self._time_weights
         )
-        log_odds = self.player_bias + level + slope * self._log_times + timed
+        return level + slope * np.log(times_s / MIN_GAP_S) + timed
+
+    def going_on(self, longest_s: float, silence_start_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """The waits tried and, for each, the chance that the player goes on within the
+        horizon having been silent that long."""
+        self._learn()
+        times_s = self._grid(longest_s)
+        log_odds = self.player_bias + self._fitted_log_odds(times_s, silence_start_s)
         return times_s, 1.0 / (1.0 + np.exp(-log_odds))
 
     def wait_s(
@@ -341,7 +342,8 @@ class TurnJudge:
             to_beat_s = beat.next_beat_s - silence_start_s + BEAT_GRACE_S
             wait_s = max(wait_s, min(to_beat_s, longest_s))
         wait_s = min(max(wait_s, self.min_gap_s), longest_s)
-        self._judged = (wait_s, eagerness)
+        if math.isfinite(self.hazard.calibration_prior):
+            self._judged = self._fitted_log_odds(self._moments_s, silence_start_s)
         return wait_s
 
     def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
@@ -355,20 +357,36 @@ class TurnJudge:
 
     def heard_pause(self, silence_s: float) -> None:
         """The player went on after a silence of ``silence_s``. If the judge gave a wait for
-        it, the outcome moves the player's intercept: up (more patient) by ``adapt_rate`` for
-        a false answer, down by the budget (:func:`false_ratio_for`) times it where the
-        fixed reference gap would have answered falsely, and down by ``LATE_END_PULL`` times
-        it for a real end answered later than the earliest answer. So, in the long run, the
-        judge answers falsely about as often as the budget allows this player, and as soon
-        as that allows."""
+        it, each calibration moment the silence outlasted is kept: what the fitted hazard said
+        then, and whether the player went on within the horizon. (Cheap: this runs as the
+        player's note arrives; the intercept is solved when the next silence begins.)"""
         judged, self._judged = self._judged, None
         if judged is None:
             return
-        wait_s, eagerness = judged
-        breath = silence_s < FALSE_BELOW_S
-        step = float(breath and silence_s >= wait_s)
-        step -= false_ratio_for(eagerness) * float(breath and silence_s >= REFERENCE_GAP_S)
-        late = silence_s >= REAL_END_S and wait_s > self.hazard.earliest_s + 1e-9
-        step -= LATE_END_PULL * float(late)
-        bias = self.player_bias + self.hazard.adapt_rate * step
-        self.player_bias = min(ADAPT_LIMIT, max(-ADAPT_LIMIT, bias))
+        outlasted = silence_s > self._moments_s
+        count = int(outlasted.sum())
+        slots = (self._taught + np.arange(count)) % CALIBRATION_KEPT
+        self._taught_log_odds[slots] = judged[outlasted]
+        self._taught_went_on[slots] = silence_s < self._moments_s[outlasted] + HORIZON_S
+        self._taught += count
+        self._untaught = self._untaught or count > 0
+
+    def _learn(self) -> None:
+        """The player's intercept: two Newton steps (each at most
+        ``CALIBRATION_STEP_LIMIT``: far from it, a logistic's Newton step overshoots), from the
+        last one, toward the maximum a posteriori intercept of the moments kept (prior: the
+        fitted one, worth ``calibration_prior`` moments)."""
+        if not self._untaught:
+            return
+        self._untaught = False
+        kept = min(self._taught, CALIBRATION_KEPT)
+        log_odds, went_on = self._taught_log_odds[:kept], self._taught_went_on[:kept]
+        prior = self.hazard.calibration_prior
+        bias = self.player_bias
+        for _ in range(2):
+            chance = 1.0 / (1.0 + np.exp(-np.clip(log_odds + bias, -30.0, 30.0)))
+            gradient = float(np.sum(went_on - chance)) - prior * bias
+            curvature = float(np.sum(chance * (1.0 - chance))) + prior
+            step = min(CALIBRATION_STEP_LIMIT, max(-CALIBRATION_STEP_LIMIT, gradient / curvature))
+            bias = min(ADAPT_LIMIT, max(-ADAPT_LIMIT, bias + step))
+        self.player_bias = bias
