@@ -125,6 +125,34 @@ def test_a_misheard_beat_is_not_followed_until_it_holds() -> None:
     assert leader.tempo_bpm < 97
 
 
+def tempos_beat_by_beat(leader: ClockLeader, readings_bpm: list[float]) -> list[float]:
+    """Each reading offered for one outgoing beat: the outgoing tempo after each."""
+    now_s, tempos = 0.0, []
+    for bpm in readings_bpm:
+        leader.offer(player(bpm))
+        for _ in range(TICKS_PER_BEAT):
+            due_s = leader.next_due_s(now_s)
+            assert due_s is not None
+            now_s = due_s
+            leader.tick()
+        assert leader.tempo_bpm is not None
+        tempos.append(leader.tempo_bpm)
+    return tempos
+
+
+@pytest.mark.parametrize("off", [-0.05, 0.03, 0.05, 0.07])
+def test_one_reading_that_leaps_under_the_jump_leaves_the_tempo_where_it_is(off: float) -> None:
+    """A reading a few per cent off for one beat (the tracker's reading moves smoothly: one
+    that leaps is a misheard beat) moves nothing, trend included; held, it is followed."""
+    readings = [100.0] * 12 + [100.0 * (1 + off)] + [100.0] * 12
+    tempos = tempos_beat_by_beat(running(follow=1.0), readings)
+    assert tempos == [pytest.approx(100.0)] * len(readings)
+    held = [100.0] * 12 + [100.0 * (1 + off)] * 12
+    tempos = tempos_beat_by_beat(running(follow=1.0), held)
+    assert tempos[11 + JUMP_BEATS - 1] == pytest.approx(100.0)
+    assert tempos[-1] == pytest.approx(100.0 * (1 + off), rel=0.002)
+
+
 def test_a_clock_passed_on_is_followed_beat_for_beat() -> None:
     leader = running(follow=0.1)
     run = Run(leader)
@@ -355,3 +383,67 @@ def test_following_link_the_peers_stop_and_start_are_passed_on() -> None:
     assert len(starts) == 2
     assert timeline.beat_at(starts[1], 4) % 4 == pytest.approx(0.0)  # on a downbeat
     assert starts[1] >= 5.0
+
+
+def test_a_daws_stop_and_start_are_passed_on_when_its_clock_is_bridged() -> None:
+    """``clock`` midi bridged to the outgoing clock: the DAW's Stop goes out as Stop (the
+    player's beat, offered meanwhile, does not keep it going), and once the DAW starts
+    again the clock waits for its beat and starts (Song Position 0, Start) on it."""
+    from antiphon.daemon.musician.clocks.midi_clock import START, STOP, TICK, ClockFollower
+
+    tick_s = 0.5 / TICKS_PER_BEAT  # the DAW at 120 bpm
+    daw = ClockFollower()
+    told: list[tuple[bool, float]] = []
+    leader = running()
+    leader.on_transport = lambda playing, at_s: told.append((playing, at_s))
+    leader.passed_transport = daw
+    restart_s = 3.013
+    daw.hear(START, 0.0)
+    playing = [(k * tick_s, TICK) for k in range(int(2.0 / tick_s))]
+    playing += [(2.0, STOP), (restart_s, START)]
+    playing += [(restart_s + k * tick_s, TICK) for k in range(int(3.0 / tick_s))]
+    sent: list[tuple[float, tuple[int, ...]]] = []
+    now_s = 0.0
+    for time_s, code in playing:
+        while True:
+            leader.offer(daw.grid(now_s) or player(100, anchor_s=0.1))
+            due_s = leader.next_due_s(now_s)
+            if due_s is None or due_s > time_s:
+                break
+            now_s = max(now_s, due_s)
+            sent.extend((due_s, data) for data in leader.tick())
+        daw.hear(code, time_s)
+        now_s = time_s
+    assert daw.transport(now_s) is True
+    assert daw.transport(now_s + 3.0) is None  # no Stop, no tick: a DAW closed, say
+    starts = [t for t, data in sent if data == CLOCK_START]
+    stops = [t for t, data in sent if data == CLOCK_STOP]
+    assert len(starts) == 2 and len(stops) == 1
+    assert 2.0 <= stops[0] < restart_s
+    assert not [t for t, data in sent if data == CLOCK_TICK and stops[0] < t < starts[1]]
+    for start_s, daw_start_s in zip(starts, (0.0, restart_s), strict=True):
+        beats = (start_s - daw_start_s) / 0.5
+        assert beats == pytest.approx(round(beats), abs=1e-6), (starts, stops)  # on its beat
+    assert starts[1] > restart_s
+    assert told == [(True, starts[0]), (False, told[1][1]), (True, starts[1])]  # Link out
+    assert stops[0] - 0.5 / TICKS_PER_BEAT <= told[1][1] <= stops[0]
+    for beat_s in [t for t, data in sent if data == CLOCK_TICK and t >= starts[1]][::24]:
+        beats = (beat_s - restart_s) / 0.5
+        assert beats == pytest.approx(round(beats), abs=1e-6)
+
+
+def test_a_clock_without_start_or_stop_never_halts_the_outgoing_one() -> None:
+    """A DAW's clock that only ticks (no transport): nothing is held back, as before."""
+    from antiphon.daemon.musician.clocks.midi_clock import ClockFollower
+
+    daw = ClockFollower()
+    assert daw.transport(0.0) is None
+    told: list[tuple[bool, float]] = []
+    leader = running()
+    leader.on_transport = lambda playing, at_s: told.append((playing, at_s))
+    leader.passed_transport = daw
+    run = Run(leader)
+    run.until(3.0, offer=player(100))
+    assert not told
+    assert [data for _, data in run.sent[:2]] == [SONG_POSITION_ZERO, CLOCK_START]
+    assert not [t for t, data in run.sent if data == CLOCK_STOP]

@@ -275,6 +275,39 @@ def test_bridged_to_midi_clock_the_peers_stop_and_start_are_passed_on(
         assert leader.tick()[:2] == [(0xF2, 0, 0), (0xFA,)]  # Song Position 0, Start
 
 
+def test_a_daws_midi_clock_bridged_to_link_stops_and_starts_the_peers(
+    session: LinkSession,
+) -> None:
+    """``clock`` midi, ``clock_out`` link: the DAW's Stop and Start reach a Link peer as the
+    session's transport (start/stop sync)."""
+    from antiphon.daemon.musician.clocks.midi_clock import START, STOP, TICK, ClockFollower
+
+    daw = ClockFollower()
+    leader = ClockLeader(on_transport=session.set_playing)
+    leader.active = True
+    leader.passed_transport = daw
+    tick_s = 0.6 / 24
+
+    def play_a_beat(from_s: float) -> None:
+        for k in range(25):
+            daw.hear(TICK, from_s + k * tick_s)
+        leader.offer(daw.grid(from_s + 24 * tick_s))
+        leader.next_due_s(from_s + 24 * tick_s)
+
+    with link_peer(100.0) as peer:
+        joined(peer, session, 100.0)
+        now_s = time.monotonic()
+        daw.hear(START, now_s)
+        play_a_beat(now_s)
+        assert wait_for(lambda: peer.ask("state")["playing"] is True, 5.0)
+        daw.hear(STOP, now_s + 0.7)
+        assert leader.next_due_s(now_s + 0.7) is None  # halted (no MIDI out: no Stop due)
+        assert wait_for(lambda: peer.ask("state")["playing"] is False, 5.0)
+        daw.hear(START, now_s + 1.0)
+        play_a_beat(now_s + 1.0)
+        assert wait_for(lambda: peer.ask("state")["playing"] is True, 5.0)
+
+
 def test_switched_to_link_live_the_performer_joins_the_session_then(session: LinkSession) -> None:
     from antiphon.daemon.musician.model.engine import Engine
     from antiphon.daemon.musician.playing.performer import ManualClock, Performer

@@ -3,8 +3,9 @@
 ``python -m antiphon.daemon.tools.link_peer --tempo 100`` joins the Link session and answers
 one line of JSON per line it reads on stdin:
 
-- ``state``: ``{"peers", "tempo_bpm", "beat", "time_s"}`` (its beat at ``time_s``, a
-  ``time.monotonic()`` reading; the same clock in every process on this machine);
+- ``state``: ``{"peers", "tempo_bpm", "playing", "beat", "time_s"}`` (its beat at
+  ``time_s``, a ``time.monotonic()`` reading; the same clock in every process on this
+  machine; ``playing`` null until some peer started or stopped the transport);
 - ``tempo BPM``: sets the session's tempo now, ``{"time_s"}`` when it did;
 - ``time_at BEAT``: ``{"time_s"}`` when the session's beat ``BEAT`` falls;
 - ``playing 1`` or ``playing 0``: starts or stops the session's transport now (start/stop
@@ -47,6 +48,7 @@ def serve(session: LinkSession, lines: TextIO, out: TextIO) -> None:
             answer = {
                 "peers": session.peers,
                 "tempo_bpm": session.tempo_bpm,
+                "playing": session.transport(),
                 "beat": session.beat_at(now_s, QUANTUM),
                 "time_s": now_s,
             }

@@ -13,7 +13,8 @@ The outgoing tempo is steady by design. It changes once a beat, on the beat:
 - toward the beat offered, by ``follow`` (the share of the difference closed each beat: 1
   jumps to it, 0 holds the tempo), never by more than ``MAX_TEMPO_STEP`` a beat;
 - a reading more than ``JUMP`` away (a misheard beat: the tracker taking eighths for
-  beats, a rubato passage) is not followed until it has held for ``JUMP_BEATS`` beats;
+  beats, a rubato passage), or more than ``GLITCH`` from the reading expected (the last one
+  and its trend), is not followed until it has held for ``JUMP_BEATS`` beats;
 - with no beat offered (the player stopped, the tracker is unsure) the tempo holds;
 - a player speeding up or slowing down is led, not trailed: the tracker's tempo is an average
   over the last few beats, ``TRACKER_LAG_BEATS`` behind a steady change of tempo, and
@@ -32,7 +33,10 @@ timeline itself: each is due when Link's beat reaches it (asked on the sender's 
 call of a microsecond that never waits), so a peer's change of tempo goes out from the next
 tick, and the clock starts on a Link downbeat (bars of the quantum). Peers that use Link's
 start/stop sync start and stop it: Stop when they stop, Start on the next downbeat once they
-play again.
+play again. A DAW's MIDI clock passed on (:attr:`ClockLeader.passed_transport`, ``clock``
+midi) does the same with its Stop and Start: Stop goes out, and once it starts again the clock
+waits for the DAW's beat and starts on it; ``on_transport`` hears each (Link out: the
+session's transport stops and starts with the DAW's).
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ PHASE_GAIN = 0.25  # the share of the distance to the beat offered closed each b
 JUMP = 0.08  # a reading this far from the tempo is held back ...
 JUMP_BEATS = 2  # ... until it has held this many beats (within JUMP_AGREE of each other)
 JUMP_AGREE = 0.03
+# A reading this far from the one expected (the last and its trend) is held back the same way:
+# the tracker's reading moves smoothly (median 0.2 %, at most 1 % a beat from the expected
+# one over 40 simulated takes of the bench's acceleration), so a reading that leaps is a
+# misheard beat until it holds; believed, it is a new tempo, not a trend (a trend would carry
+# the leap on, times the lead).
+GLITCH = 0.02
 # How far behind a steady change of tempo the tracker reads (beats, measured on eighths
 # speeding up 10 % over 8 bars: BENCHMARKS.md, "Ableton Link and the outgoing clock").
 TRACKER_LAG_BEATS = 3.5
@@ -76,25 +86,42 @@ class Timeline(Protocol):
         ...
 
 
+class Transport(Protocol):
+    """A clock passed on that starts and stops (a DAW's MIDI clock)."""
+
+    def transport(self, now_s: float) -> bool | None:
+        """Whether it runs at ``now_s``; None while it has never started or stopped."""
+        ...
+
+
 class ClockLeader:
     """The outgoing clock (see the module docstring).
 
     Args:
         follow: how fast the outgoing tempo follows the beat offered (0-1), a share a beat.
         on_tempo: called with (tempo in bpm, the beat's time) on each beat the tempo changed.
+        on_transport: called with (playing, from when) as a clock passed on
+            (:attr:`passed_transport`) stops and starts: when it stops, and on its first beat
+            once it plays again.
     """
 
     def __init__(
-        self, follow: float = 0.5, on_tempo: Callable[[float, float], None] | None = None
+        self,
+        follow: float = 0.5,
+        on_tempo: Callable[[float, float], None] | None = None,
+        on_transport: Callable[[bool, float], None] | None = None,
     ) -> None:
         self.follow = follow
         self.on_tempo = on_tempo
+        self.on_transport = on_transport
+        self._transport_told: bool | None = None  # what on_transport last heard
         self.active = False  # whether the clock runs (``clock_out`` is not off)
         self.midi = False  # whether MIDI clock goes out (the sender sends what tick() says)
         self._offered: BeatGrid | None = None
         self.link: tuple[Timeline, int] | None = None  # Link's timeline to follow, quantum
+        self.passed_transport: Transport | None = None  # a MIDI clock's Start and Stop
         self._link_beat0: float | None = None  # the Link beat of tick 0, while following it
-        self._halted = True  # switched off, or the Link peers stopped: nothing goes out
+        self._halted = True  # off, or the Link peers or the DAW stopped: nothing goes out
         self.tempo_bpm: float | None = None  # the outgoing tempo; None before any beat
         self._next_tick_s = math.inf
         self._tick = 0  # ticks counted since the first beat (Start comes on a beat)
@@ -116,8 +143,15 @@ class ClockLeader:
     def next_due_s(self, now_s: float) -> float | None:
         """When :meth:`tick` is next due (asked at ``now_s``); None while there is no tempo
         yet (nothing to send until a beat is offered) or while it is not :attr:`active`."""
-        link = self.link
-        self._halted = not self.active or (link is not None and link[0].transport() is False)
+        link, passed = self.link, self.passed_transport
+        running = None if passed is None else passed.transport(now_s)
+        self._halted = (
+            not self.active
+            or (link is not None and link[0].transport() is False)
+            or running is False
+        )
+        if running is False and self._transport_told is not False:
+            self._tell_transport(False, now_s)
         if self._halted:
             if self._sending:
                 return now_s  # its Stop is due
@@ -127,8 +161,12 @@ class ClockLeader:
         if self.tempo_bpm is None:
             if link is not None:
                 self._begin_on_link(*link, now_s)
-            elif (grid := self._offered) is not None:
-                self._begin(grid, now_s)
+            elif (grid := self._offered) is not None and (
+                running is None or grid.source in PASSED_ON
+            ):
+                self._begin(grid, now_s)  # a clock started again: on its own first beat
+                if running is True and self._transport_told is not True:
+                    self._tell_transport(True, self._next_tick_s)
             else:
                 return None
         elif (link is None) != (self._link_beat0 is None):
@@ -164,6 +202,11 @@ class ClockLeader:
             self._sending = False
             return [CLOCK_STOP]
         return []
+
+    def _tell_transport(self, playing: bool, at_s: float) -> None:
+        self._transport_told = playing
+        if self.on_transport is not None:
+            self.on_transport(playing, at_s)
 
     # The logic ----------------------------------------------------------------------------------
 
@@ -234,7 +277,8 @@ class ClockLeader:
 
     def _toward(self, tempo: float, target: float) -> float:
         """The next beat's tempo, from ``tempo`` toward ``target``."""
-        if abs(target / tempo - 1.0) > JUMP:
+        predicted = target if self._reading is None else self._reading + self._trend
+        if abs(target / tempo - 1.0) > JUMP or abs(target / predicted - 1.0) > GLITCH:
             agrees = abs(target / self._jump_bpm - 1.0) <= JUMP_AGREE if self._jump_beats else False
             self._jump_beats = self._jump_beats + 1 if agrees else 1
             self._jump_bpm = target

@@ -39,6 +39,9 @@ CHANGE_TICKS = 24  # the last beat's ticks: their own tempo tells a change of te
 TEMPO_CHANGE = 0.03  # a last beat this much faster or slower is a new tempo
 TIMEOUT_BEATS = 2.0  # no tick for this many beats: the clock is taken as stopped
 MIN_TIMEOUT_S = 0.25
+# Started, but no tick for this long: a DAW closed without Stop; its transport no longer
+# counts (longer than the performer's turn, which takes the ticks at least twice a second).
+TRANSPORT_TIMEOUT_S = 2.0
 INBOX_SIZE = 1024  # the performer drains at least every half second: 10 s of ticks at 240 bpm
 
 # Inbox items: (kind, time_s, value).
@@ -76,6 +79,8 @@ class ClockFollower:
         self._next_tick = 0  # the number the next tick gets (0: the song's or Start's first)
         self._bars_known = False
         self._stopped = False
+        self._transport_seen = False  # a Start, Continue or Stop was heard: the DAW uses them
+        self._started_s = -math.inf  # the last Start or Continue
         self._last_tick_s = -math.inf
 
     def take(self, inbox: ClockInbox) -> None:
@@ -95,14 +100,19 @@ class ClockFollower:
             self._numbers.append(self._next_tick)
             self._next_tick += 1
             self._last_tick_s = time_s
-        elif code == START:
-            self._next_tick = 0
-            self._bars_known = True
-            self._stopped = False
-        elif code == CONTINUE:
+        elif code in (START, CONTINUE):
+            if self._stopped:  # the ticks before the Stop are no line to go on from
+                self._times.clear()
+                self._numbers.clear()
+            if code == START:
+                self._next_tick = 0
+                self._bars_known = True
+            self._started_s = time_s  # before the flags: the clock sender reads them as it goes
+            self._transport_seen = True
             self._stopped = False
         elif code == STOP:
             self._stopped = True
+            self._transport_seen = True
         elif code == SONG_POSITION:
             self._next_tick = value * TICKS_PER_SIXTEENTH
             self._bars_known = True
@@ -113,6 +123,19 @@ class ClockFollower:
         shift = self._next_tick - 1 - self._numbers[-1]
         for k in range(len(self._numbers)):
             self._numbers[k] += shift
+
+    def transport(self, now_s: float) -> bool | None:
+        """Whether the DAW's transport runs at ``now_s`` (its last Start or Continue against
+        Stop); None until it has sent one (a clock with no transport), or when its ticks
+        stopped with no Stop (for ``TRANSPORT_TIMEOUT_S``). Any thread may ask (it reads no
+        more than three plain values)."""
+        if not self._transport_seen:
+            return None
+        if self._stopped:
+            return False
+        if now_s - max(self._started_s, self._last_tick_s) > TRANSPORT_TIMEOUT_S:
+            return None
+        return True
 
     def running(self, now_s: float) -> bool:
         """Whether the clock runs: ticks coming and no Stop since."""

@@ -293,6 +293,8 @@ class Performer(PerformerControls):
                 leader.link = (session, params.link_quantum)  # asked for its beat at each beat
             else:
                 leader.link = None
+            # A DAW's clock passed on: its Stop and Start go out too.
+            leader.passed_transport = self._beat.clock if params.clock == "midi" else None
             self._phrase.gap_s = params.phrase_gap_s
             if params.turns != "auto":
                 self._phrase.wait_s = None

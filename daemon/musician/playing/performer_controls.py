@@ -90,7 +90,9 @@ class PerformerControls:
         self.notes_in = 0
         self.notes_out = 0
         self.replies = 0
-        self.clock_leader = ClockLeader(settings.clock_out_follow, on_tempo=self._tempo_out)
+        self.clock_leader = ClockLeader(
+            settings.clock_out_follow, on_tempo=self._tempo_out, on_transport=self._transport_out
+        )
         self._link_factory = link
         self._link_lock = threading.Lock()  # between control threads that ask for Link
         self._join_link_if_asked(self._params)
@@ -271,6 +273,13 @@ class PerformerControls:
         params, session = self._params, self._beat.link
         if session is not None and params.clock_out in ("link", "both") and params.clock != "link":
             session.set_tempo(tempo_bpm, at_s)
+
+    def _transport_out(self, playing: bool, at_s: float) -> None:
+        """A DAW's clock passed on stopped or started (on the tick sender's thread): the Link
+        session's transport with it, with ``clock_out`` link or both (start/stop sync)."""
+        params, session = self._params, self._beat.link
+        if session is not None and params.clock_out in ("link", "both") and params.clock != "link":
+            session.set_playing(playing, at_s)
 
     def close_link(self) -> None:
         """Leave the Link session, if joined."""
