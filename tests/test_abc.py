@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.tiny_abc import CHORDS, TinyTune, tiny_tune, write_tunebook
+from tests.tiny_corpus import tiny_train_config
 
 TUNES = 150
 BROKEN = (13, 77)
@@ -237,26 +238,12 @@ def test_corpus_command_takes_a_tunebook_quietly_and_refuses_other_files(tmp_pat
 
 def test_a_model_trained_on_a_tunebook_plays(tmp_path: Path) -> None:
     from antiphon.training.export import export_checkpoint
-    from antiphon.training.train import TrainConfig, train
+    from antiphon.training.train import train
 
     write_tunebook(str(tmp_path / "book.abc"), 30)
     corpus = tmp_path / "corpus"
     build_corpus(corpus, folders=[tmp_path / "book.abc"], rendering=Rendering(expressive=True))
-    config = TrainConfig(
-        corpus_dir=str(corpus),
-        out_dir=str(tmp_path / "run"),
-        epochs=3,
-        batch_size=4,
-        window=32,
-        embedding=32,
-        hidden=64,
-        layers=1,
-        lr=5e-3,
-        warmup_steps=5,
-        threads=1,
-        log_every=5,
-        patience=100,
-    )
+    config = tiny_train_config(corpus, tmp_path / "run", epochs=3, layers=1, warmup_steps=5)
     progress = train(config)
     assert progress.step > 0 and np.isfinite(progress.validation[-1]["bits_per_token"])
     model = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "abc.onnx")

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from antiphon.training.train import TrainConfig, train
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.tiny_corpus import scale_notes, write_tiny_corpus
+from tests.tiny_corpus import scale_notes, tiny_train_config, write_tiny_corpus
 
 torch.set_num_threads(1)
 
@@ -102,22 +101,7 @@ def test_augmentation_changes_tempo_and_velocity_within_bounds() -> None:
 
 
 def _config(corpus: Path, out: Path, **changes: object) -> TrainConfig:
-    base = TrainConfig(
-        corpus_dir=str(corpus),
-        out_dir=str(out),
-        epochs=8,
-        batch_size=4,
-        window=32,
-        embedding=32,
-        hidden=64,
-        layers=2,
-        lr=5e-3,
-        warmup_steps=10,
-        threads=1,
-        log_every=5,
-        patience=100,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+    return tiny_train_config(corpus, out, **changes)
 
 
 @pytest.fixture(scope="module")

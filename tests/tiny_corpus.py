@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from antiphon.daemon.codec import CodecConfig
 from antiphon.training.corpus import Performance, Source, write_corpus
+
+if TYPE_CHECKING:
+    from antiphon.training.train import TrainConfig
 
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 
@@ -39,3 +43,28 @@ def write_tiny_corpus(out: Path, performances: int = 12, beats: int = 48) -> Pat
         items.append(Performance(source, notes))
     write_corpus(out, items, CodecConfig(), seed=0)
     return out
+
+
+def tiny_train_config(corpus: Path, out: Path, **changes: object) -> TrainConfig:
+    """A training run small enough for a test: a small model, a few epochs, one thread
+    (torch is imported here, when a test trains, not when tests are collected)."""
+    from dataclasses import replace
+
+    from antiphon.training.train import TrainConfig
+
+    base = TrainConfig(
+        corpus_dir=str(corpus),
+        out_dir=str(out),
+        epochs=8,
+        batch_size=4,
+        window=32,
+        embedding=32,
+        hidden=64,
+        layers=2,
+        lr=5e-3,
+        warmup_steps=10,
+        threads=1,
+        log_every=5,
+        patience=100,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
