@@ -48,10 +48,12 @@ def model_folders(models_dir: str) -> tuple[Path, ...]:
 
 MODES = ("call_response", "listen", "duet", "both")
 REGISTERS = ("below", "above")
-# The duet's defaults, chosen on validation pieces (BENCHMARKS.md, "Duet").
+# The duet's defaults (BENCHMARKS.md, "Duet"): density and velocity chosen on validation
+# pieces (the part's onsets and its velocity over the player's, as the human part's); the
+# split is set (middle C), not tuned: it also cuts the measure's own two parts.
 DUET_SPLIT = 60
-DUET_DENSITY = 4.0
-DUET_VELOCITY = 0.8
+DUET_DENSITY = 2.5
+DUET_VELOCITY = 0.9
 CARRY_BARS = 0
 CLOCK_SOURCES = ("off", "player", "midi", "link")
 CLOCK_OUTS = ("off", "midi", "link", "both")

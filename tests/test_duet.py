@@ -13,7 +13,7 @@ import mido
 import numpy as np
 import pytest
 from antiphon.daemon.codec import PITCHES, CodecConfig, Vocabulary
-from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.beat import ONSET_GROUP_S, BeatGrid
 from antiphon.daemon.musician.playing import duet
 from antiphon.daemon.musician.playing.performer import Performer
 from antiphon.daemon.settings import REGISTERS
@@ -108,6 +108,28 @@ def test_a_part_under_sixteenths_keeps_the_coarser_grid() -> None:
     assert duet.part_grid(None, sixteenths, 0.0) is None
 
 
+@given(
+    beat_s=st.floats(0.25, 1.5),
+    anchor_s=st.floats(-10.0, 10.0),
+    subdivision=st.sampled_from((1, 2, 3, 4)),
+    onset_s=st.floats(0.0, 100.0),
+)
+def test_the_part_s_grid_takes_the_player_s_phase(
+    beat_s: float, anchor_s: float, subdivision: int, onset_s: float
+) -> None:
+    grid = BeatGrid(beat_s, anchor_s, subdivision, bar_anchor_s=anchor_s - beat_s)
+    phased = duet.player_phase(grid, onset_s)
+    unit_s = grid.unit_s
+    units = (onset_s - phased.anchor_s) / unit_s
+    assert abs(units - round(units)) < 1e-6, "the player's onset is on the part's grid"
+    shift_s = phased.anchor_s - anchor_s
+    assert abs(shift_s) <= unit_s / 2 + 1e-9
+    assert phased.bar_anchor_s == pytest.approx(grid.bar_anchor_s + shift_s)
+    assert (phased.beat_s, phased.subdivision) == (beat_s, subdivision)
+    daw = BeatGrid(beat_s, anchor_s, subdivision, source="midi")
+    assert duet.player_phase(daw, onset_s) is daw, "a DAW's clock is not moved"
+
+
 def test_an_unsure_beat_is_kept_only_from_the_duet_s_confidence(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -170,6 +192,76 @@ def test_the_duet_part_plays_below_the_split_while_the_player_plays() -> None:
     assert not sink.note_ons(channel=0), "no phrase answer in duet mode"
     assert sink.sounding() == set()
     assert performer.status()["duet_parts"] == 1
+
+
+def part_notes(sink: ListSink) -> list[tuple[int, float, float]]:
+    """The duet part's notes (pitch, onset, offset) as the sink heard them."""
+    started: dict[int, float] = {}
+    notes = []
+    for time_s, message in sink.sent:
+        if getattr(message, "channel", None) != DUET_CHANNEL:
+            continue
+        if message.type in ("note_on", "note_off") and message.note in started:
+            notes.append((message.note, started.pop(message.note), time_s))
+        if message.type == "note_on" and message.velocity > 0:
+            started[message.note] = time_s
+    return notes
+
+
+def test_a_part_s_note_ends_by_the_part_s_second_onset_group_after_it() -> None:
+    performer, _, sink = duet_performer()
+    play(performer, call_messages(LINE))
+    finish(performer)
+    notes = part_notes(sink)
+    assert len(notes) >= 8
+    groups: list[float] = []
+    for _, on_s, _ in sorted(notes, key=lambda n: n[1]):
+        if not groups or on_s - groups[-1] >= ONSET_GROUP_S:
+            groups.append(on_s)
+    for _, on_s, off_s in notes:
+        later = [g for g in groups if g > on_s]
+        if len(later) >= duet.HELD_ONSETS:
+            assert off_s <= later[duet.HELD_ONSETS - 1] + 1e-9
+
+
+def test_a_part_s_notes_sound_at_most_its_note_beats() -> None:
+    """On the player's beat (the tracker's, from the steady line), no note of the part
+    outlasts ``NOTE_BEATS`` beats of its grid."""
+    performer, _, sink = duet_performer(clock="player")
+    play(performer, call_messages(LINE))
+    grid = performer._duet.grid
+    finish(performer)
+    assert grid is not None
+    notes = [n for n in part_notes(sink) if n[1] >= 4.0]  # the beat is known by then
+    assert notes
+    assert max(off_s - on_s for _, on_s, off_s in notes) <= duet.NOTE_BEATS * grid.beat_s + 1e-6
+
+
+def test_the_part_s_notes_fall_on_its_grid_counted_from_the_player_s_last_note() -> None:
+    """A player a little off the tracker's grid (eighths pushed and pulled by up to 20 ms):
+    every note the part strikes, once it has a beat, is a whole number of its grid's units
+    after the player's latest note."""
+    jitter_s = (0.0, 0.02, -0.015, 0.01, -0.02, 0.005)
+    line = [(p, on_s + jitter_s[i % 6], off_s) for i, (p, on_s, off_s) in enumerate(LINE)]
+    performer, _, sink = duet_performer(clock="player")
+    heard: list[tuple[float, BeatGrid | None]] = []  # each of the player's onsets, the grid
+    for time_s, message in call_messages(line):
+        performer.process_until(time_s)
+        performer.submit(message, time_s)
+        if message.type == "note_on":
+            performer.process_until(time_s)
+            heard.append((time_s, performer._duet.grid))
+    finish(performer)
+    checked = 0
+    for on_s, _ in duet_notes(sink):
+        before = [(t, grid) for t, grid in heard if t <= on_s]
+        if not before or before[-1][1] is None or on_s > line[-1][2]:
+            continue
+        onset_s, grid = before[-1]
+        units = (on_s - onset_s) / grid.unit_s
+        assert abs(units - round(units)) < 1e-6
+        checked += 1
+    assert checked >= 8
 
 
 def test_the_duet_part_plays_above_the_split_when_asked() -> None:

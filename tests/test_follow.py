@@ -3,6 +3,7 @@ a range is never left, and each push moves the choice the way its name says."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from antiphon.daemon.musician.answering.follow import (
     after_note_on,
     pitch_range_mask,
 )
+from antiphon.daemon.musician.answering.shaping import ReplyShaping, ShapingState
 from antiphon.daemon.musician.hearing.phrase_shape import shape_of
 from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.respond import TimedMessage, read_call, respond
@@ -227,3 +229,87 @@ def test_the_heard_call_runs_from_the_last_second_of_silence() -> None:
     assert heard.notes(4.0)[:, 0].tolist() == [63]
     heard.note_on(70, 70, 3.5)  # 0.3 s after: the same call
     assert heard.notes(4.0)[:, 0].tolist() == [63, 70]
+
+
+def test_the_articulation_push_holds_a_line_s_note_to_the_call_s_length_then_starts_next() -> None:
+    call = fake_call([60, 62, 64, 65], 0.3)  # notes 0.8 of the interval: articulation 0.8
+    bias = FollowBias(call, Steering(follow=1.0, articulation_weight=16.0), VOCABULARY)
+    assert bias.articulation is not None
+    assert bias.articulation.length_s == pytest.approx(0.24)
+    group = after_note_on(NO_GROUP, 0.0)
+    off = VOCABULARY.note_off(60)
+    # Sounding (released before its onset): its release waits for the call's length.
+    early, late = (bias.bias(group, t, -math.inf)[off] for t in (0.05, 0.5))
+    assert early < 0 < late
+    shifts = bias.bias(group, 0.05, -math.inf)[
+        VOCABULARY.time_shift_base : VOCABULARY.velocity_base
+    ]
+    best = VOCABULARY.time_shifts_s[int(np.argmax(shifts))]
+    assert best == pytest.approx(0.19, rel=0.05)
+    # Released after 0.1 s: the next onset is due 0.1 / 0.8 s after the first, sooner than
+    # the pace alone would start it; the note-offs are no longer pushed.
+    on = VOCABULARY.note_on(62)
+    released = bias.bias(group, 0.15, 0.1).copy()  # (the bias array is reused)
+    assert released[off] == 0.0
+    assert released[on] > bias.bias(group, 0.15, None)[on]
+    assert bias.bias(group, 0.11, 0.1)[on] < released[on]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    now_s=st.floats(0.0, 3.0),
+    onset_s=st.floats(0.0, 1.0),
+    released_after_s=st.one_of(st.none(), st.floats(-1.0, 1.0)),
+    groups=st.integers(1, 12),
+)
+def test_without_an_articulation_weight_a_release_changes_no_bias(
+    now_s: float, onset_s: float, released_after_s: float | None, groups: int
+) -> None:
+    bias = FollowBias(fake_call([60, 62, 64, 65], 0.3), Steering(follow=1.0), VOCABULARY)
+    assert bias.articulation is None
+    group = (onset_s, 1, groups, 0.0)
+    released_s = None if released_after_s is None else onset_s + released_after_s
+    before = bias.bias(group, now_s, None).copy()
+    assert np.array_equal(bias.bias(group, now_s, released_s), before)
+
+
+def shaping_as_before(self: ReplyShaping, state: ShapingState, now_s: float) -> Any:
+    """The shaping's bias as it was before the articulation push: no release passed on."""
+    return None if self.follow is None else self.follow.bias(state.group, now_s)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_model_without_an_articulation_weight_answers_one_line_bit_for_bit_as_before(
+    seed: int,
+) -> None:
+    """Both replies computed here, on this machine; the piano model's file asks for no push."""
+    reply = answer(CALLS["line"], seed, follow=1.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ReplyShaping, "bias", shaping_as_before)
+        before = answer(CALLS["line"], seed, follow=1.0)
+    assert len(reply) > 0
+    assert flat(reply) == flat(before)
+    with pytest.MonkeyPatch.context() as patch:  # the test can fail: a weight changes it
+        patch.setattr(speculation, "model_articulation_weight", lambda training: 16.0)
+        pushed = answer(CALLS["line"], seed, follow=1.0)
+    assert flat(pushed) != flat(reply)
+    _, hanging = messages_to_notes(pushed)
+    assert hanging == 0
+
+
+def test_the_contour_push_turns_a_line_as_often_as_the_call_does() -> None:
+    runs = fake_call([60, 62, 64, 65, 67, 69, 71, 72], 0.3)  # never turns: pushed down
+    zigzag = fake_call([60, 64, 61, 65, 62, 66, 63, 67], 0.3)  # always turns: pushed up
+    group = after_note_on(NO_GROUP, 0.0)
+    for call, sign in ((runs, -1), (zigzag, 1)):
+        bias = FollowBias(call, Steering(follow=1.0, contour_weight=1.0), VOCABULARY)
+        assert bias.contour is not None
+        plain = bias.bias(group, 0.5, -math.inf).copy()  # no move yet: no push
+        rising = bias.bias(group, 0.5, -math.inf, (64, 1)).copy()
+        down, up = VOCABULARY.note_on(62), VOCABULARY.note_on(66)
+        assert np.sign(rising[down] - plain[down]) == sign  # turning after a rise
+        assert rising[up] == plain[up] and rising[VOCABULARY.note_on(64)] == plain[64]
+        falling = bias.bias(group, 0.5, -math.inf, (64, -1))
+        assert np.sign(falling[up] - plain[up]) == sign
+        chords = bias.bias(group, 0.5, None, (64, 1))  # not answering one line: no push
+        assert np.array_equal(chords, plain)

@@ -8,8 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from antiphon.daemon.musician.answering.follow import KEY_WEIGHT, KeyBias, model_key_weight
+from antiphon.daemon.musician.answering.follow import (
+    KEY_WEIGHT,
+    REGISTER_WEIGHT,
+    KeyBias,
+    RegisterBias,
+    model_articulation_weight,
+    model_contour_weight,
+    model_key_weight,
+    model_register_weight,
+)
 from antiphon.daemon.musician.hearing.motion import overlap_share
+from antiphon.daemon.musician.hearing.phrase_shape import shape_of
 from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.musician.model.voices import (
     LINE_MODEL,
@@ -126,6 +136,37 @@ def test_a_model_file_may_ask_for_a_softer_push_into_the_key() -> None:
     assert KeyBias(call, 1.0, 0.0).bias.max() == 0.0
     piano = Engine(PIANO_MODEL)
     assert model_key_weight(piano.info.training) == KEY_WEIGHT  # the piano model: as before
+
+
+def test_a_model_file_may_ask_for_a_softer_register_and_an_articulation_push() -> None:
+    assert model_register_weight({}) == REGISTER_WEIGHT
+    assert model_articulation_weight({}) == 0.0  # no push unless the file asks for one
+    asked = {"follow": {"register_weight": 0.25, "articulation_weight": 16}}
+    assert model_register_weight(asked) == 0.25
+    assert model_articulation_weight(asked) == 16.0
+    for bad in ({"follow": {"register_weight": -1, "articulation_weight": "x"}}, {"follow": 1}):
+        assert model_register_weight(bad) == REGISTER_WEIGHT
+        assert model_articulation_weight(bad) == 0.0
+    call = line_call()
+    shape = shape_of(call)
+    assert shape is not None
+    full, soft = RegisterBias(call, shape, 1.0), RegisterBias(call, shape, 1.0, 0.25)
+    near = full.bias > -2.0  # (far off, both are cut at REGISTER_MAX)
+    assert near.sum() > 6 and np.allclose(soft.bias[near], 0.25 * full.bias[near])
+    piano = Engine(PIANO_MODEL).info.training  # the piano model: as before
+    assert model_register_weight(piano) == REGISTER_WEIGHT
+    assert model_articulation_weight(piano) == 0.0
+    assert model_contour_weight(piano) == 0.0
+    assert model_contour_weight({"follow": {"contour_weight": 1}}) == 1.0
+
+
+@pytest.mark.skipif(not LINE_MODEL.exists(), reason="the line model is not exported")
+def test_the_line_model_asks_for_the_pushes_tuned_on_its_validation_soloists() -> None:
+    line = Engine(LINE_MODEL).info.training
+    assert model_key_weight(line) < KEY_WEIGHT
+    assert model_register_weight(line) < REGISTER_WEIGHT
+    assert model_articulation_weight(line) > 0
+    assert model_contour_weight(line) > 0
 
 
 def test_a_reply_to_one_line_plays_one_line_and_one_to_chords_may_not() -> None:

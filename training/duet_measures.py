@@ -10,7 +10,10 @@ onset_s, offset_s, velocity; one time frame), for ``antiphon eval-duet``.
   the scale of the key of the player's notes of the last ``KEY_WINDOW_S``;
 - overlap: the share of a part's notes that cross the player's line: struck at or above the
   lowest pitch the player has sounding (the part below the split; mirrored above it);
-- register: the part's mean pitch.
+- register: the part's mean pitch;
+- note length: the part's median note length, and the share of its notes held to the
+  performer's ``max_note_s`` (a note the part never released itself);
+- loudness: the part's mean velocity over the player's.
 """
 
 from __future__ import annotations
@@ -106,3 +109,23 @@ def overlap(player: np.ndarray, part: np.ndarray, below: bool = True) -> float |
 def register(part: np.ndarray) -> float | None:
     """The part's mean pitch; None for no notes."""
     return float(part[:, 0].mean()) if len(part) else None
+
+
+def note_length_s(part: np.ndarray) -> float | None:
+    """The part's median note length in seconds; None for no notes."""
+    return float(np.median(part[:, 2] - part[:, 1])) if len(part) else None
+
+
+def held_to(part: np.ndarray, max_note_s: float) -> float | None:
+    """The share of the part's notes that sounded ``max_note_s`` (to a millisecond); None
+    for no notes."""
+    if len(part) == 0:
+        return None
+    return float(np.mean(part[:, 2] - part[:, 1] >= max_note_s - 1e-3))
+
+
+def loudness(player: np.ndarray, part: np.ndarray) -> float | None:
+    """The part's mean velocity over the player's; None when either has no notes."""
+    if len(part) == 0 or len(player) == 0:
+        return None
+    return float(part[:, 3].mean() / player[:, 3].mean())

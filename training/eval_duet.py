@@ -55,6 +55,12 @@ SUMMARY_KEYS = (
     "overlap_human",
     "register",
     "register_human",
+    "note_s",
+    "note_s_human",
+    "held_to_max",
+    "held_to_max_human",
+    "loudness",
+    "loudness_human",
 )
 
 
@@ -100,10 +106,12 @@ def play_duet(
     *,
     until_s: float | None = None,
     event_s: list[float] | None = None,
+    feed_s: list[float] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Play ``player``'s notes into a performer with ``settings``; Antiphon's duet notes,
     and how many were left sounding once it went quiet (or at ``until_s``). ``event_s``
-    receives how long the performer took over each of the player's events (wall clock)."""
+    receives how long the performer took over each of the player's events (wall clock),
+    ``feed_s`` how long each of the player's note-ons took to enter the model's state."""
     from antiphon.daemon.musician.playing.performer import ManualClock, Performer
     from antiphon.daemon.tools.turns_eval import note_messages
 
@@ -121,6 +129,8 @@ def play_duet(
     clock = ManualClock()
     listener = _Listener(clock)
     performer = TimedPerformer(settings, engine, listener, clock=clock)
+    if feed_s is not None:
+        _time_note_ons(performer, feed_s)
     notes = [Note(int(p), float(on), float(off), int(v)) for p, on, off, v in player]
     for time_s, message in note_messages(notes):
         performer.process_until(time_s)
@@ -136,6 +146,20 @@ def play_duet(
     machine, hanging = listener.notes(settings.duet_output_channel - 1)
     performer.close()
     return machine, hanging
+
+
+def _time_note_ons(performer: Any, feed_s: list[float]) -> None:
+    """Time the performer's feeding of each of the player's note-ons (its conversation's
+    ``note_on``, wrapped on this instance: the measure's only reach into the performer)."""
+    conversation = performer._conversation
+    note_on = conversation.note_on
+
+    def timed(pitch: int, velocity: int, time_s: float) -> None:
+        started = time.perf_counter()
+        note_on(pitch, velocity, time_s)
+        feed_s.append(time.perf_counter() - started)
+
+    setattr(conversation, "note_on", timed)  # noqa: B010 (an instance's method, replaced)
 
 
 def first_bar_s(player: np.ndarray) -> float:
@@ -156,6 +180,7 @@ def measure(
     engine: Engine,
     split: int | None,
     event_s: list[float] | None = None,
+    feed_s: list[float] | None = None,
 ) -> dict[str, Any]:
     """The figures of one performance (see the module docstring)."""
     from antiphon.training import duet_measures as dm
@@ -165,7 +190,7 @@ def measure(
     split = split if split is not None else int(cut[:, 0].min()) if len(cut) else 60
     player, human = dm.split_hands(cut, split)
     chosen = Settings(**{**_fields(settings), "duet_split": split})
-    machine, hanging = play_duet(player, chosen, engine, event_s=event_s)
+    machine, hanging = play_duet(player, chosen, engine, event_s=event_s, feed_s=feed_s)
     machine = machine[machine[:, 1] < EXCERPT_S]
     bar_end_s = first_bar_s(player)
     deaf_player = player[player[:, 1] < bar_end_s]
@@ -193,6 +218,12 @@ def measure(
         "overlap_human": dm.overlap(player, human),
         "register": dm.register(machine),
         "register_human": dm.register(human),
+        "note_s": dm.note_length_s(machine),
+        "note_s_human": dm.note_length_s(human),
+        "held_to_max": dm.held_to(machine, chosen.max_note_s),
+        "held_to_max_human": dm.held_to(human, chosen.max_note_s),
+        "loudness": dm.loudness(player, machine),
+        "loudness_human": dm.loudness(player, human),
         "_parts": (player, machine, human),
     }
 
@@ -327,7 +358,14 @@ def format_summary(name: str, summary: dict[str, Any]) -> str:
             f"p99 {summary['player_event_ms_p99']:.3f} ms, "
             f"max {summary['player_event_ms_max']:.3f} ms"
         )
-    for row in ("density_ratio", "pulse_share", "consonance", "overlap", "register"):
+    if "note_feed_ms_p99" in summary:
+        lines.append(
+            f"  a note-on entering the state: p50 {summary['note_feed_ms_p50']:.3f} ms, "
+            f"p99 {summary['note_feed_ms_p99']:.3f} ms, "
+            f"max {summary['note_feed_ms_max']:.3f} ms"
+        )
+    rows = ("density_ratio", "pulse_share", "consonance", "overlap", "register", "note_s")
+    for row in (*rows, "held_to_max", "loudness"):
         cells = [f"{row:14}"]
         for suffix in ("", "_human", "_deaf"):
             cells.append(f"{suffix.strip('_') or 'duet'} {shown(summary.get(row + suffix))}")
@@ -399,10 +437,11 @@ def run(args: argparse.Namespace) -> int:
         for source in args.sources:
             rows = []
             event_s: list[float] = []
+            feed_s: list[float] = []
             for name, notes in performances(source, args):
                 if len(notes) == 0:
                     continue
-                row = measure(name, notes, settings, engine, split, event_s)
+                row = measure(name, notes, settings, engine, split, event_s, feed_s)
                 parts = row.pop("_parts")
                 if not plotted:
                     draw(parts, args.plot, f"{name} (split {row['split']})")
@@ -419,6 +458,11 @@ def run(args: argparse.Namespace) -> int:
                 summary["player_event_ms_p50"] = float(np.percentile(ms, 50))
                 summary["player_event_ms_p99"] = float(np.percentile(ms, 99))
                 summary["player_event_ms_max"] = float(ms.max())
+            if feed_s:  # of those, a note-on entering the model's state
+                ms = 1000.0 * np.asarray(feed_s)
+                summary["note_feed_ms_p50"] = float(np.percentile(ms, 50))
+                summary["note_feed_ms_p99"] = float(np.percentile(ms, 99))
+                summary["note_feed_ms_max"] = float(ms.max())
             label = source.name + (
                 f" ({args.corpus_split})"
                 if args.piece_by or (source / "corpus.json").is_file()

@@ -22,9 +22,15 @@ from typing import Any
 
 DUET_CHANNEL = 1  # the daemon's default duet_output_channel 2, from 0
 SETTLE_S = 10.0
+POLL_S = 0.05  # how often the bench looks at the daemon's log for the part's end
 PART_LINE = re.compile(
     r"duet part: .*schedule_error_mean_ms=([\d.]+) schedule_error_max_ms=([\d.]+)"
 )
+
+
+def _part_ended(lines: list[str]) -> bool:
+    """Whether the daemon's log says a duet part ended."""
+    return any(PART_LINE.search(line) for line in lines)
 
 
 def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
@@ -76,6 +82,11 @@ def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
         try:
             started_s = time.monotonic()
             last_sent_s = probe.play(phrase)
+            # The part ends some beats after the player (its last notes may still be on the
+            # way): wait for its end in the daemon's log, then for its notes' ends.
+            deadline_s = time.monotonic() + SETTLE_S
+            while time.monotonic() < deadline_s and not _part_ended(daemon.lines):
+                time.sleep(POLL_S)
             probe.wait_until(lambda got: not sounding_notes(got), SETTLE_S)
             time.sleep(0.5)
             received = probe.received()

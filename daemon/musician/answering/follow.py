@@ -8,7 +8,9 @@ into additive biases on the tempered logits at sampling time, in nats, scaled by
 ``follow`` knob (0: no bias at all, the plain draw bit for bit):
 
 - :class:`RegisterBias`: note-ons far from the call's median pitch are pushed down,
-  quadratically in (distance / the call's spread), at most ``REGISTER_MAX`` nats;
+  quadratically in (distance / the call's spread), at most ``REGISTER_MAX`` nats
+  (``REGISTER_WEIGHT`` at one spread, or what the model file asks for:
+  :func:`model_register_weight`);
 - :class:`KeyBias`: note-ons outside the call's key (Krumhansl-Schmuckler,
   :mod:`antiphon.daemon.musician.hearing.key`) are pushed down by ``KEY_WEIGHT`` nats, or by what
   the model file asks for (:func:`model_key_weight`);
@@ -27,6 +29,21 @@ into additive biases on the tempered logits at sampling time, in nats, scaled by
   weight). When it is so far ahead that the next group is due more than ``PAUSE_AFTER``
   target intervals on, a pause is due: starting a group is pushed down and time shifts are
   pushed toward the pause's end. A call that plays runs and pauses gets runs and pauses.
+- :class:`ArticulationBias`: answering one line (a reply that plays one note at a time),
+  toward the call's articulation (:func:`~antiphon.daemon.musician.hearing.motion.articulation`,
+  a note's length over the time to the next onset). While the reply's note sounds, releasing
+  it is pushed down before the call's articulation times the target interval and up after
+  it, and time shifts toward landing there; once it is released, starting the next one is
+  pushed down before the time that makes the released note's length over it the call's
+  articulation and up after it, and time shifts toward landing there, on top of the pace's
+  pushes: the reply is as legato or as detached as the call. It then pauses only when the
+  density puts it ``LINE_PAUSE_AFTER`` target intervals ahead: runs and rests, as a line
+  plays. Its weight is the model file's (:func:`model_articulation_weight`; none: no push,
+  as before).
+- :class:`ContourBias`: answering one line, once the reply's line has moved, a note-on that
+  turns against its last move is pushed by the log-odds of the call's share of direction
+  changes: the reply runs on or zigzags as the call does. Its weight is the model file's
+  (:func:`model_contour_weight`; none: no push, as before).
 
 Live steering: :func:`pitch_range_mask` (a hard mask on note-ons outside the range between
 ``range_low`` and ``range_high``: every reply note lies inside) and ``dynamics`` (velocity
@@ -46,6 +63,7 @@ from typing import Any
 import numpy as np
 from antiphon.daemon.codec import PITCHES, Vocabulary
 from antiphon.daemon.musician.hearing.key import key_of, scale_of
+from antiphon.daemon.musician.hearing.motion import articulation, direction_changes
 from antiphon.daemon.musician.hearing.phrase_shape import (
     ONSET_GROUP_S,
     PhraseShape,
@@ -56,6 +74,7 @@ REGISTER_WEIGHT = 1.0  # nats at one spread from the call's median pitch, at fol
 REGISTER_MIN_SPREAD = 4.0  # semitones: a narrow call still leaves the reply some room
 REGISTER_MAX = 8.0
 KEY_WEIGHT = 2.0  # nats off a note-on outside the call's key, at follow 1
+ARTICULATION_MAX = 8.0  # nats on a one-line reply's release or next onset, either way
 TEXTURE_WEIGHT = 32.0  # nats per note the open group is short of (or over) the call's
 TEXTURE_MAX = 16.0
 PACE_WEIGHT = 4.0  # nats per octave of elapsed / target interval
@@ -63,6 +82,11 @@ PACE_MAX = 8.0
 DENSITY_WEIGHT = 4.0  # nats per octave of expected / played onset groups
 DENSITY_MAX = 4.0
 PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this many targets on
+# The same for a one-line reply pushed toward the call's articulation: a line plays runs and
+# rests, and pausing as soon as it is 2 targets ahead broke its runs into detached pairs
+# (validation soloists: articulation distance 0.218 at 2, 0.134 at 4, 0.082 at 8).
+LINE_PAUSE_AFTER = 8.0
+CONTOUR_SHARE_MAX = 0.9  # the call's share of direction changes, kept within 0.1 to 0.9
 PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
 # Nats per octave squared a time shift lands from the target, either way: falling short costs
 # as much as overshooting, or the model splits one pause into many tiny shifts.
@@ -74,6 +98,9 @@ MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
 PASSAGE_BREAK_S = 1.0  # a silence this long starts a new call (the "real ends" of a phrase)
 DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
 
+# A one-line reply's line: its last pitch (-1: none yet) and the sign of its last move (0: none).
+LineState = tuple[int, int]
+NO_LINE: LineState = (-1, 0)
 # (the open onset group's first note time, its notes, the reply's groups, its first note time)
 GroupState = tuple[float, int, int, float]
 NO_GROUP: GroupState = (-math.inf, 0, 0, -math.inf)
@@ -138,6 +165,9 @@ class Steering:
     density: float = 1.0
     dynamics: int = 0
     key_weight: float = KEY_WEIGHT  # or what the model file asks for (model_key_weight)
+    articulation_weight: float = 0.0  # what the model file asks for (model_articulation_weight)
+    contour_weight: float = 0.0  # what the model file asks for (model_contour_weight)
+    register_weight: float = REGISTER_WEIGHT  # or what the model file asks for
 
     @property
     def ranged(self) -> bool:
@@ -154,11 +184,28 @@ def pitch_range_mask(low: int, high: int) -> np.ndarray:
 class RegisterBias:
     """Note-on biases [128] around the call's median pitch (see the module docstring)."""
 
-    def __init__(self, notes: np.ndarray, shape: PhraseShape, follow: float) -> None:
+    def __init__(
+        self,
+        notes: np.ndarray,
+        shape: PhraseShape,
+        follow: float,
+        weight: float = REGISTER_WEIGHT,
+    ) -> None:
         low, high = np.percentile(notes[:, 0], [10, 90])
         spread = max(REGISTER_MIN_SPREAD, float(high - low) / 2.0)
         distance = (np.arange(PITCHES) - shape.median_pitch) / spread
-        self.bias = np.maximum(-REGISTER_MAX, -REGISTER_WEIGHT * follow * np.square(distance))
+        self.bias = np.maximum(-REGISTER_MAX, -weight * follow * np.square(distance))
+
+
+def _model_weight(training: Mapping[str, Any], name: str, default: float) -> float:
+    """A weight the model file's training facts give (``follow.<name>``, a number of 0 or
+    more), else ``default``."""
+    follow = training.get("follow")
+    if isinstance(follow, Mapping):
+        weight = follow.get(name)
+        if isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0:
+            return float(weight)
+    return default
 
 
 def model_key_weight(training: Mapping[str, Any]) -> float:
@@ -166,12 +213,31 @@ def model_key_weight(training: Mapping[str, Any]) -> float:
     what its file's training facts say (``follow.key_weight``; the single-line model, trained
     on chromatic jazz lines, asks for less, tuned on its validation soloists), else
     ``KEY_WEIGHT``."""
-    follow = training.get("follow")
-    if isinstance(follow, Mapping):
-        weight = follow.get("key_weight")
-        if isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0:
-            return float(weight)
-    return KEY_WEIGHT
+    return _model_weight(training, "key_weight", KEY_WEIGHT)
+
+
+def model_register_weight(training: Mapping[str, Any]) -> float:
+    """How many nats (at follow 1, one spread from the call's median pitch) a model's
+    note-ons are pushed toward the call's register: what its file's training facts say
+    (``follow.register_weight``; the single-line model asks for less, tuned on its
+    validation soloists: its replies hugged the call's median and turned back more often
+    than the players), else ``REGISTER_WEIGHT``."""
+    return _model_weight(training, "register_weight", REGISTER_WEIGHT)
+
+
+def model_contour_weight(training: Mapping[str, Any]) -> float:
+    """How hard (at follow 1) a one-line reply's turns are pushed toward the call's share of
+    direction changes: what the model file's training facts say (``follow.contour_weight``;
+    tuned on the single-line model's validation soloists), else 0: no push."""
+    return _model_weight(training, "contour_weight", 0.0)
+
+
+def model_articulation_weight(training: Mapping[str, Any]) -> float:
+    """How many nats per octave (at follow 1) a one-line reply's releases are pushed toward
+    the call's articulation: what the model file's training facts say
+    (``follow.articulation_weight``; tuned on the single-line model's validation soloists),
+    else 0: no push, the reply released as the model chooses."""
+    return _model_weight(training, "articulation_weight", 0.0)
 
 
 class KeyBias:
@@ -195,6 +261,22 @@ class TextureBias:
         return self._follow * max(-TEXTURE_MAX, min(TEXTURE_MAX, TEXTURE_WEIGHT * short))
 
 
+def shift_table(shifts_s: np.ndarray, target_s: float, weight: float) -> np.ndarray:
+    """The time shifts' biases toward landing ``target_s`` after a start (``weight`` nats
+    per octave squared off it), one row per elapsed time since the start (1/16 octave
+    steps from ``ELAPSED_FROM_S``, see :func:`shift_row`): a draw looks its row up instead
+    of computing it."""
+    elapsed = ELAPSED_FROM_S * 2.0 ** (np.arange(ELAPSED_ROWS) / ELAPSED_STEPS_PER_OCTAVE)
+    octaves = np.log2((shifts_s[None, :] + elapsed[:, None]) / target_s)
+    return -weight * np.square(octaves)
+
+
+def shift_row(elapsed_s: float) -> int:
+    """The row of :func:`shift_table` for ``elapsed_s`` since the start."""
+    steps = math.log2(max(elapsed_s, ELAPSED_FROM_S) / ELAPSED_FROM_S)
+    return min(ELAPSED_ROWS - 1, round(steps * ELAPSED_STEPS_PER_OCTAVE))
+
+
 class PaceBias:
     """The push on starting the next onset group, and on time shifts, by the time since the
     open group's first note."""
@@ -213,11 +295,7 @@ class PaceBias:
         self._follow = follow
         self._shifts_s = shifts_s
         self._shift_bias = np.zeros(len(shifts_s), np.float64)
-        # The shifts' biases toward the target, by elapsed time (1/16 octave steps): a draw
-        # looks its row up instead of computing it.
-        elapsed = ELAPSED_FROM_S * 2.0 ** (np.arange(ELAPSED_ROWS) / ELAPSED_STEPS_PER_OCTAVE)
-        octaves = np.log2((shifts_s[None, :] + elapsed[:, None]) / self.target_s)
-        self._table = -follow * SHIFT_WEIGHT * np.square(octaves)
+        self._table = shift_table(shifts_s, self.target_s, follow * SHIFT_WEIGHT)
 
     def onset(self, elapsed_s: float) -> float:
         push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
@@ -228,9 +306,7 @@ class PaceBias:
         squared) each would land from the target interval after the open group's first note,
         or, with ``pause_s`` (a pause is due), from that long after it."""
         if pause_s is None:
-            steps = math.log2(max(elapsed_s, ELAPSED_FROM_S) / ELAPSED_FROM_S)
-            row = min(ELAPSED_ROWS - 1, round(steps * ELAPSED_STEPS_PER_OCTAVE))
-            return self._table[row]
+            return self._table[shift_row(elapsed_s)]
         octaves = self._shift_bias
         np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
         octaves /= pause_s
@@ -238,6 +314,96 @@ class PaceBias:
         np.square(octaves, out=octaves)
         octaves *= -self._follow * PAUSE_WEIGHT
         return octaves
+
+
+class ArticulationBias:
+    """A one-line reply's pushes toward the call's articulation: while its note sounds, on
+    releasing it and on time shifts, toward a length of the call's articulation times the
+    target interval; once it is released, on starting the next one and on time shifts,
+    toward the onset that makes the released note's length over the interval the call's
+    articulation.
+
+    Args:
+        call_articulation: the call's articulation
+            (:func:`~antiphon.daemon.musician.hearing.motion.articulation`).
+        target_ioi_s: the target interval between onsets (:class:`PaceBias`'s).
+        follow: the knob.
+        weight: nats per octave of elapsed / target time, at follow 1; the shifts get half
+            of it per octave squared (as the pace's).
+        shifts_s: the vocabulary's time shifts.
+    """
+
+    def __init__(
+        self,
+        call_articulation: float,
+        target_ioi_s: float,
+        follow: float,
+        weight: float,
+        shifts_s: np.ndarray,
+    ) -> None:
+        self._articulation = call_articulation
+        self._weight = follow * weight
+        self._shifts_s = shifts_s
+        self._shift_bias = np.zeros(len(shifts_s), np.float64)
+        self.length_s = max(ELAPSED_FROM_S, call_articulation * target_ioi_s)
+        self._hold_table = shift_table(shifts_s, self.length_s, 0.5 * self._weight)
+
+    def release(self, elapsed_s: float) -> float:
+        """The push on releasing the note sounding since ``elapsed_s``."""
+        push = self._weight * math.log2(max(elapsed_s, 1e-3) / self.length_s)
+        return max(-ARTICULATION_MAX, min(ARTICULATION_MAX, push))
+
+    def hold_shifts(self, elapsed_s: float) -> np.ndarray:
+        """The time shifts' biases (a row of a table) toward the sounding note's target
+        length."""
+        return self._hold_table[shift_row(elapsed_s)]
+
+    def target_s(self, length_s: float) -> float:
+        """The interval after a note of ``length_s`` that gives the call's articulation."""
+        return max(ELAPSED_FROM_S, length_s / self._articulation)
+
+    def onset(self, elapsed_s: float, length_s: float) -> float:
+        """The push on starting the next note ``elapsed_s`` after the onset of the released
+        note of ``length_s``."""
+        push = self._weight * math.log2(max(elapsed_s, 1e-3) / self.target_s(length_s))
+        return max(-ARTICULATION_MAX, min(ARTICULATION_MAX, push))
+
+    def add_shifts(self, shifts: np.ndarray, elapsed_s: float, length_s: float) -> None:
+        """Add to ``shifts`` (in place) the push of each time shift toward landing on the
+        target interval (in octaves, squared)."""
+        octaves = self._shift_bias
+        np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
+        octaves /= self.target_s(length_s)
+        np.log2(octaves, out=octaves)
+        np.square(octaves, out=octaves)
+        octaves *= -0.5 * self._weight
+        shifts += octaves
+
+
+class ContourBias:
+    """A one-line reply's push on turning: once its line has moved, note-ons that turn
+    against the last move get ``weight`` times the log-odds of the call's share of direction
+    changes (:func:`~antiphon.daemon.musician.hearing.motion.direction_changes`): down after
+    a call that runs on, up after one that zigzags, nothing after one that turns half the
+    time.
+
+    Args:
+        call_changes: the call's share of direction changes.
+        follow: the knob.
+        weight: the share of the log-odds pushed, at follow 1.
+    """
+
+    def __init__(self, call_changes: float, follow: float, weight: float) -> None:
+        share = min(CONTOUR_SHARE_MAX, max(1.0 - CONTOUR_SHARE_MAX, call_changes))
+        self.turn = follow * weight * math.log(share / (1.0 - share))
+
+    def add(self, on_bias: np.ndarray, line: LineState) -> None:
+        """Add the push to the note-ons' biases (in place), after the line's last move."""
+        pitch, direction = line
+        if direction > 0:
+            on_bias[:pitch] += self.turn
+        elif direction < 0:
+            on_bias[pitch + 1 :] += self.turn
 
 
 class DensityBias:
@@ -272,7 +438,7 @@ class FollowBias:
         assert shape is not None, "a call without notes"
         self.shape = shape
         follow = steering.follow
-        self.register = RegisterBias(call, shape, follow)
+        self.register = RegisterBias(call, shape, follow, steering.register_weight)
         self.key = KeyBias(call, follow, steering.key_weight)
         self._pitch_bias = self.register.bias + self.key.bias
         self.texture = TextureBias(shape, follow)
@@ -283,23 +449,73 @@ class FollowBias:
             np.asarray(vocabulary.time_shifts_s, np.float64),
         )
         self.density = DensityBias(shape, follow, steering.density)
+        call_articulation = articulation(call) if steering.articulation_weight > 0 else None
+        self.articulation = (
+            None
+            if not call_articulation
+            else ArticulationBias(
+                call_articulation,
+                self.pace.target_s,
+                follow,
+                steering.articulation_weight,
+                np.asarray(vocabulary.time_shifts_s, np.float64),
+            )
+        )
+        call_changes = direction_changes(call) if steering.contour_weight > 0 else None
+        self.contour = (
+            None
+            if call_changes is None
+            else ContourBias(call_changes, follow, steering.contour_weight)
+        )
         self._bias = np.zeros(vocabulary.size, np.float64)
         # Views of the bias by kind, made once: a draw fills them in place.
         self._on_bias = self._bias[vocabulary.note_on_base : vocabulary.note_off_base]
+        self._off_bias = self._bias[vocabulary.note_off_base : vocabulary.time_shift_base]
         self._shift_bias = self._bias[vocabulary.time_shift_base : vocabulary.velocity_base]
         self._velocity_bias = self._bias[vocabulary.velocity_base :]
         self._last_group: GroupState | None = None
         self._last_s = math.nan
+        self._last_released_s: float | None = None
+        self._last_line = NO_LINE
+        self._holding = False
 
-    def bias(self, group: GroupState, now_s: float) -> np.ndarray:
-        """The bias for the next draw, ``now_s`` being the drawing's time (a reused array,
-        the same as last time when nothing changed: after a note-off or a velocity token)."""
+    def bias(
+        self,
+        group: GroupState,
+        now_s: float,
+        released_s: float | None = None,
+        line: LineState = NO_LINE,
+    ) -> np.ndarray:
+        """The bias for the next draw, ``now_s`` being the drawing's time, ``released_s``
+        when a one-line reply last released its note (-inf: not yet; None: not answering one
+        line) and ``line`` its line so far (a reused array, the same as last time when
+        nothing changed: after a note-off or a velocity token)."""
         bias = self._bias
-        if group == self._last_group and now_s == self._last_s:
+        if (
+            group == self._last_group
+            and now_s == self._last_s
+            and released_s == self._last_released_s
+            and line == self._last_line
+        ):
             return bias
         self._last_group, self._last_s = group, now_s
+        self._last_released_s, self._last_line = released_s, line
         group_s, group_notes, groups, first_s = group
         elapsed_s = now_s - group_s
+        if self._holding:
+            self._off_bias.fill(0.0)
+        one_line = released_s is not None
+        articulation = self.articulation if one_line else None
+        contour = self.contour if one_line else None
+        released_s = -math.inf if released_s is None else released_s
+        self._holding = articulation is not None and group_notes > 0 and released_s < group_s
+        if self._holding and articulation is not None:
+            # A one-line reply's note sounds (note-ons and velocities are masked): only its
+            # release and the time until it are drawn.
+            self._off_bias.fill(articulation.release(elapsed_s))
+            np.copyto(self._shift_bias, articulation.hold_shifts(elapsed_s))
+            return bias
+        pausing = False
         if group_notes == 0:
             onset, shifts = 0.0, None
         elif elapsed_s <= ONSET_GROUP_S:
@@ -310,17 +526,29 @@ class FollowBias:
         else:
             density = self.density.onset(groups, now_s - first_s)
             pause_s = self.density.due_s(groups, first_s) - group_s
-            if pause_s > PAUSE_AFTER * self.pace.target_s:  # ahead of the density: pause
+            pause_after = PAUSE_AFTER if articulation is None else LINE_PAUSE_AFTER
+            pausing = pause_s > pause_after * self.pace.target_s  # ahead of the density
+            if pausing:
                 onset, shifts = density, self.pace.shifts(elapsed_s, pause_s)
             else:
                 onset = self.pace.onset(elapsed_s) + max(0.0, density)
                 shifts = self.pace.shifts(elapsed_s)
+        # A one-line reply's note released in the group (not in a pause): the next onset
+        # is pushed toward the call's articulation too.
+        length_s = released_s - group_s
+        articulated = articulation if not pausing and 0 < length_s < math.inf else None
+        if articulated is not None:
+            onset += articulated.onset(elapsed_s, length_s)
         np.add(self._pitch_bias, onset, out=self._on_bias)
+        if contour is not None:
+            contour.add(self._on_bias, line)
         self._velocity_bias.fill(onset)
         if shifts is None:
             self._shift_bias.fill(0.0)
         else:
             np.copyto(self._shift_bias, shifts)
+            if articulated is not None:
+                articulated.add_shifts(self._shift_bias, elapsed_s, length_s)
         return bias
 
 

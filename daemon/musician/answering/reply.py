@@ -49,7 +49,7 @@ import numpy as np
 from antiphon.daemon.codec import TokenWriter
 from antiphon.daemon.midi.notes import SoundingNotes
 from antiphon.daemon.musician.answering.shaping import ReplyShaping, ShapingState
-from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.beat import ONSET_GROUP_S, BeatGrid
 from antiphon.daemon.musician.model.conversation import Conversation
 from antiphon.daemon.musician.model.engine import Engine, EngineState
 from antiphon.daemon.musician.playing.groove import GridPlacer
@@ -180,6 +180,8 @@ class Reply:
             (the model says the player goes next): the part rests until then, at least
             ``PLAYER_WAIT_S``, and draws again (:meth:`_wait_for_player`). Once
             :meth:`finish_by` ends it, the register is a mask, as a reply's range is.
+        held_onsets: a note is released when the reply strikes its ``held_onsets``-th onset
+            group after it (None: held as long as the model says, up to ``max_note_s``).
     """
 
     def __init__(
@@ -197,6 +199,7 @@ class Reply:
         grid: BeatGrid | None = None,
         groove: float = 0.0,
         accompanying: bool = False,
+        held_onsets: int | None = None,
     ) -> None:
         self._conversation = conversation
         self._accompanying = accompanying
@@ -213,6 +216,11 @@ class Reply:
         self._shifts_s = vocabulary.time_shifts_s
         self.channel = channel
         self.max_note_s = max_note_s
+        self._max_note_from_s = -math.inf  # a shorter max_note_s holds from here
+        self._held_onsets = held_onsets
+        self._onset_groups = 0  # onset groups played (with held_onsets)
+        self._group_start_s = -math.inf
+        self._group_of: dict[int, int] = {}  # sounding pitch -> its onset group
         self.phrase_end_s = phrase_end_s
         self.earliest_s = start_s if earliest_s is None else earliest_s
         self._start_mark = _Mark()
@@ -369,6 +377,21 @@ class Reply:
         groove = self._placer.groove if groove is None else groove
         self._placer = GridPlacer(self._conversation.vocabulary, grid, groove)
 
+    def rephase(self, grid: BeatGrid) -> None:
+        """Keep ``grid`` (the same beat at another phase) from the next event drawn, with
+        the same groove; the events drawn ahead are drawn again."""
+        if self._drawn:
+            self.rewind()
+        self._placer.grid = grid
+
+    def limit_notes(self, max_note_s: float, now_s: float) -> None:
+        """Release every note at ``max_note_s`` from now on (a note already sounding longer
+        ends at ``now_s``, not before)."""
+        if max_note_s != self.max_note_s:
+            self.rewind()
+            self.max_note_s = max_note_s
+            self._max_note_from_s = now_s
+
     def finish_by(self, end_s: float | None) -> None:
         """End the reply at ``end_s`` (every note released then); None: at its own time
         bound again. The events drawn ahead are drawn again."""
@@ -406,7 +429,9 @@ class Reply:
 
     def _expiry_s(self) -> float:
         oldest_s = self.sounding.oldest_start_s()
-        return math.inf if oldest_s is None else oldest_s + self.max_note_s
+        if oldest_s is None:
+            return math.inf
+        return max(oldest_s + self.max_note_s, self._max_note_from_s)
 
     def _pending_s(self) -> float:
         return self._drawn[0].due_s if self._drawn else math.inf
@@ -562,6 +587,8 @@ class Reply:
             allowed[token] = False
             self._draw_sounding.discard(pitch)
             self._draw_after_onset = False
+            if self._shaping is not None and self._draw_shape is not None:
+                self._draw_shape = self._shaping.after_note_off(self._draw_shape, due_s)
             if self._accompanying:
                 allowed[pitch] = self._may_strike(pitch)
         else:
@@ -632,6 +659,8 @@ class Reply:
             return  # a rest
         if message.type == "note_off":
             out.extend((due_s, m) for m in self.sounding.stop_message(message))
+            if self._shaping is not None and self._played_shape is not None:
+                self._played_shape = self._shaping.after_note_off(self._played_shape, due_s)
             self._check_done()
             return
         out.extend((due_s, m) for m in self.sounding.start_message(message, due_s))
@@ -642,6 +671,27 @@ class Reply:
         self.notes_played += 1
         if self.notes_played >= self._notes:
             self._release_by_s = min(self._end_s, due_s + RELEASE_GRACE_S)
+        if self._held_onsets is not None:
+            self._release_held(message.note, due_s, out)
+
+    def _release_held(self, pitch: int, now_s: float, out: list[Timed]) -> None:
+        """The note ``pitch`` just struck at ``now_s``: the notes struck ``held_onsets``
+        onset groups before it end now (the events drawn ahead are drawn again)."""
+        if now_s - self._group_start_s >= ONSET_GROUP_S:
+            self._onset_groups += 1
+            self._group_start_s = now_s
+        group_of, groups = self._group_of, self._onset_groups
+        group_of[pitch] = groups
+        assert self._held_onsets is not None
+        ended = [
+            p
+            for _, p in self.sounding
+            if p != pitch and groups - group_of.get(p, groups) >= self._held_onsets
+        ]
+        if ended:
+            self.rewind()
+            for p in ended:
+                self._release(p, now_s, out)
 
     def _release_expired(self, now_s: float, out: list[Timed]) -> None:
         self.rewind()

@@ -11,14 +11,17 @@ it always did.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 from antiphon.daemon.codec import Vocabulary
 from antiphon.daemon.musician.answering.follow import (
     NO_GROUP,
+    NO_LINE,
     FollowBias,
     GroupState,
+    LineState,
     Steering,
     after_note_on,
     pitch_range_mask,
@@ -39,6 +42,8 @@ SHAPING_KNOBS = ("follow", "mirror", "range_low", "range_high", "density", "dyna
 class ShapingState(NamedTuple):
     group: GroupState
     melody: MelodyState
+    released_s: float = -math.inf  # a one-line reply's last release (-inf: none, or chords)
+    line: LineState = NO_LINE  # a one-line reply's last pitch and move
 
 
 class ReplyShaping:
@@ -76,11 +81,25 @@ class ReplyShaping:
         melody = state.melody
         if self.memory_blend is not None:
             melody, _ = advance(melody, pitch, time_s)
-        return ShapingState(after_note_on(state.group, time_s), melody)
+        line = state.line
+        if self.one_line:
+            last, direction = line
+            move = 0 if last < 0 else (pitch > last) - (pitch < last)
+            line = (pitch, move or direction)
+        return ShapingState(after_note_on(state.group, time_s), melody, state.released_s, line)
+
+    def after_note_off(self, state: ShapingState, time_s: float) -> ShapingState:
+        """The state after the reply released a note at ``time_s`` (kept when answering one
+        line: the articulation's push needs it)."""
+        return state._replace(released_s=time_s) if self.one_line else state
 
     def bias(self, state: ShapingState, now_s: float) -> np.ndarray | None:
         """The logit bias of the next draw at the drawing's time ``now_s``."""
-        return None if self.follow is None else self.follow.bias(state.group, now_s)
+        if self.follow is None:
+            return None
+        if not self.one_line:
+            return self.follow.bias(state.group, now_s)
+        return self.follow.bias(state.group, now_s, state.released_s, state.line)
 
     def blend(self, state: ShapingState) -> Blend | None:
         return None if self.memory_blend is None else self.memory_blend.at(state.melody)

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from antiphon.daemon.musician.answering.follow import HeardCall, Steering, model_key_weight
+from antiphon.daemon.musician.answering.follow import (
+    HeardCall,
+    Steering,
+    model_articulation_weight,
+    model_contour_weight,
+    model_key_weight,
+    model_register_weight,
+)
 from antiphon.daemon.musician.answering.memory import PlayerMemory
 from antiphon.daemon.musician.answering.reply import Reply
 from antiphon.daemon.musician.answering.shaping import SHAPING_KNOBS, ReplyShaping, make_shaping
@@ -77,13 +84,17 @@ class Speculator:
 
     def shaping(self, params: Parameters, now_s: float) -> ReplyShaping | None:
         """What shapes a reply to the call heard, with ``params``' knobs."""
+        training = self._conversation.engine.info.training
         steering = Steering(
             params.follow,
             params.range_low,
             params.range_high,
             params.density,
             params.dynamics,
-            model_key_weight(self._conversation.engine.info.training),
+            model_key_weight(training),
+            articulation_weight=model_articulation_weight(training),
+            register_weight=model_register_weight(training),
+            contour_weight=model_contour_weight(training),
         )
         return make_shaping(
             self._heard.notes(now_s),

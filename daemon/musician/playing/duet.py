@@ -28,7 +28,17 @@ player's events the part draws its own, with these pushes (:class:`DuetShaping`)
 - its pulse: note-ons pulled onto the player's beat grid with ``groove``: the beat in force
   (``clock``), else the tracker's best guess however unsure (``DUET_CONFIDENT``; a reply
   needs a sure beat, the part plays along with the player), taken again at a player's onset
-  at most every ``REGRID_EVERY_S``, in eighths or triplets (:func:`part_grid`).
+  at most every ``REGRID_EVERY_S``, in eighths or triplets (:func:`part_grid`). The grid's
+  phase is the player's: at each of the player's onsets it is moved so that the onset is on
+  it (:func:`player_phase`), as a second player counts from the first one's notes rather than
+  from a beat of their own. On validation pieces this raised the part's pulse from 0.64 to
+  0.95 of the human part's: most of a left hand's pulse is its notes struck with the right
+  hand's, and the tracker's phase, a few ms off the player's note, pushed those a unit late;
+- its note lengths, bounded by its own pulse and onsets: a note sounds at most
+  ``NOTE_BEATS`` beats of its grid, and ends when the part strikes its ``HELD_ONSETS``-th
+  onset group after it (a note may ring under the next one, not further). The model hears
+  the player's events between its own, so it draws its own note-offs seldom, and without these
+  bounds a fifth of the part's notes were held to ``max_note_s``.
 
 When the player stops (the call is found over), the part ends at the end of the bar the
 player stopped in, or ``carry_bars`` bars after it (:func:`duet_end_s`); with ``mode`` both
@@ -70,6 +80,8 @@ JUST_STRUCK_S = 1.0  # pitch classes struck this recently are in the harmony, ke
 HARMONY_PUSH = 1.0  # logit push down on a note-on outside the player's harmony
 LOUDNESS_SMOOTHING = 0.25  # the share of each note-on's velocity in the player's loudness
 ACCENT_KEPT = 0.5  # the share of the model's own velocity accent a duet note keeps
+NOTE_BEATS = 2.0  # a part's note sounds at most this many beats of its grid
+HELD_ONSETS = 2  # a part's note ends at the part's this-many-th onset group after it
 
 
 def register_mask(split: int, register: str) -> np.ndarray:
@@ -206,6 +218,21 @@ def part_grid(grid: BeatGrid | None, onsets_s: list[float], start_s: float) -> B
     return replace(grid, subdivision=subdivision, bar_anchor_s=bar_anchor_s)
 
 
+def player_phase(grid: BeatGrid, onset_s: float) -> BeatGrid:
+    """``grid`` moved (by less than half a unit) so that the player's onset at ``onset_s`` is
+    on one of its subdivision points; a DAW's clock (``source`` other than the player) is
+    kept as it is: the player follows it."""
+    if grid.source != "player":
+        return grid
+    unit_s = grid.unit_s
+    units = (onset_s - grid.anchor_s) / unit_s
+    shift_s = (units - round(units)) * unit_s
+    if shift_s == 0.0:
+        return grid
+    bar_anchor_s = None if grid.bar_anchor_s is None else grid.bar_anchor_s + shift_s
+    return replace(grid, anchor_s=grid.anchor_s + shift_s, bar_anchor_s=bar_anchor_s)
+
+
 class DuetPlayer:
     """What the performer keeps for the duet: the part playing (None between parts), the
     player's loudness and recent onsets."""
@@ -217,13 +244,19 @@ class DuetPlayer:
         self._onsets: deque[float] = deque(maxlen=ONSETS_KEPT)
         self._grid: BeatGrid | None = None
         self._beat_taken_s = -math.inf
+        self._max_note_s = math.inf  # the part's longest note without a grid
         self.parts = 0  # parts started, for the status
 
     def hear(self, pitch: int, velocity: int, time_s: float) -> None:
-        """The player's note-on."""
+        """The player's note-on (the part playing, if any, rewound by it): the part's grid
+        takes its phase."""
         self.loudness.note_on(velocity)
         self._onsets.append(time_s)
         self.harmony.note_on(pitch, time_s)
+        part, grid = self.part, self._grid
+        if part is not None and grid is not None:
+            self._grid = player_phase(grid, time_s)
+            part.rephase(self._grid)
 
     def start(
         self, conversation: Conversation, memory: PlayerMemory, now_s: float, params: Parameters
@@ -233,6 +266,7 @@ class DuetPlayer:
         shaping = self._shaping(conversation, memory, params)
         self._grid = None
         self._beat_taken_s = -math.inf
+        self._max_note_s = params.max_note_s
         self.part = Reply(
             conversation,
             start_s=now_s,
@@ -244,6 +278,7 @@ class DuetPlayer:
             shaping=shaping,
             groove=params.groove,
             accompanying=True,
+            held_onsets=HELD_ONSETS,
         )
         self.parts += 1
         return self.part
@@ -282,15 +317,22 @@ class DuetPlayer:
         return True
 
     def follow_beat(self, grid: BeatGrid | None) -> None:
-        """The beat in force now (at a player's onset): the part keeps it from its next
-        event, with the subdivision the player uses."""
+        """The beat in force now (at a player's onset, just heard): the part keeps it from
+        its next event, with the subdivision the player uses, at the player's phase, and its
+        notes no longer than ``NOTE_BEATS`` of it."""
         part = self.part
         if part is None:
             return
         placed = part_grid(grid, list(self._onsets), part.start_s)
+        if placed is not None and self._onsets:
+            placed = player_phase(placed, self._onsets[-1])
         if placed != self._grid:
             self._grid = placed
             part.regrid(placed)
+            longest_s = self._max_note_s
+            if placed is not None:
+                longest_s = min(longest_s, NOTE_BEATS * placed.beat_s)
+            part.limit_notes(longest_s, self._onsets[-1] if self._onsets else part.start_s)
 
     @property
     def grid(self) -> BeatGrid | None:
