@@ -270,7 +270,7 @@ def performances(source: Path, args: argparse.Namespace) -> Iterator[tuple[str, 
     paths = target if isinstance(target, list) else [target]
     taken = 0
     for path in paths:
-        for name, notes in midi_performances(path, None):
+        for name, notes in midi_performances(path, None, "eval-duet"):
             if args.limit is not None and taken >= args.limit:
                 return
             taken += 1

@@ -46,7 +46,7 @@ def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
             for i in range(int(seconds / 0.25))
         ]
     else:
-        _, played = next(midi_performances(source, 1))
+        _, played = next(midi_performances(source, 1, "bench_duet"))
         start_s = min(n.onset_s for n in played)
         notes = [
             Note(n.pitch, n.onset_s - start_s, n.offset_s - start_s, n.velocity)
