@@ -20,6 +20,7 @@ import pytest
 from antiphon.training import transcribe_command
 from antiphon.training.audio import AudioError, read_audio, resample
 from antiphon.training.corpus import build_corpus, iter_manifest, load_split
+from antiphon.training.line_loudness import line_releases, line_velocities, power_db
 from antiphon.training.transcription import (
     KEYS,
     LOWEST_PITCH,
@@ -38,12 +39,16 @@ RATE_HZ = 44100
 TUNE = [(60, 0.0), (62, 0.5), (64, 1.0), (65, 1.5), (67, 2.0), (69, 2.5), (71, 3.0), (72, 3.5)]
 
 
-def tones(notes: list[tuple[int | tuple[int, ...], float]], length_s: float = 0.4) -> np.ndarray:
+def tones(
+    notes: list[tuple[int | tuple[int, ...], float]],
+    length_s: float = 0.4,
+    decay_per_s: float = 3.0,
+) -> np.ndarray:
     """Harmonic tones (four partials, a quick attack, a decay): each (pitch or chord, onset)."""
     total = int((max(onset for _, onset in notes) + length_s + 0.3) * RATE_HZ)
     signal = np.zeros(total)
     t = np.arange(int(length_s * RATE_HZ)) / RATE_HZ
-    envelope = np.minimum(1.0, t / 0.01) * np.exp(-3.0 * t)
+    envelope = np.minimum(1.0, t / 0.01) * np.exp(-decay_per_s * t)
     for pitches, onset_s in notes:
         for pitch in (pitches,) if isinstance(pitches, int) else pitches:
             hz = 440.0 * 2 ** ((pitch - 69) / 12)
@@ -79,6 +84,53 @@ def test_a_line_of_tones_is_heard_as_its_notes_in_time() -> None:
     assert notes[:, 0].tolist() == [p for p, _ in TUNE]
     np.testing.assert_allclose(notes[:, 1], [t for _, t in TUNE], atol=0.05)
     assert np.all(notes[:-1, 2] <= notes[1:, 1])  # one note at a time
+
+
+def test_a_lines_louder_notes_get_higher_velocities_at_any_recording_gain() -> None:
+    levels = [0.25, 0.5, 1.0, 2.0] * 2  # 6 dB apart
+    signal = np.zeros(len(tones(TUNE)))
+    for level, note in zip(levels, TUNE, strict=True):
+        tone = tones([note])
+        signal[: len(tone)] += level * tone
+    transcriber = Transcriber(tuned_settings(single_line=True))
+    heard = []
+    for gain in (1.0, 0.1):
+        quieter = resample((gain * signal).astype(np.float32), RATE_HZ, 22050)
+        heard.append(transcriber.transcribe_signal(quieter))
+    assert heard[0][:, 0].tolist() == [p for p, _ in TUNE]
+    velocities = heard[0][:, 3]
+    assert np.all(np.diff(velocities[:4]) > 0) and np.all(np.diff(velocities[4:]) > 0)
+    assert velocities[0] < velocities[3] - 20
+    np.testing.assert_allclose(heard[1][:, 3], velocities, atol=1)
+
+
+def test_a_lines_notes_end_where_their_sound_fades_not_at_the_next_onset() -> None:
+    # Each tone decays 6 / s (52 dB a second) but sounds on until the next starts: the
+    # note activation holds it all, the loudness has fallen 9 dB after about 0.17 s.
+    signal = resample(tones(TUNE, 0.45, decay_per_s=6.0).astype(np.float32), RATE_HZ, 22050)
+    notes = Transcriber(tuned_settings(single_line=True)).transcribe_signal(signal)
+    assert notes[:, 0].tolist() == [p for p, _ in TUNE]
+    lengths_s = notes[:, 2] - notes[:, 1]
+    assert np.all((lengths_s > 0.12) & (lengths_s < 0.3))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(-3, 3), st.integers(1, 12))
+def test_line_loudness_ignores_the_recording_gain(seed: int, doublings: int, count: int) -> None:
+    rng = np.random.default_rng(seed)
+    signal = rng.standard_normal(44100) * np.repeat(rng.random(45) ** 2, 980)  # 45 levels
+    onsets_s = np.sort(rng.random(count) * 1.9)
+    notes = np.stack([np.full(count, 60.0), onsets_s, np.append(onsets_s[1:], 2.0)], axis=1)
+    heard = []
+    for gain in (1.0, 2.0**doublings):
+        power = power_db(gain * signal)
+        velocities = line_velocities(power, 22050, onsets_s)
+        assert np.all((velocities >= 1) & (velocities <= 127))
+        ends_s = line_releases(power, 22050, notes)
+        assert np.all((ends_s > onsets_s) & (ends_s <= notes[:, 2]))
+        heard.append((velocities, ends_s))
+    np.testing.assert_allclose(heard[0][0], heard[1][0], atol=1)
+    np.testing.assert_allclose(heard[0][1], heard[1][1], atol=0.006)  # a frame at most
 
 
 def test_chords_are_heard_whole_on_a_piano_setting() -> None:

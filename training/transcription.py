@@ -19,7 +19,9 @@ ends where the next begins. Then each note's octave is chosen along the whole li
 model's commonest error on a saxophone is to hear the octave below): a note may move up an
 octave where the key above is active over it, and a line prefers steps to leaps, so the
 octave that best fits both the activations and the neighbouring notes wins (a Viterbi
-path over "as heard" and "an octave up"; see :func:`choose_octaves`).
+path over "as heard" and "an octave up"; see :func:`choose_octaves`). Last, a line's
+velocities and note ends are read from the recording's loudness, which the model's
+activations hardly follow (:mod:`antiphon.training.line_loudness`).
 
 The thresholds are tuned per kind (:func:`tuned_settings`) on rendered audio of the
 validation split (see :mod:`antiphon.training.transcription_bench` and BENCHMARKS.md).
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 from antiphon.training.audio import read_audio
+from antiphon.training.line_loudness import line_releases, line_velocities, power_db
 
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "basic-pitch-nmp.onnx"
 SAMPLE_RATE_HZ = 22050
@@ -62,7 +65,7 @@ LEAP_COST = 2.0  # per octave of leap beyond a fifth between notes of one phrase
 PHRASE_GAP_S = 0.5  # a longer silence between notes: no cost for the leap across it
 WINDOWS_PER_RUN = 16  # windows per onnxruntime call: bounds memory on long recordings
 # Part of every cache key: raise it when the decoding changes what notes it gives.
-DECODING_VERSION = 2
+DECODING_VERSION = 3
 _INPUT = "serving_default_input_2:0"
 _NOTE, _ONSET = "StatefulPartitionedCall:1", "StatefulPartitionedCall:2"
 
@@ -122,7 +125,7 @@ class Transcriber:
     def transcribe_signal(self, signal: np.ndarray) -> np.ndarray:
         """Notes heard in a mono signal at :data:`SAMPLE_RATE_HZ`."""
         note, onset, times_s = self.activations(signal)
-        notes = decode_notes(note, onset, times_s, self.settings)
+        notes = notes_heard(signal, note, onset, times_s, self.settings)
         if len(notes) == 0:
             raise TranscriptionError("no notes heard (silence, or too quiet)")
         return notes
@@ -162,6 +165,24 @@ class Transcriber:
             )
         note, onset = self._session.run([_NOTE, _ONSET], {_INPUT: batch})
         return note, onset
+
+
+def notes_heard(
+    signal: np.ndarray,
+    note: np.ndarray,
+    onset: np.ndarray,
+    times_s: np.ndarray,
+    settings: TranscriptionSettings,
+) -> np.ndarray:
+    """The notes decoded from the model's activations of ``signal`` (see :func:`decode_notes`);
+    a single line's velocities and note ends then come from the signal's loudness (see
+    :mod:`antiphon.training.line_loudness`)."""
+    notes = decode_notes(note, onset, times_s, settings)
+    if settings.single_line and len(notes):
+        power = power_db(signal)
+        notes[:, 3] = line_velocities(power, SAMPLE_RATE_HZ, notes[:, 1])
+        notes[:, 2] = line_releases(power, SAMPLE_RATE_HZ, notes)
+    return notes
 
 
 def decode_notes(

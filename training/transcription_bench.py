@@ -33,7 +33,7 @@ from antiphon.training.transcribe_command import write_midi
 from antiphon.training.transcription import (
     SAMPLE_RATE_HZ,
     Transcriber,
-    decode_notes,
+    notes_heard,
     tuned_settings,
 )
 
@@ -178,7 +178,7 @@ def main() -> None:
                         signal = with_noise(signal, NOISE_SNR_DB, rng)
                     started, cpu_started = time.perf_counter(), time.process_time()
                     note, onset, times_s = transcriber.activations(signal)
-                    default = decode_notes(note, onset, times_s, base)
+                    default = notes_heard(signal, note, onset, times_s, base)
                     wall_s += time.perf_counter() - started
                     cpu_s += time.process_time() - cpu_started
                     audio_s += len(signal) / SAMPLE_RATE_HZ
@@ -189,7 +189,7 @@ def main() -> None:
                         settings = replace(base, onset_threshold=onset_t, frame_threshold=frame_t)
                         estimate = default
                         if settings != base:
-                            estimate = decode_notes(note, onset, times_s, settings)
+                            estimate = notes_heard(signal, note, onset, times_s, settings)
                         key = f"onset {onset_t} frame {frame_t}"
                         rows.setdefault(key, []).append(scores(reference, estimate))
                 summary = {
