@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mido
-from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
+from antiphon.daemon.settings import AUTO_MODEL, SETTINGS_FIELDS, Settings, SettingsError
 
 if TYPE_CHECKING:  # onnxruntime loads only when a reply is made, not for ``--help``
     from antiphon.daemon.musician.model.engine import Engine
@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="the reply, a MIDI file")
     parser.add_argument(
         "--model",
-        default=str(DEFAULT_MODEL),
+        default=AUTO_MODEL,
         help="the ONNX model to play with, or auto (the single-line model for one line, the "
         "piano model for chords)",
     )

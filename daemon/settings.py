@@ -26,9 +26,10 @@ from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
 # The shipped models are package data of ``antiphon.exported_models``; in an installed wheel and
 # in an editable install alike they are plain files in a folder.
 INSTALLED_MODELS_DIR = Path(str(files("antiphon.exported_models")))
-DEFAULT_MODEL = INSTALLED_MODELS_DIR / "antiphon-piano.onnx"
-# ``--model auto``: the single-line model for one line, the piano model for chords
-# (antiphon.daemon.musician.model.voices).
+PIANO_MODEL = INSTALLED_MODELS_DIR / "antiphon-piano.onnx"
+LINE_MODEL = INSTALLED_MODELS_DIR / "antiphon-line.onnx"
+# ``--model auto`` (the default): the single-line model for one line, the piano model for
+# chords (antiphon.daemon.musician.model.voices).
 AUTO_MODEL = "auto"
 
 
@@ -129,7 +130,7 @@ class Settings:
     )
     # Model and sampling
     model: str = _setting(
-        str(DEFAULT_MODEL),
+        AUTO_MODEL,  # chosen on replies to held-out calls (docs/playing.md, "Which model plays")
         "the ONNX model to play with, or auto: the single-line model when the player plays "
         "one line, the piano model when they play chords",
         path=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 import mido
 import pytest
 from antiphon.daemon.musician.answering.reply import format_planned, parse_planned
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.bench_report import (
     Call,
     _planned_notes,
@@ -195,7 +195,7 @@ def test_every_message_heard_on_time_is_matched_and_only_the_dropped_are_lost(
 def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "antiphon.daemon.cli", "bench", "--model", str(DEFAULT_MODEL),
+        [sys.executable, "-m", "antiphon.daemon.cli", "bench", "--model", str(PIANO_MODEL),
          "--calls", "2", "--steps", "200", "--json", str(out)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip

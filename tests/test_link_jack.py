@@ -16,7 +16,7 @@ import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.midi.ports import MidiInput
 from antiphon.daemon.musician.clocks.link_clock import link_installed
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.link_peer import LinkPeer, link_peer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed
@@ -35,7 +35,7 @@ HEAR_TIMEOUT_S = 10.0
 def daemon_args(port_name: str, osc_port: int, *extra: str) -> list[str]:
     return [
         *("--midi-api", "jack", "--seed", "3", "--osc-port", str(osc_port)),
-        *("--port-name", port_name, "--model", str(DEFAULT_MODEL), "--mode", "listen"),
+        *("--port-name", port_name, "--model", str(PIANO_MODEL), "--mode", "listen"),
         *extra,
     ]
 

@@ -20,7 +20,7 @@ import mido
 import pytest
 from antiphon.daemon.midi.port_names import PortError, virtual_port_names
 from antiphon.daemon.midi.ports import MidiInput, MidiOutput, MidiPorts
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import (
     DaemonProcess,
@@ -49,7 +49,7 @@ SETTLE_TIMEOUT_S = REPLY_MAX_S + 8.0
 def daemon_args(port_name: str, *extra: str) -> list[str]:
     return [
         *("--midi-api", "jack", "--seed", "1", "--osc-port", "0", "--port-name", port_name),
-        *("--model", str(DEFAULT_MODEL), "--phrase-gap", str(PHRASE_GAP_S)),
+        *("--model", str(PIANO_MODEL), "--phrase-gap", str(PHRASE_GAP_S)),
         *("--turns", "gap"),
         *("--reply-max-s", str(REPLY_MAX_S), "--clock", "off", *extra),
     ]

@@ -16,7 +16,7 @@ from antiphon.daemon.musician.answering.memory import (
 )
 from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.musician.playing.performer import ManualClock, Performer
-from antiphon.daemon.settings import DEFAULT_MODEL, Settings
+from antiphon.daemon.settings import PIANO_MODEL, Settings
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -163,8 +163,8 @@ def test_an_empty_memory_leaves_the_weights_alone() -> None:
 
 def test_reset_clears_the_memory_and_slots_keep_it() -> None:
     clock = ManualClock()
-    settings = Settings(model=str(DEFAULT_MODEL), seed=1, mirror=0.5)
-    performer = Performer(settings, Engine(DEFAULT_MODEL, seed=1), ListSink(clock), clock=clock)
+    settings = Settings(model=str(PIANO_MODEL), seed=1, mirror=0.5)
+    performer = Performer(settings, Engine(PIANO_MODEL, seed=1), ListSink(clock), clock=clock)
     play(performer, call_messages(SCALE))
     finish(performer)
     heard = performer.memory.notes

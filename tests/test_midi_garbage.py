@@ -14,7 +14,7 @@ import mido
 import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.midi.ports import MidiInput, MidiOutput
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.fuzz import fuzz_calls
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe
@@ -57,7 +57,7 @@ def test_the_daemon_answers_every_call_between_bursts_of_garbage(
     daemon = DaemonProcess(
         [
             *("--midi-api", "jack", "--seed", "1", "--osc-port", "0", "--port-name", port_name),
-            *("--model", str(DEFAULT_MODEL), "--phrase-gap", str(PHRASE_GAP_S)),
+            *("--model", str(PIANO_MODEL), "--phrase-gap", str(PHRASE_GAP_S)),
             *("--turns", "gap"),
             *("--reply-max-s", "1.0"),
         ]

@@ -33,7 +33,7 @@ import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.musician.playing.performer import ManualClock, Performer
-from antiphon.daemon.settings import DEFAULT_MODEL, Settings
+from antiphon.daemon.settings import PIANO_MODEL, Settings
 from antiphon.daemon.surface.mapping import CcControl, ControlMapping, parse_mapping
 from antiphon.daemon.surface.osc import (
     OscControl,
@@ -160,11 +160,11 @@ class Rig:
     """OscControl on a free port, a Performer and engine on a manual clock, a list as output."""
 
     def __init__(self, listener: OscListener, seed: int, mapping: ControlMapping, **values: Any):
-        self.engine = Engine(DEFAULT_MODEL, seed=seed)
+        self.engine = Engine(PIANO_MODEL, seed=seed)
         self.clock = ManualClock()
         self.sink = ListSink(self.clock)
         self.settings = Settings(
-            model=str(DEFAULT_MODEL),
+            model=str(PIANO_MODEL),
             osc_port=free_udp_port(),
             osc_feedback=listener.address,
             **values,
@@ -363,12 +363,12 @@ def test_mapped_ccs_work_with_osc_off_and_may_not_take_the_end_phrase_cc(
     mapping = tmp_path / "knobs.toml"
     mapping.write_text('[cc.74]\nparameter = "noise"\n')
     taps: list[Callable[[Any, float], None]] = []
-    settings = Settings(model=str(DEFAULT_MODEL), osc_port=0, mapping=str(mapping))
+    settings = Settings(model=str(PIANO_MODEL), osc_port=0, mapping=str(mapping))
     assert control_services(settings, rig.performer, taps) == []
     [tap] = taps
     tap(mido.Message("control_change", channel=9, control=74, value=127), 0.0)
     assert rig.performer.parameters.noise == 1.0
-    clash = Settings(model=str(DEFAULT_MODEL), mapping=str(mapping), end_phrase_cc=74)
+    clash = Settings(model=str(PIANO_MODEL), mapping=str(mapping), end_phrase_cc=74)
     with pytest.raises(ControlError, match=r"cc\.74 is the end_phrase_cc"):
         control_services(clash, rig.performer, [])
 
@@ -403,7 +403,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("osc")
     (root / "models").mkdir()
     for name in ("models/a.onnx", "models/b.onnx", "outside.onnx"):
-        shutil.copyfile(DEFAULT_MODEL, root / name)
+        shutil.copyfile(PIANO_MODEL, root / name)
     return root / "models"
 
 

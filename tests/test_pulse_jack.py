@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import mido
 import pytest
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, Timed, note_ons, sounding_notes
 
@@ -117,7 +117,7 @@ def port_name() -> str:
 def daemon(jack_server: JackServer, port_name: str, osc_port: int) -> Iterator[DaemonProcess]:
     args = [
         *("--midi-api", "jack", "--seed", "3", "--osc-port", str(osc_port)),
-        *("--port-name", port_name, "--model", str(DEFAULT_MODEL)),
+        *("--port-name", port_name, "--model", str(PIANO_MODEL)),
         *("--phrase-gap", str(PHRASE_GAP_S), "--reply-max-s", str(REPLY_MAX_S)),
         *("--turns", "gap"),
         *("--clock", "midi", "--reply-start", "beat", "--groove", "1"),

@@ -15,7 +15,7 @@ import mido
 import pytest
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.midi.ports import MidiInput, MidiOutput
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.probe import (
     DaemonProcess,
@@ -37,7 +37,7 @@ WAIT_S = 10.0  # generous: a loaded 2-core machine; a passing test waits only as
 def daemon_args(port_name: str, *extra: str) -> list[str]:
     return [
         *("--midi-api", "jack", "--seed", "1", "--osc-port", "0", "--port-name", port_name),
-        *("--model", str(DEFAULT_MODEL), "--phrase-gap", str(PHRASE_GAP_S), *extra),
+        *("--model", str(PIANO_MODEL), "--phrase-gap", str(PHRASE_GAP_S), *extra),
         *("--turns", "gap"),
     ]
 

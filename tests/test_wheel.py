@@ -197,6 +197,9 @@ def test_the_installed_doctor_finds_the_installed_model_and_no_midi_system(
 ) -> None:
     result = installed.run("doctor", "--midi-api", "jack", "--osc-port", "0", check=False)
     assert result.returncode == 69, result.stdout + result.stderr
-    (model_line,) = [line for line in result.stdout.splitlines() if line.startswith("ok    model:")]
-    assert Path(model_line.split(": ", 1)[1]).is_relative_to(installed.venv)
+    # The default model is auto: both shipped models, each from the installed package.
+    model_lines = [line for line in result.stdout.splitlines() if line.startswith("ok    model:")]
+    models = [Path(line.split(": ", 1)[1]) for line in model_lines]
+    assert sorted(m.name for m in models) == ["antiphon-line.onnx", "antiphon-piano.onnx"]
+    assert all(m.is_relative_to(installed.venv) for m in models)
     assert "no JACK server named 'antiphon-no-such-server' running" in result.stdout

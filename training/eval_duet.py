@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import mido
 import numpy as np
 from antiphon.daemon.codec import Note
-from antiphon.daemon.settings import DEFAULT_MODEL, Settings, SettingsError
+from antiphon.daemon.settings import PIANO_MODEL, Settings, SettingsError
 
 if TYPE_CHECKING:
     from antiphon.daemon.musician.model.engine import Engine
@@ -378,7 +378,7 @@ def format_summary(name: str, summary: dict[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sources", type=Path, nargs="+", metavar="CORPUS_DIR_OR_MIDI_FOLDER")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the ONNX model to play with")
+    parser.add_argument("--model", default=str(PIANO_MODEL), help="the ONNX model to play with")
     parser.add_argument(
         "--split", default=None,
         help="the split point (MIDI note; 'lowest': each file's lowest note, Antiphon comps "

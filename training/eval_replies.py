@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import mido
 import numpy as np
 from antiphon.daemon.respond import RESPOND_SETTINGS, TimedMessage
-from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS
+from antiphon.daemon.settings import AUTO_MODEL, SETTINGS_FIELDS
 from antiphon.training.calls import SILENCE_S
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("corpus", type=Path, help="a corpus folder (`antiphon corpus`)")
     parser.add_argument(
         "--model",
-        default=str(DEFAULT_MODEL),
+        default=AUTO_MODEL,
         help="the ONNX model to answer with, or auto (the single-line model for one line, "
         "the piano model for chords)",
     )

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from antiphon.daemon.settings import (
     AUTO_MODEL,
+    LINE_MODEL,
+    PIANO_MODEL,
     Settings,
     SettingsError,
     add_settings_arguments,
@@ -100,8 +102,6 @@ def diagnose(args: argparse.Namespace) -> list[Finding]:
     """Every finding, in the order ``antiphon run`` starts up in."""
     settings, config = _settings(args)
     if settings.model == AUTO_MODEL:  # both shipped models must load
-        from antiphon.daemon.musician.model.voices import LINE_MODEL, PIANO_MODEL
-
         findings = [config, _model(str(PIANO_MODEL)), _model(str(LINE_MODEL))]
     else:
         findings = [config, _model(settings.model)]

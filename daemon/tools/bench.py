@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.bench_pulse import measure_pulse, pulse_rows
 from antiphon.daemon.tools.bench_report import (
     PHRASE_GAP_S,
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         type=Path,
-        default=DEFAULT_MODEL,
+        default=PIANO_MODEL,
         help="the ONNX model (default: the shipped one)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")

@@ -58,7 +58,7 @@ def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
 
 def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
-    from antiphon.daemon.settings import DEFAULT_MODEL
+    from antiphon.daemon.settings import PIANO_MODEL
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, note_ons, sounding_notes
 
@@ -71,7 +71,7 @@ def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
     daemon = DaemonProcess(
         [
             *("--midi-api", "jack", "--port-name", name, "--osc-port", "0", "--seed", "1"),
-            *("--model", str(DEFAULT_MODEL), "--mode", "duet", "--split", str(split)),
+            *("--model", str(PIANO_MODEL), "--mode", "duet", "--split", str(split)),
         ],
         env=env,
     )

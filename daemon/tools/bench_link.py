@@ -35,7 +35,7 @@ from typing import Any
 import mido
 import numpy as np
 from antiphon.daemon.midi.port_names import virtual_port_names
-from antiphon.daemon.settings import DEFAULT_MODEL
+from antiphon.daemon.settings import PIANO_MODEL
 from antiphon.daemon.tools.jack_server import JackServer
 from antiphon.daemon.tools.link_peer import LinkPeer, LinkPeerError, link_peer
 from antiphon.daemon.tools.probe import (
@@ -94,7 +94,7 @@ def _rig(
     a probe on its ports, all stopped after the block, whatever happens."""
     args = [
         *("--midi-api", "jack", "--port-name", PORT_NAME, "--osc-port", "0"),
-        *("--model", str(DEFAULT_MODEL), "--seed", "1"),
+        *("--model", str(PIANO_MODEL), "--seed", "1"),
         *flags,
     ]
     with link_peer(peer_bpm) as peer:

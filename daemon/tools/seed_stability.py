@@ -29,7 +29,7 @@ import onnxruntime as ort
 from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.musician.model.model_file import session_options
 from antiphon.daemon.respond import TimedMessage, respond
-from antiphon.daemon.settings import DEFAULT_MODEL, Settings
+from antiphon.daemon.settings import PIANO_MODEL, Settings
 
 LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -162,7 +162,7 @@ def measure(model: str, calls: int, seeds: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(DEFAULT_MODEL))
+    parser.add_argument("--model", default=str(PIANO_MODEL))
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--json", type=Path, help="write the figures here")

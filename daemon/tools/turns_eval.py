@@ -32,7 +32,7 @@ import mido
 import numpy as np
 from antiphon.daemon.codec import KeyEvent, Note, key_events_to_notes
 from antiphon.daemon.musician.hearing.turns import AUTO_PHRASE_GAP_S
-from antiphon.daemon.settings import DEFAULT_MODEL, SETTINGS_FIELDS, Settings, SettingsError
+from antiphon.daemon.settings import PIANO_MODEL, SETTINGS_FIELDS, Settings, SettingsError
 from antiphon.daemon.tools.turns_replay import (
     EAGERNESSES,
     FIXED_GAPS_S,
@@ -231,7 +231,7 @@ def format_summary(report: dict[str, Any]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, metavar="CORPUS_DIR_OR_MIDI_FOLDER")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the ONNX model to listen with")
+    parser.add_argument("--model", default=str(PIANO_MODEL), help="the ONNX model to listen with")
     parser.add_argument(
         "--split", default="test", choices=["test", "validation", "train"],
         help="the corpus split (default: test)",

@@ -26,12 +26,10 @@ from antiphon.daemon.codec import encode_notes, notes_from_array
 from antiphon.daemon.musician.hearing.motion import overlap_share
 from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.musician.model.model_file import ModelError
-from antiphon.daemon.settings import AUTO_MODEL, INSTALLED_MODELS_DIR, Settings
+from antiphon.daemon.settings import AUTO_MODEL, LINE_MODEL, PIANO_MODEL, Settings
 
 log = logging.getLogger(__name__)
 
-PIANO_MODEL = INSTALLED_MODELS_DIR / "antiphon-piano.onnx"
-LINE_MODEL = INSTALLED_MODELS_DIR / "antiphon-line.onnx"
 VOICES = ("piano", "line")
 LINE_AT_MOST = 0.1
 CHORDS_AT_LEAST = 0.3
