@@ -18,7 +18,8 @@ onset (27 % in the MIDI). The audio's own short-time power says both better:
 Both were fitted on the first 30 s of the 181 solos of jazz-solos-dev's 31 training
 soloists (split by soloist, seed 0), rendered as tenor saxophone by fluidsynth (FluidR3_GM;
 BENCHMARKS.md, "Transcription"), never on the held-out soloists, by scripts kept with the
-benchmark notes (``fit_velocity.py``, ``fit_release_audio.py``). The velocity curve is
+benchmark notes, now ``python -m antiphon.training.line_loudness_fit``
+(:mod:`antiphon.training.line_loudness_fit`). The velocity curve is
 quantile matching: the quantiles (1, 5, 10, 20, ..., 90, 95, 99 %) of the transcribed
 notes' relative levels against the same quantiles of the MIDI velocities' distance from
 their file's median velocity, plus the median of those medians (108). The release drop was
@@ -72,11 +73,12 @@ def line_velocities(power: np.ndarray, rate_hz: int, onsets_s: np.ndarray) -> np
     return np.clip(np.round(velocities), 1, 127)
 
 
-def line_releases(power: np.ndarray, rate_hz: int, notes: np.ndarray) -> np.ndarray:
+def line_releases(
+    power: np.ndarray, rate_hz: int, notes: np.ndarray, drop_db: float = RELEASE_DROP_DB
+) -> np.ndarray:
     """Each note's end (s): after the last frame, before its present end, whose power is
-    within :data:`RELEASE_DROP_DB` of its peak (the peak over its first
-    :data:`LEVEL_WINDOW_S`); never later than the end it had. ``notes``: pitch, onset_s,
-    offset_s, ... rows."""
+    within ``drop_db`` of its peak (the peak over its first :data:`LEVEL_WINDOW_S`); never
+    later than the end it had. ``notes``: pitch, onset_s, offset_s, ... rows."""
     ends = notes[:, 2].astype(np.float64).copy()
     first = _frame(notes[:, 1], rate_hz, len(power))
     last = _frame(notes[:, 2], rate_hz, len(power))
@@ -85,7 +87,7 @@ def line_releases(power: np.ndarray, rate_hz: int, notes: np.ndarray) -> np.ndar
         if b - a < MIN_RELEASE_FRAMES:
             continue
         heard = power[a:b]
-        loud = np.nonzero(heard >= heard[:window].max() - RELEASE_DROP_DB)[0]
+        loud = np.nonzero(heard >= heard[:window].max() - drop_db)[0]
         ends[i] = min(ends[i], (a + loud[-1] + 1) * FRAME_SAMPLES / rate_hz)
     return ends
 
