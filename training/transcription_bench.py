@@ -11,6 +11,9 @@ or 50 ms). Speed is seconds of audio transcribed per second of wall time, and pe
 
 ``--grid`` decodes each file's activations under several thresholds (for tuning, on the
 validation split); the figures to report come from the test split at the chosen settings.
+``--write-renders OUT`` does none of this: it writes the first ``--seconds`` of every jazz
+solo as MIDI and rendered as saxophone, the material of the model trained on transcribed
+audio and of :mod:`antiphon.training.line_loudness_fit` (BENCHMARKS.md, "Transcription").
 Needs fluidsynth, a GM soundfont and ``pip install mir_eval`` (benchmark only). JSON out.
 """
 
@@ -79,11 +82,32 @@ def excerpt(path: Path, seconds: float) -> np.ndarray:
 
 
 def render(notes: np.ndarray, program: int, folder: Path, name: str) -> np.ndarray:
-    midi, wav = folder / f"{name}.mid", folder / f"{name}.wav"
+    wav = folder / f"{name}.wav"
+    render_files(notes, program, folder / f"{name}.mid", wav)
+    return read_audio(wav, SAMPLE_RATE_HZ)
+
+
+def render_files(notes: np.ndarray, program: int, midi: Path, wav: Path) -> None:
+    """``notes`` written to the MIDI file ``midi`` and rendered by fluidsynth to ``wav``."""
     write_midi(notes, midi, program)
     command = ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(RENDER_RATE_HZ)]
     subprocess.run([*command, "-F", str(wav), SOUNDFONT, str(midi)], check=True)
-    return read_audio(wav, SAMPLE_RATE_HZ)
+
+
+def write_renders(jazz: Path, out: Path, seconds: float) -> int:
+    """The first ``seconds`` of every solo under ``jazz``, as MIDI (``out/midi``) and
+    rendered as tenor saxophone (``out/wav``), each of the solo's name: what the model
+    trained on transcribed audio and ``line_loudness_fit`` start from. Returns the count."""
+    (out / "midi").mkdir(parents=True, exist_ok=True)
+    (out / "wav").mkdir(parents=True, exist_ok=True)
+    sources = folder_sources(jazz, "prefix")
+    for source in sources:
+        stem = Path(source.path).stem
+        notes = excerpt(Path(source.path), seconds)
+        render_files(
+            notes, PROGRAMS["saxophone"], out / "midi" / f"{stem}.mid", out / "wav" / f"{stem}.wav"
+        )
+    return len(sources)
 
 
 def pink_noise(length: int, rng: np.random.Generator) -> np.ndarray:
@@ -143,7 +167,15 @@ def main() -> None:
     parser.add_argument("--onset-threshold", type=float, help="default: tuned_settings()")
     parser.add_argument("--frame-threshold", type=float, help="default: tuned_settings()")
     parser.add_argument("--kinds", default="saxophone,trumpet,piano")
+    parser.add_argument(
+        "--write-renders", type=Path, metavar="OUT",
+        help="instead: write the first --seconds of every --jazz solo to OUT/midi and OUT/wav",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.write_renders is not None:
+        count = write_renders(args.jazz, args.write_renders, args.seconds)
+        print(f"{count} solos written to {args.write_renders}")
+        return
 
     kinds = args.kinds.split(",")
     sets = {
