@@ -292,6 +292,7 @@ class TurnJudge:
         # answer on, at the moments the hazard was fitted on.
         first_s = max(hazard.earliest_s, MIN_GAP_S)
         self._moments_s = np.arange(first_s, AUTO_PHRASE_GAP_S + 1e-9, CALIBRATION_STEP_S)
+        self._log_moments = np.log(self._moments_s / MIN_GAP_S)
         # The silence judged last: the fitted log-odds at each calibration moment.
         self._judged: np.ndarray | None = None
 
@@ -303,26 +304,40 @@ class TurnJudge:
             self._longest_s = longest_s
         return self._times_s
 
-    def _fitted_log_odds(self, times_s: np.ndarray, silence_start_s: float) -> np.ndarray:
-        """The hazard's log-odds of going on at ``times_s`` into the silence, without the
-        player's own intercept."""
+    def _silence_terms(self, silence_start_s: float) -> tuple[float, float, float, float]:
+        """What the hazard needs of the playing before the silence, computed once a silence:
+        its level and slope (the cues weighed), the time from the last onset group's start to
+        the silence, and the player's interval."""
         notes = self.notes
         cues = notes.cues(silence_start_s)
         level = self.hazard.bias + float(self._cue_weights @ cues)
         slope = float(self._cue_slopes @ cues)
-        timed = (
-            time_terms(times_s, notes.since_s(silence_start_s), notes.interval_s())
-            @ self._time_weights
-        )
-        return level + slope * np.log(times_s / MIN_GAP_S) + timed
+        return level, slope, notes.since_s(silence_start_s), notes.interval_s()
+
+    def _fitted_log_odds(
+        self,
+        times_s: np.ndarray,
+        log_times: np.ndarray,
+        terms: tuple[float, float, float, float],
+    ) -> np.ndarray:
+        """The hazard's log-odds of going on at ``times_s`` into the silence (``log_times``:
+        log(times_s / MIN_GAP_S)), without the player's own intercept."""
+        level, slope, since_s, interval_s = terms
+        timed = time_terms(times_s, since_s, interval_s) @ self._time_weights
+        return level + slope * log_times + timed
+
+    def _going_on(
+        self, longest_s: float, terms: tuple[float, float, float, float]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._learn()
+        times_s = self._grid(longest_s)
+        log_odds = self.player_bias + self._fitted_log_odds(times_s, self._log_times, terms)
+        return times_s, 1.0 / (1.0 + np.exp(-log_odds))
 
     def going_on(self, longest_s: float, silence_start_s: float) -> tuple[np.ndarray, np.ndarray]:
         """The waits tried and, for each, the chance that the player goes on within the
         horizon having been silent that long."""
-        self._learn()
-        times_s = self._grid(longest_s)
-        log_odds = self.player_bias + self._fitted_log_odds(times_s, silence_start_s)
-        return times_s, 1.0 / (1.0 + np.exp(-log_odds))
+        return self._going_on(longest_s, self._silence_terms(silence_start_s))
 
     def wait_s(
         self,
@@ -335,7 +350,8 @@ class TurnJudge:
         between ``min_gap_s`` and ``longest_s``. Remembered for :meth:`heard_pause`."""
         if longest_s <= self.min_gap_s:
             return longest_s
-        times_s, chance = self.going_on(longest_s, silence_start_s)
+        terms = self._silence_terms(silence_start_s)
+        times_s, chance = self._going_on(longest_s, terms)
         threshold = np.array((threshold_for(eagerness, self.hazard.threshold),))
         wait_s = float(first_waits_s(times_s, chance, threshold, self.hazard.earliest_s)[0])
         if beat is not None and beat.confidence >= BEAT_CONFIDENCE:
@@ -343,7 +359,7 @@ class TurnJudge:
             wait_s = max(wait_s, min(to_beat_s, longest_s))
         wait_s = min(max(wait_s, self.min_gap_s), longest_s)
         if math.isfinite(self.hazard.calibration_prior):
-            self._judged = self._fitted_log_odds(self._moments_s, silence_start_s)
+            self._judged = self._fitted_log_odds(self._moments_s, self._log_moments, terms)
         return wait_s
 
     def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
