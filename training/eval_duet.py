@@ -409,6 +409,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from antiphon.daemon.musician.model.engine import Engine
     from antiphon.daemon.musician.model.model_file import ModelError
+    from antiphon.daemon.tools.turns_eval import replay_settings
     from antiphon.training.corpus import CorpusError
 
     chosen = {
@@ -423,14 +424,7 @@ def run(args: argparse.Namespace) -> int:
             if not args.split.isdigit():
                 raise DuetEvalError(f"--split: a MIDI note number or 'lowest', got {args.split!r}")
             chosen["duet_split"] = int(args.split)
-        settings = Settings(
-            model=args.model,
-            mode="duet",
-            echo_window_ms=0.0,
-            held_key_timeout_s=600.0,  # a note held long is not a lost note-off here
-            seed=0,
-            **chosen,
-        )
+        settings = replay_settings(args.model, "duet", **chosen)
         split = None if args.split == "lowest" else settings.duet_split
         engine = Engine(settings.model, seed=0)
         plotted = args.plot is None

@@ -254,6 +254,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def replay_settings(model: str, mode: str, **chosen: Any) -> Settings:
+    """The settings for playing a recorded performance into the performer: nothing loops
+    back to echo, a note held long in a file is not a lost note-off, seed 0; ``chosen``
+    settings on top."""
+    return Settings(
+        model=model,
+        mode=mode,
+        echo_window_ms=0.0,
+        held_key_timeout_s=600.0,
+        seed=0,
+        **chosen,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from antiphon.daemon.musician.model.engine import Engine
     from antiphon.daemon.musician.model.model_file import ModelError
@@ -263,14 +277,7 @@ def run(args: argparse.Namespace) -> int:
         name: getattr(args, name) for name in TURN_SETTINGS if getattr(args, name) is not None
     }
     try:
-        settings = Settings(
-            model=args.model,
-            mode="listen",
-            echo_window_ms=0.0,
-            held_key_timeout_s=600.0,  # a note held long is not a lost note-off here
-            seed=0,
-            **chosen,
-        )
+        settings = replay_settings(args.model, "listen", **chosen)
         engine = Engine(settings.model, seed=0)
         if (args.source / "corpus.json").is_file():
             performances = corpus_performances(args.source, args.split, args.limit)
