@@ -27,6 +27,7 @@ from antiphon.training.expressive import Rendering
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.midi_files import write_eighths
 from tests.tiny_abc import CHORDS, TinyTune, tiny_tune, write_tunebook
 from tests.tiny_corpus import tiny_train_config
 
@@ -247,13 +248,7 @@ def test_a_model_trained_on_a_tunebook_plays(tmp_path: Path) -> None:
     progress = train(config)
     assert progress.step > 0 and np.isfinite(progress.validation[-1]["bits_per_token"])
     model = export_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "abc.onnx")
-    call = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    for pitch in (67, 69, 71, 72, 74, 72, 71, 69):
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, time=240))
-    call.tracks.append(track)
-    call.save(tmp_path / "call.mid")
+    write_eighths(tmp_path / "call.mid", [67, 69, 71, 72, 74, 72, 71, 69])
     parser = argparse.ArgumentParser()
     respond.add_arguments(parser)
     args = [str(tmp_path / "call.mid"), "-o", str(tmp_path / "reply.mid")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mido
 import pytest
 from antiphon.daemon.cli import main
 from antiphon.daemon.codec import Note
@@ -27,6 +26,7 @@ from antiphon.daemon.tools.turns_replay import (
     trade_off,
 )
 
+from tests.midi_files import write_midi
 from tests.test_performer import shared_engine
 
 
@@ -54,21 +54,6 @@ def test_fixed_gaps_are_figured_on_the_same_silences() -> None:
     assert rows["gap 0.15"]["false"] == 3 and rows["gap 0.35"]["false"] == 2
     assert rows["gap 0.5"]["false"] == 1 and rows["gap 0.5"]["median_delay_s"] == 0.5
     assert rows["detector"]["missed"] == 1
-
-
-def write_midi(path: Path, notes: list[tuple[int, float, float]]) -> None:
-    midi = mido.MidiFile(ticks_per_beat=480)  # 120 bpm: 960 ticks a second
-    track = mido.MidiTrack()
-    events = [(on, "note_on", p) for p, on, _ in notes] + [
-        (off, "note_off", p) for p, _, off in notes
-    ]
-    last_tick = 0
-    for time_s, kind, pitch in sorted(events, key=lambda e: (e[0], e[1] == "note_on")):
-        tick = round(time_s * 960)
-        track.append(mido.Message(kind, note=pitch, velocity=80, time=tick - last_tick))
-        last_tick = tick
-    midi.tracks.append(track)
-    midi.save(path)
 
 
 def test_a_midi_folder_gets_one_line_per_silence_and_a_summary(tmp_path: Path) -> None:

@@ -38,11 +38,8 @@ from antiphon.daemon.surface.vocabulary import Action
 from antiphon.training.eval_replies import messages_to_notes, notes_to_messages
 
 from tests.test_control import decode, message
+from tests.test_motion import notes
 from tests.test_performer import ListSink
-
-
-def notes(rows: list[tuple[float, float, float]]) -> np.ndarray:
-    return np.asarray([(p, on, off, 80) for p, on, off in rows], np.float32).reshape(-1, 4)
 
 
 def line_call(start_s: float = 0.0) -> np.ndarray:

@@ -23,6 +23,8 @@ from pathlib import Path
 import mido
 import pytest
 
+from tests.midi_files import write_eighths
+
 pytestmark = [pytest.mark.system, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,14 +180,7 @@ def test_the_installed_command_runs_from_anywhere_without_torch(installed: Insta
 
 
 def test_the_installed_command_answers_a_call_with_the_shipped_model(installed: Installed) -> None:
-    call = installed.stage / "call.mid"
-    midi = mido.MidiFile(ticks_per_beat=480)
-    track = mido.MidiTrack()
-    for pitch in (60, 62, 64, 65, 67, 65, 64, 62):
-        track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
-        track.append(mido.Message("note_off", note=pitch, time=240))
-    midi.tracks.append(track)
-    midi.save(call)
+    write_eighths(installed.stage / "call.mid", [60, 62, 64, 65, 67, 65, 64, 62])
     installed.run("respond", "call.mid", "-o", "reply.mid", "--seed", "1")
     reply = mido.MidiFile(installed.stage / "reply.mid")
     notes = [m for m in mido.merge_tracks(reply.tracks) if m.type == "note_on" and m.velocity]
