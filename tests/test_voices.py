@@ -21,17 +21,10 @@ from antiphon.daemon.musician.answering.follow import (
 from antiphon.daemon.musician.hearing.motion import overlap_share
 from antiphon.daemon.musician.hearing.phrase_shape import shape_of
 from antiphon.daemon.musician.model.engine import Engine
-from antiphon.daemon.musician.model.voices import (
-    LINE_MODEL,
-    PIANO_MODEL,
-    VoiceChooser,
-    Voices,
-    open_engine,
-    replay,
-)
+from antiphon.daemon.musician.model.voices import VoiceChooser, Voices, open_engine, replay
 from antiphon.daemon.musician.playing.performer import ManualClock, Performer
 from antiphon.daemon.respond import TimedMessage, respond
-from antiphon.daemon.settings import AUTO_MODEL, Settings
+from antiphon.daemon.settings import AUTO_MODEL, LINE_MODEL, PIANO_MODEL, Settings
 from antiphon.daemon.surface.datagrams import ControlSurface
 from antiphon.daemon.surface.mapping import parse_mapping
 from antiphon.daemon.surface.vocabulary import Action
