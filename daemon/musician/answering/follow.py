@@ -271,6 +271,20 @@ def shift_table(shifts_s: np.ndarray, target_s: float, weight: float) -> np.ndar
     return -weight * np.square(octaves)
 
 
+def shifts_toward(
+    out: np.ndarray, shifts_s: np.ndarray, elapsed_s: float, target_s: float, weight: float
+) -> np.ndarray:
+    """Fill ``out`` with the time shifts' biases toward landing ``target_s`` after a start
+    ``elapsed_s`` ago (``weight`` nats per octave squared off it), as a row of
+    :func:`shift_table` but for any elapsed time and target; returns ``out``."""
+    np.add(shifts_s, max(elapsed_s, 0.0), out=out)
+    out /= target_s
+    np.log2(out, out=out)
+    np.square(out, out=out)
+    out *= -weight
+    return out
+
+
 def shift_row(elapsed_s: float) -> int:
     """The row of :func:`shift_table` for ``elapsed_s`` since the start."""
     steps = math.log2(max(elapsed_s, ELAPSED_FROM_S) / ELAPSED_FROM_S)
@@ -307,13 +321,8 @@ class PaceBias:
         or, with ``pause_s`` (a pause is due), from that long after it."""
         if pause_s is None:
             return self._table[shift_row(elapsed_s)]
-        octaves = self._shift_bias
-        np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
-        octaves /= pause_s
-        np.log2(octaves, out=octaves)
-        np.square(octaves, out=octaves)
-        octaves *= -self._follow * PAUSE_WEIGHT
-        return octaves
+        weight = self._follow * PAUSE_WEIGHT
+        return shifts_toward(self._shift_bias, self._shifts_s, elapsed_s, pause_s, weight)
 
 
 class ArticulationBias:
@@ -371,13 +380,9 @@ class ArticulationBias:
     def add_shifts(self, shifts: np.ndarray, elapsed_s: float, length_s: float) -> None:
         """Add to ``shifts`` (in place) the push of each time shift toward landing on the
         target interval (in octaves, squared)."""
-        octaves = self._shift_bias
-        np.add(self._shifts_s, max(elapsed_s, 0.0), out=octaves)
-        octaves /= self.target_s(length_s)
-        np.log2(octaves, out=octaves)
-        np.square(octaves, out=octaves)
-        octaves *= -0.5 * self._weight
-        shifts += octaves
+        target_s = self.target_s(length_s)
+        weight = 0.5 * self._weight
+        shifts += shifts_toward(self._shift_bias, self._shifts_s, elapsed_s, target_s, weight)
 
 
 class ContourBias:
