@@ -67,6 +67,11 @@ MALFORMED_LOG_INTERVAL_S = 5.0
 # How long a message sent on JACK may take to reach its destination: RtMidi queues it for
 # the next cycle, so a client that closes sooner loses it (a few periods of any size).
 JACK_IN_FLIGHT_S = 0.1
+# How long a new JACK connection from an output is left before anything is sent on it: in its
+# first cycles the listener may run before the new port has ever cleared its buffer, and libjack
+# drops that cycle's events ("MidiBufferMixdown - invalid source buffer"). Seen under load: a
+# burst sent at once after connecting was lost whole.
+JACK_CONNECTION_SETTLE_S = 0.1
 # How long a paused input waits for a callback already on its way (one that took its event
 # before the pause and waits for the GIL): the GIL is free meanwhile, so it runs at once.
 CALLBACK_SETTLE_S = 0.005
@@ -526,6 +531,15 @@ class MidiOutput(_Endpoint):
     def _own_port(self) -> str:
         return self.names.output_port
 
+    def open(self) -> None:
+        super().open()
+        if self.connected_to is not None:
+            self._settle_connection()
+
+    def _settle_connection(self) -> None:
+        if self.api == "jack":
+            time.sleep(JACK_CONNECTION_SETTLE_S)
+
     def send(self, message: mido.Message) -> None:
         self.send_raw(message.bytes())
 
@@ -547,6 +561,8 @@ class MidiOutput(_Endpoint):
     def _reconnect(self, target: str) -> None:
         with self._lock:
             super()._reconnect(target)
+        self._settle_connection()  # still absent meanwhile: the engine's sends are dropped
+        with self._lock:
             left = len(self._wire)
             for message in self._wire.release():
                 self._rt.send_message(message.bytes())
