@@ -14,6 +14,7 @@ from antiphon.daemon.codec import CodecConfig, Vocabulary
 from antiphon.daemon.musician.answering import speculation
 from antiphon.daemon.musician.answering.follow import (
     NO_GROUP,
+    ContourBias,
     FollowBias,
     HeardCall,
     Steering,
@@ -305,11 +306,39 @@ def test_the_contour_push_turns_a_line_as_often_as_the_call_does() -> None:
         bias = FollowBias(call, Steering(follow=1.0, contour_weight=1.0), VOCABULARY)
         assert bias.contour is not None
         plain = bias.bias(group, 0.5, -math.inf).copy()  # no move yet: no push
-        rising = bias.bias(group, 0.5, -math.inf, (64, 1)).copy()
+        rising = bias.bias(group, 0.5, -math.inf, (64, 1, 1, 0)).copy()
         down, up = VOCABULARY.note_on(62), VOCABULARY.note_on(66)
         assert np.sign(rising[down] - plain[down]) == sign  # turning after a rise
         assert rising[up] == plain[up] and rising[VOCABULARY.note_on(64)] == plain[64]
-        falling = bias.bias(group, 0.5, -math.inf, (64, -1))
+        falling = bias.bias(group, 0.5, -math.inf, (64, -1, 1, 0))
         assert np.sign(falling[up] - plain[up]) == sign
-        chords = bias.bias(group, 0.5, None, (64, 1))  # not answering one line: no push
+        chords = bias.bias(group, 0.5, None, (64, 1, 1, 0))  # not answering one line: no push
         assert np.array_equal(chords, plain)
+
+
+@given(
+    share=st.floats(0.0, 1.0),
+    moves=st.integers(1, 40),
+    turned=st.floats(0.0, 1.0),
+    gain=st.floats(0.1, 4.0),
+)
+def test_the_contour_correction_turns_a_line_toward_the_calls_share(
+    share: float, moves: int, turned: float, gain: float
+) -> None:
+    turns = round(turned * (moves - 1))
+    line = (64, 1, moves, turns)  # it rose last: pitches below turn
+    fixed, corrected = np.zeros(128), np.zeros(128)
+    ContourBias(share, 1.0, 1.0, 0.0).add(fixed, line)
+    ContourBias(share, 1.0, 1.0, gain).add(corrected, line)
+    assert np.all(fixed[64:] == 0.0) and np.all(corrected[64:] == 0.0)
+    correction = corrected[0] - fixed[0]
+    # Turning brings the line's share nearer the call's: pushed up; farther: down.
+    after_turning, after_not = abs(turns + 1 - share * moves), abs(turns - share * moves)
+    if after_turning < after_not - 1e-6:
+        assert correction > 0
+    elif after_turning > after_not + 1e-6:
+        assert correction < 0
+    # At gain 0 the counts change nothing.
+    other = np.zeros(128)
+    ContourBias(share, 1.0, 1.0, 0.0).add(other, (64, 1, 1, 0))
+    assert np.array_equal(other, fixed)

@@ -87,6 +87,11 @@ PAUSE_AFTER = 2.0  # a pause is due when the density puts the next group this ma
 # (validation soloists: articulation distance 0.218 at 2, 0.134 at 4, 0.082 at 8).
 LINE_PAUSE_AFTER = 8.0
 CONTOUR_SHARE_MAX = 0.9  # the call's share of direction changes, kept within 0.1 to 0.9
+# The contour push's correction, in nats per turn the reply's line is short of (or past) the
+# call's share so far, at follow 1 (ContourBias). Chosen on the validation soloists: contour
+# distance 0.100 at 0, 0.028 at 4, 0.020 at 8, 0.019 at 16 (BENCHMARKS.md, "A voice for
+# single-line players").
+CONTOUR_GAIN = 8.0
 PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
 # Nats per octave squared a time shift lands from the target, either way: falling short costs
 # as much as overshooting, or the model splits one pause into many tiny shifts.
@@ -98,9 +103,10 @@ MAX_CALL_NOTES = 512  # the heard call keeps its last this many notes
 PASSAGE_BREAK_S = 1.0  # a silence this long starts a new call (the "real ends" of a phrase)
 DEFAULT_IOI_S = 0.25  # the target interval of a one-chord call with no density to go by
 
-# A one-line reply's line: its last pitch (-1: none yet) and the sign of its last move (0: none).
-LineState = tuple[int, int]
-NO_LINE: LineState = (-1, 0)
+# A one-line reply's line: its last pitch (-1: none yet), the sign of its last move (0: none),
+# how many times it has moved and how many of those moves turned against the one before.
+LineState = tuple[int, int, int, int]
+NO_LINE: LineState = (-1, 0, 0, 0)
 # (the open onset group's first note time, its notes, the reply's groups, its first note time)
 GroupState = tuple[float, int, int, float]
 NO_GROUP: GroupState = (-math.inf, 0, 0, -math.inf)
@@ -390,25 +396,35 @@ class ContourBias:
     against the last move get ``weight`` times the log-odds of the call's share of direction
     changes (:func:`~antiphon.daemon.musician.hearing.motion.direction_changes`): down after
     a call that runs on, up after one that zigzags, nothing after one that turns half the
-    time.
+    time. Then a correction by the line so far, ``gain`` nats per turn it is short of the
+    call's share (or past it): drawn turn by turn with a fixed push, a short reply's share
+    strays from the call's by chance; kept to it, it strays less.
 
     Args:
         call_changes: the call's share of direction changes.
         follow: the knob.
         weight: the share of the log-odds pushed, at follow 1.
+        gain: the correction at follow 1 (0: none).
     """
 
-    def __init__(self, call_changes: float, follow: float, weight: float) -> None:
+    def __init__(self, call_changes: float, follow: float, weight: float, gain: float) -> None:
         share = min(CONTOUR_SHARE_MAX, max(1.0 - CONTOUR_SHARE_MAX, call_changes))
         self.turn = follow * weight * math.log(share / (1.0 - share))
+        self._share = call_changes
+        self._gain = follow * gain
 
     def add(self, on_bias: np.ndarray, line: LineState) -> None:
         """Add the push to the note-ons' biases (in place), after the line's last move."""
-        pitch, direction = line
+        pitch, direction, moves, turns = line
+        turn = self.turn
+        if self._gain and moves:
+            # Turning now is nearer the call's share if it leaves the turns so far (out of
+            # the moves after the first) nearer that share of the moves made by then.
+            turn += self._gain * (self._share * moves - turns - 0.5)
         if direction > 0:
-            on_bias[:pitch] += self.turn
+            on_bias[:pitch] += turn
         elif direction < 0:
-            on_bias[pitch + 1 :] += self.turn
+            on_bias[pitch + 1 :] += turn
 
 
 class DensityBias:
@@ -470,7 +486,7 @@ class FollowBias:
         self.contour = (
             None
             if call_changes is None
-            else ContourBias(call_changes, follow, steering.contour_weight)
+            else ContourBias(call_changes, follow, steering.contour_weight, CONTOUR_GAIN)
         )
         self._bias = np.zeros(vocabulary.size, np.float64)
         # Views of the bias by kind, made once: a draw fills them in place.

@@ -83,9 +83,11 @@ class ReplyShaping:
             melody, _ = advance(melody, pitch, time_s)
         line = state.line
         if self.one_line:
-            last, direction = line
+            last, direction, moves, turns = line
             move = 0 if last < 0 else (pitch > last) - (pitch < last)
-            line = (pitch, move or direction)
+            if move:
+                moves, turns = moves + 1, turns + (direction != 0 and move != direction)
+            line = (pitch, move or direction, moves, turns)
         return ShapingState(after_note_on(state.group, time_s), melody, state.released_s, line)
 
     def after_note_off(self, state: ShapingState, time_s: float) -> ShapingState:
