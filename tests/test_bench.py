@@ -11,14 +11,15 @@ import mido
 import pytest
 from antiphon.daemon.musician.answering.reply import format_planned, parse_planned
 from antiphon.daemon.settings import PIANO_MODEL
+from antiphon.daemon.tools.bench_duet import PLANNED_LINE as DUET_PLANNED_LINE
 from antiphon.daemon.tools.bench_report import (
     Call,
-    _planned_notes,
     _split_reaction,
     exact_timing,
     judge,
     live_figures,
     percentiles,
+    planned_notes,
     reply_lines,
     timing_error_bound_ms,
 )
@@ -134,8 +135,11 @@ def test_the_planned_times_come_from_the_daemons_debug_lines() -> None:
         "reply phrase_end_s=12.500 notes=1",
         "2025-05-01 21:30:09.001 DEBUG antiphon.daemon.musician.playing.performer: "
         "reply messages phrase_end_s=14.0 planned=+62@14.000000",
+        "2025-05-01 21:30:11.001 DEBUG antiphon.daemon.musician.playing.performer: "
+        "duet messages planned=+48@15.000000,-48@15.250000",
     ]
-    assert _planned_notes(lines) == [(12.5, True, 60), (12.75, False, 60), (14.0, True, 62)]
+    assert planned_notes(lines) == [(12.5, True, 60), (12.75, False, 60), (14.0, True, 62)]
+    assert planned_notes(lines, DUET_PLANNED_LINE) == [(15.0, True, 48), (15.25, False, 48)]
 
 
 def test_exact_timing_pairs_each_arrival_with_its_planned_message() -> None:

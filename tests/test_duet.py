@@ -5,7 +5,9 @@ left sounding, ended at the bar when the player stops; call mode untouched."""
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +194,27 @@ def test_the_duet_part_plays_below_the_split_while_the_player_plays() -> None:
     assert not sink.note_ons(channel=0), "no phrase answer in duet mode"
     assert sink.sounding() == set()
     assert performer.status()["duet_parts"] == 1
+
+
+def test_a_part_s_note_is_planned_no_earlier_than_it_was_drawn(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The player's events reach the performer 5 ms after they were stamped (the MIDI
+    thread's hand-over, live): a note the part draws with one of them is planned for when
+    it is drawn, so the part's own schedule error stays that of its sends (here none)."""
+    performer, _, sink = duet_performer(duet_split=60)
+    with caplog.at_level(logging.INFO, logger="antiphon.daemon.musician.playing.performer"):
+        for time_s, message in call_messages(LINE):
+            performer.process_until(time_s + 0.005)
+            performer.submit(message, time_s)
+        finish(performer)
+    assert len(duet_notes(sink)) >= 8
+    errors = [
+        float(found.group(1))
+        for record in caplog.records
+        if (found := re.search(r"schedule_error_max_ms=([\d.]+)", record.getMessage()))
+    ]
+    assert errors and max(errors) < 0.5
 
 
 def part_notes(sink: ListSink) -> list[tuple[int, float, float]]:

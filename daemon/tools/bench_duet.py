@@ -5,8 +5,10 @@ Starts a private ``jackd -d dummy``, ``antiphon run --mode duet`` on it and a pr
 the probe plays a player's part in real time (the notes at and above ``--split`` of a MIDI
 file, or a steady line of eighths) and hears everything the daemon sends. Figures: the duet
 notes that arrived while the player played, the notes left sounding once the part ended
-(hanging), and the daemon's own schedule error for the part's messages (sent minus planned,
-the mean and the maximum, from its "duet part" log lines: the maximum bounds the p99).
+(hanging), the timing error at the listener (each of the part's messages, its arrival at the
+probe minus the time the daemon planned it for, from the daemon's debug log, matched as
+``antiphon bench`` matches a reply's), and the daemon's own schedule error (sent minus
+planned, the mean and the maximum, from its "duet part" log lines).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ POLL_S = 0.05  # how often the bench looks at the daemon's log for the part's en
 PART_LINE = re.compile(
     r"duet part: .*schedule_error_mean_ms=([\d.]+) schedule_error_max_ms=([\d.]+)"
 )
+PLANNED_LINE = re.compile(r"performer: duet messages planned=(\S*)")
 
 
 def _part_ended(lines: list[str]) -> bool:
@@ -56,14 +59,17 @@ def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
     return [Timed(t, m) for t, m in note_messages(notes)]
 
 
-def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
+def bench(
+    source: Path | None, split: int, seconds: float, realtime_priority: int = 0
+) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.settings import PIANO_MODEL
+    from antiphon.daemon.tools.bench_report import exact_timing, planned_notes
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer
     from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, note_ons, sounding_notes
 
     phrase = player_part(source, split, seconds)
-    server = JackServer().start()
+    server = JackServer(realtime=realtime_priority > 0).start()
     name = f"Duet{os.getpid() % 10**5}"
     env = {**os.environ, SERVER_ENV: server.name}
     previous = os.environ.get(SERVER_ENV)
@@ -74,6 +80,8 @@ def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
             *("--model", str(PIANO_MODEL), "--mode", "duet", "--split", str(split)),
         ],
         env=env,
+        log_level="debug",  # the part's planned messages, logged once it has ended
+        launcher=["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else [],
     )
     try:
         daemon.start()
@@ -99,13 +107,15 @@ def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
             os.environ.pop(SERVER_ENV, None)
         else:
             os.environ[SERVER_ENV] = previous
-    duet = [t for t in note_ons(received) if t.message.channel == DUET_CHANNEL]
+    duet_messages = [t for t in received if getattr(t.message, "channel", None) == DUET_CHANNEL]
+    duet = note_ons(duet_messages)
     errors = [
         tuple(map(float, m.groups())) for line in daemon.lines if (m := PART_LINE.search(line))
     ]
     return {
         "source": str(source) if source else "eighths",
         "split": split,
+        "realtime_priority": realtime_priority or None,
         "player_notes": sum(1 for t in phrase if t.message.type == "note_on"),
         "played_s": last_sent_s - started_s,
         "duet_notes": len(duet),
@@ -114,6 +124,7 @@ def bench(source: Path | None, split: int, seconds: float) -> dict[str, Any]:
         "parts": len(errors),
         "schedule_error_mean_ms": max((e[0] for e in errors), default=None),
         "schedule_error_max_ms": max((e[1] for e in errors), default=None),
+        **exact_timing(planned_notes(daemon.lines, PLANNED_LINE), duet_messages),
     }
 
 
@@ -121,6 +132,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", type=Path, default=None, help="a MIDI performance to play")
     parser.add_argument("--split", type=int, default=60, help="the player's part: at and above")
     parser.add_argument("--seconds", type=float, default=30.0, help="how much of it to play")
+    parser.add_argument(
+        "--realtime-priority", type=int, default=0, metavar="N",
+        help="run jackd realtime and the daemon under chrt --fifo N, as antiphon bench does",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, metavar="OUT")
 
 
@@ -130,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if not jackd_available():
         print("bench_duet: needs jackd (Debian: apt-get install jackd2)", file=sys.stderr)
         return 2
-    report = bench(args.source, args.split, args.seconds)
+    report = bench(args.source, args.split, args.seconds, args.realtime_priority)
     print(json.dumps(report, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -95,7 +95,7 @@ def live_figures(
         **split,
         **_internal_figures(replies),
         "transport_ms": percentiles(transport_ms),
-        **exact_timing(_planned_notes(lines), arrivals),
+        **exact_timing(planned_notes(lines), arrivals),
     }
 
 
@@ -166,12 +166,13 @@ def reply_lines(lines: list[str]) -> list[dict[str, str]]:
     return replies
 
 
-def _planned_notes(lines: list[str]) -> list[PlannedNote]:
+def planned_notes(lines: list[str], pattern: re.Pattern[str] = PLANNED_LINE) -> list[PlannedNote]:
+    """The planned messages the daemon's debug log gives (replies' by default)."""
     from antiphon.daemon.musician.answering.reply import parse_planned
 
     planned = []
     for line in lines:
-        found = PLANNED_LINE.search(line)
+        found = pattern.search(line)
         if found:
             planned.extend(parse_planned(found.group(1)))
     return planned

@@ -308,7 +308,7 @@ def run_soak(
     realtime_priority: int = 0,
 ) -> dict[str, Any]:
     """Soak the daemon for ``minutes``; every figure, judged."""
-    from antiphon.daemon.tools.bench_report import _planned_notes
+    from antiphon.daemon.tools.bench_report import planned_notes
     from antiphon.daemon.tools.probe import sounding_notes
 
     run_args = reaction_run_args(model, seed, REPLY_MAX_S)
@@ -329,7 +329,7 @@ def run_soak(
         if (m := t.message).type in ("note_on", "note_off")
     ]
     take_out_beat_waits(log.calls, lines)
-    figures = soak_figures(log, _planned_notes(lines), heard, start_s, end_s, window_minutes * 60.0)
+    figures = soak_figures(log, planned_notes(lines), heard, start_s, end_s, window_minutes * 60.0)
     figures |= {
         "daemon_log": _log_counts(lines),
         "minutes": minutes,

@@ -252,6 +252,10 @@ class Reply:
         self._draw_sounding: set[int] = set()
         self._draw_after_onset = False  # the last event drawn is a note-on (for chords)
         self._draw_stale = False
+        # An accompanying part draws its next note once the player's event is in: a note the
+        # model puts with that event is planned for when it is drawn, not for the event's
+        # arrival, which has passed (the gap is the part's reaction, not a late send).
+        self._drawing_at_s = -math.inf
         self._restart_drawing()
         # Figures.
         self._first_note_sent_s: float | None = None
@@ -284,6 +288,7 @@ class Reply:
         event drawn here.
         """
         out: list[Timed] = []
+        self._drawing_at_s = now_s
         while not self.done and not out:
             if not self._drawn and self._stalled_at_s is None:
                 self._draw()
@@ -579,6 +584,8 @@ class Reply:
         if due_s is None:
             # Never before the last event: a forced note-off's time was quantised.
             due_s = max(self._draw_last_s, self._time_of(clock_s))
+        if self._accompanying:
+            due_s = max(due_s, self._drawing_at_s)
         self._draw_clock_s, self._draw_velocity, self._draw_last_s = clock_s, velocity, due_s
         allowed, off = self._allowed, self._note_off_base
         if token >= off:

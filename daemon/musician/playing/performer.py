@@ -581,6 +581,8 @@ class Performer(PerformerControls):
             report.schedule_error_mean_ms,
             report.schedule_error_max_ms,
         )
+        if log.isEnabledFor(logging.DEBUG):  # for `bench_duet`'s timing at the listener
+            log.debug("duet messages planned=%s", format_planned(part.sent))
         self._notify("duet", False)
 
     def _end_reply(self, release: list[Timed]) -> None:
