@@ -13,6 +13,7 @@ import pytest
 from antiphon.daemon.codec import CodecConfig, Vocabulary
 from antiphon.daemon.musician.answering import speculation
 from antiphon.daemon.musician.answering.follow import (
+    CONTOUR_SHARE_MAX,
     NO_GROUP,
     ContourBias,
     FollowBias,
@@ -316,6 +317,15 @@ def test_the_contour_push_turns_a_line_as_often_as_the_call_does() -> None:
         assert np.array_equal(chords, plain)
 
 
+def test_a_reply_to_a_call_that_never_turns_may_still_turn_once_it_has_run_on() -> None:
+    # Kept to a share of exactly 0, the line could only run on or repeat its note.
+    fixed, corrected = np.zeros(128), np.zeros(128)
+    line = (64, 1, 10, 0)  # ten moves, all up
+    ContourBias(0.0, 1.0, 1.0, 0.0).add(fixed, line)
+    ContourBias(0.0, 1.0, 1.0, 8.0).add(corrected, line)
+    assert corrected[60] > fixed[60]
+
+
 @given(
     share=st.floats(0.0, 1.0),
     moves=st.integers(1, 40),
@@ -327,13 +337,14 @@ def test_the_contour_correction_turns_a_line_toward_the_calls_share(
 ) -> None:
     turns = round(turned * (moves - 1))
     line = (64, 1, moves, turns)  # it rose last: pitches below turn
+    target = min(CONTOUR_SHARE_MAX, max(1 - CONTOUR_SHARE_MAX, share))  # never 0 or 1
     fixed, corrected = np.zeros(128), np.zeros(128)
     ContourBias(share, 1.0, 1.0, 0.0).add(fixed, line)
     ContourBias(share, 1.0, 1.0, gain).add(corrected, line)
     assert np.all(fixed[64:] == 0.0) and np.all(corrected[64:] == 0.0)
     correction = corrected[0] - fixed[0]
     # Turning brings the line's share nearer the call's: pushed up; farther: down.
-    after_turning, after_not = abs(turns + 1 - share * moves), abs(turns - share * moves)
+    after_turning, after_not = abs(turns + 1 - target * moves), abs(turns - target * moves)
     if after_turning < after_not - 1e-6:
         assert correction > 0
     elif after_turning > after_not + 1e-6:

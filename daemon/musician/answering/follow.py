@@ -89,7 +89,7 @@ LINE_PAUSE_AFTER = 8.0
 CONTOUR_SHARE_MAX = 0.9  # the call's share of direction changes, kept within 0.1 to 0.9
 # The contour push's correction, in nats per turn the reply's line is short of (or past) the
 # call's share so far, at follow 1 (ContourBias). Chosen on the validation soloists: contour
-# distance 0.100 at 0, 0.028 at 4, 0.020 at 8, 0.019 at 16 (BENCHMARKS.md, "A voice for
+# distance 0.100 at 0, 0.029 at 4, 0.021 at 8, 0.020 at 16 (BENCHMARKS.md, "A voice for
 # single-line players").
 CONTOUR_GAIN = 8.0
 PAUSE_WEIGHT = 1.0  # nats per octave squared a time shift lands from the pause's end
@@ -410,7 +410,7 @@ class ContourBias:
     def __init__(self, call_changes: float, follow: float, weight: float, gain: float) -> None:
         share = min(CONTOUR_SHARE_MAX, max(1.0 - CONTOUR_SHARE_MAX, call_changes))
         self.turn = follow * weight * math.log(share / (1.0 - share))
-        self._share = call_changes
+        self._share = share  # kept off 0 and 1 too: a line never let turn repeats notes
         self._gain = follow * gain
 
     def add(self, on_bias: np.ndarray, line: LineState) -> None:
