@@ -410,7 +410,9 @@ class ContourBias:
     def __init__(self, call_changes: float, follow: float, weight: float, gain: float) -> None:
         share = min(CONTOUR_SHARE_MAX, max(1.0 - CONTOUR_SHARE_MAX, call_changes))
         self.turn = follow * weight * math.log(share / (1.0 - share))
-        self._share = share  # kept off 0 and 1 too: a line never let turn repeats notes
+        # The correction's target, kept within bounds too: held to a share of 0, a line could
+        # only run on or repeat its note.
+        self._share = share
         self._gain = follow * gain
 
     def add(self, on_bias: np.ndarray, line: LineState) -> None:
