@@ -267,6 +267,13 @@ class TextureBias:
         return self._follow * max(-TEXTURE_MAX, min(TEXTURE_MAX, TEXTURE_WEIGHT * short))
 
 
+def log_push(elapsed_s: float, target_s: float, weight: float, most: float) -> float:
+    """``weight`` nats per octave that ``elapsed_s`` lies past ``target_s`` (below it: a push
+    down), within +-``most``."""
+    push = weight * math.log2(max(elapsed_s, 1e-3) / target_s)
+    return max(-most, min(most, push))
+
+
 def shift_table(shifts_s: np.ndarray, target_s: float, weight: float) -> np.ndarray:
     """The time shifts' biases toward landing ``target_s`` after a start (``weight`` nats
     per octave squared off it), one row per elapsed time since the start (1/16 octave
@@ -318,8 +325,7 @@ class PaceBias:
         self._table = shift_table(shifts_s, self.target_s, follow * SHIFT_WEIGHT)
 
     def onset(self, elapsed_s: float) -> float:
-        push = PACE_WEIGHT * math.log2(max(elapsed_s, 1e-3) / self.target_s)
-        return self._follow * max(-PACE_MAX, min(PACE_MAX, push))
+        return self._follow * log_push(elapsed_s, self.target_s, PACE_WEIGHT, PACE_MAX)
 
     def shifts(self, elapsed_s: float, pause_s: float | None = None) -> np.ndarray:
         """Biases of the time shifts (a view of a reused array): by how far (in octaves,
@@ -365,8 +371,7 @@ class ArticulationBias:
 
     def release(self, elapsed_s: float) -> float:
         """The push on releasing the note sounding since ``elapsed_s``."""
-        push = self._weight * math.log2(max(elapsed_s, 1e-3) / self.length_s)
-        return max(-ARTICULATION_MAX, min(ARTICULATION_MAX, push))
+        return log_push(elapsed_s, self.length_s, self._weight, ARTICULATION_MAX)
 
     def hold_shifts(self, elapsed_s: float) -> np.ndarray:
         """The time shifts' biases (a row of a table) toward the sounding note's target
@@ -380,8 +385,7 @@ class ArticulationBias:
     def onset(self, elapsed_s: float, length_s: float) -> float:
         """The push on starting the next note ``elapsed_s`` after the onset of the released
         note of ``length_s``."""
-        push = self._weight * math.log2(max(elapsed_s, 1e-3) / self.target_s(length_s))
-        return max(-ARTICULATION_MAX, min(ARTICULATION_MAX, push))
+        return log_push(elapsed_s, self.target_s(length_s), self._weight, ARTICULATION_MAX)
 
     def add_shifts(self, shifts: np.ndarray, elapsed_s: float, length_s: float) -> None:
         """Add to ``shifts`` (in place) the push of each time shift toward landing on the
