@@ -48,8 +48,9 @@ import mido
 import numpy as np
 from antiphon.daemon.codec import TokenWriter
 from antiphon.daemon.midi.notes import SoundingNotes
+from antiphon.daemon.musician.answering.follow import NO_GROUP, GroupState, after_note_on
 from antiphon.daemon.musician.answering.shaping import ReplyShaping, ShapingState
-from antiphon.daemon.musician.hearing.beat import ONSET_GROUP_S, BeatGrid
+from antiphon.daemon.musician.hearing.beat import BeatGrid
 from antiphon.daemon.musician.model.conversation import Conversation
 from antiphon.daemon.musician.model.engine import Engine, EngineState
 from antiphon.daemon.musician.playing.groove import GridPlacer
@@ -218,8 +219,7 @@ class Reply:
         self.max_note_s = max_note_s
         self._max_note_from_s = -math.inf  # a shorter max_note_s holds from here
         self._held_onsets = held_onsets
-        self._onset_groups = 0  # onset groups played (with held_onsets)
-        self._group_start_s = -math.inf
+        self._played_group: GroupState = NO_GROUP  # onset groups played (with held_onsets)
         self._group_of: dict[int, int] = {}  # sounding pitch -> its onset group
         self.phrase_end_s = phrase_end_s
         self.earliest_s = start_s if earliest_s is None else earliest_s
@@ -684,10 +684,8 @@ class Reply:
     def _release_held(self, pitch: int, now_s: float, out: list[Timed]) -> None:
         """The note ``pitch`` just struck at ``now_s``: the notes struck ``held_onsets``
         onset groups before it end now (the events drawn ahead are drawn again)."""
-        if now_s - self._group_start_s >= ONSET_GROUP_S:
-            self._onset_groups += 1
-            self._group_start_s = now_s
-        group_of, groups = self._group_of, self._onset_groups
+        self._played_group = after_note_on(self._played_group, now_s)
+        group_of, groups = self._group_of, self._played_group[2]
         group_of[pitch] = groups
         assert self._held_onsets is not None
         ended = [
