@@ -270,16 +270,22 @@ class PerformerControls:
         """The outgoing tempo changed on the beat at ``at_s`` (on the tick sender's thread):
         to the Link session with ``clock_out`` link or both, unless Link is the clock
         followed (its tempo would come back to it, late)."""
-        params, session = self._params, self._beat.link
-        if session is not None and params.clock_out in ("link", "both") and params.clock != "link":
+        if (session := self._link_out()) is not None:
             session.set_tempo(tempo_bpm, at_s)
 
     def _transport_out(self, playing: bool, at_s: float) -> None:
         """A DAW's clock passed on stopped or started (on the tick sender's thread): the Link
         session's transport with it, with ``clock_out`` link or both (start/stop sync)."""
+        if (session := self._link_out()) is not None:
+            session.set_playing(playing, at_s)
+
+    def _link_out(self) -> LinkSession | None:
+        """The Link session the outgoing clock goes to (``clock_out`` link or both), unless
+        Link is the clock followed (what went out would come back to it, late); else None."""
         params, session = self._params, self._beat.link
         if session is not None and params.clock_out in ("link", "both") and params.clock != "link":
-            session.set_playing(playing, at_s)
+            return session
+        return None
 
     def close_link(self) -> None:
         """Leave the Link session, if joined."""
