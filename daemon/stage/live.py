@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -256,6 +257,10 @@ def _perform(stage: Stage, stop: threading.Event) -> int:
         for service in services:
             service.start()
             on_exit.callback(service.stop)
+        # What is loaded by now (modules, the model, the ports) is out of the collector's
+        # reach from here: a full collection, which holds up every thread, then walks only
+        # what was made since (before, one took 14 to 21 ms mid-performance).
+        gc.freeze()
         log.info("%s %s", READY_MARK, ports.describe())
         stop.wait()
         log.info("stopping")

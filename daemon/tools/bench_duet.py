@@ -102,6 +102,7 @@ def bench(
             probe.close()
     finally:
         daemon.stop()
+        xruns = server.xruns()
         server.stop()
         if previous is None:
             os.environ.pop(SERVER_ENV, None)
@@ -121,6 +122,7 @@ def bench(
         "duet_notes": len(duet),
         "duet_notes_while_playing": sum(1 for t in duet if t.time_s <= last_sent_s),
         "hanging": len(sounding_notes(received)),
+        "jack_late_cycles": xruns,
         "parts": len(errors),
         "schedule_error_mean_ms": max((e[0] for e in errors), default=None),
         "schedule_error_max_ms": max((e[1] for e in errors), default=None),

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -61,6 +61,9 @@ MAX_TOKENS_PER_EVENT = 32  # a model that emits this many tokens without an even
 # due within this of the next one are drawn before it is sent, so none waits for a drawing.
 LOOKAHEAD_S = 0.010
 MAX_DRAWN_AHEAD = 8  # bounds the work thrown away when the player interrupts
+# An accompanying part draws no further ahead once its next event is due this soon: a draw
+# takes about a millisecond live, and the event would wait for it.
+DUE_SOON_S = 0.001
 # An accompanying part whose model says the player goes next waits at least this long before
 # it draws again (the player's event, when it comes first, rolls the wait back).
 PLAYER_WAIT_S = 0.1
@@ -201,6 +204,7 @@ class Reply:
         groove: float = 0.0,
         accompanying: bool = False,
         held_onsets: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._conversation = conversation
         self._accompanying = accompanying
@@ -252,10 +256,11 @@ class Reply:
         self._draw_sounding: set[int] = set()
         self._draw_after_onset = False  # the last event drawn is a note-on (for chords)
         self._draw_stale = False
-        # An accompanying part draws its next note once the player's event is in: a note the
-        # model puts with that event is planned for when it is drawn, not for the event's
-        # arrival, which has passed (the gap is the part's reaction, not a late send).
-        self._drawing_at_s = -math.inf
+        # An accompanying part decides as the player's events come in: what it decides (a note
+        # the model puts with that event, a note cut short) is planned no earlier than the
+        # moment it was decided (``clock``, the performer's), not for the event's arrival,
+        # which has passed (the gap is the part's reaction, not a late send).
+        self._decided_at = clock
         self._restart_drawing()
         # Figures.
         self._first_note_sent_s: float | None = None
@@ -279,18 +284,19 @@ class Reply:
             return self._last_s  # an event to draw: due now
         return min(self._expiry_s(), self._finish_s(), self._pending_s())
 
-    def advance(self, now_s: float) -> list[Timed]:
+    def advance(self, now_s: float, *, draw: bool = True) -> list[Timed]:
         """Play the next thing due by ``now_s``; its messages, with their planned times.
 
         Returns after each event (or forced release), so the caller sends it before the next
         is even looked at: call again until it returns nothing, then :meth:`draw_ahead`.
         Drawn events are played without drawing; only when nothing is drawn is the next
-        event drawn here.
+        event drawn here (with ``draw`` False, not even then: nothing is played).
         """
         out: list[Timed] = []
-        self._drawing_at_s = now_s
         while not self.done and not out:
             if not self._drawn and self._stalled_at_s is None:
+                if not draw:
+                    break
                 self._draw()
                 continue
             expiry_s, pending_s, finish_s = self._expiry_s(), self._pending_s(), self._finish_s()
@@ -312,17 +318,19 @@ class Reply:
 
         At least the next event, and every event due within ``LOOKAHEAD_S`` of it, up to
         ``most`` events drawn (``MAX_DRAWN_AHEAD``); nothing once the reply has no event
-        left to play.
+        left to play. An accompanying part stops once its next event is due within
+        ``DUE_SOON_S`` (it draws on after sending it).
         """
         self.settle()
         most = MAX_DRAWN_AHEAD if most is None else most
-        drawn = self._drawn
+        drawn, clock = self._drawn, self._decided_at
         while (
             not self.done
             and self._stalled_at_s is None
             and len(drawn) < most
             and (self._draw_notes_left > 0 or self._draw_sounding)
             and (not drawn or drawn[-1].due_s < drawn[0].due_s + LOOKAHEAD_S)
+            and (not drawn or clock is None or clock() < drawn[0].due_s - DUE_SOON_S)
         ):
             self._draw()
 
@@ -395,7 +403,8 @@ class Reply:
         if max_note_s != self.max_note_s:
             self.rewind()
             self.max_note_s = max_note_s
-            self._max_note_from_s = now_s
+            decided_s = -math.inf if self._decided_at is None else self._decided_at()
+            self._max_note_from_s = max(now_s, decided_s)
 
     def finish_by(self, end_s: float | None) -> None:
         """End the reply at ``end_s`` (every note released then); None: at its own time
@@ -584,8 +593,8 @@ class Reply:
         if due_s is None:
             # Never before the last event: a forced note-off's time was quantised.
             due_s = max(self._draw_last_s, self._time_of(clock_s))
-        if self._accompanying:
-            due_s = max(due_s, self._drawing_at_s)
+        if self._decided_at is not None:
+            due_s = max(due_s, self._decided_at())
         self._draw_clock_s, self._draw_velocity, self._draw_last_s = clock_s, velocity, due_s
         allowed, off = self._allowed, self._note_off_base
         if token >= off:

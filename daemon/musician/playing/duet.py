@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -259,10 +260,16 @@ class DuetPlayer:
             part.rephase(self._grid)
 
     def start(
-        self, conversation: Conversation, memory: PlayerMemory, now_s: float, params: Parameters
+        self,
+        conversation: Conversation,
+        memory: PlayerMemory,
+        now_s: float,
+        params: Parameters,
+        clock: Callable[[], float],
     ) -> Reply:
         """A new part from ``now_s`` (the player's note-on just heard) with ``params``' duet
-        knobs, its grid to come (:meth:`follow_beat`)."""
+        knobs, its grid to come (:meth:`follow_beat`); ``clock`` is the performer's (a note
+        is planned no earlier than its draw is done)."""
         shaping = self._shaping(conversation, memory, params)
         self._grid = None
         self._beat_taken_s = -math.inf
@@ -279,6 +286,7 @@ class DuetPlayer:
             groove=params.groove,
             accompanying=True,
             held_onsets=HELD_ONSETS,
+            clock=clock,
         )
         self.parts += 1
         return self.part

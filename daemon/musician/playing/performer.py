@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.5  # longest block on the queue, so a stop request is seen without a wake
 ON_CPU_WAIT_S = 0.002  # the end of a wait for a due moment, spent on the CPU (see _wait)
-REALTIME_ON_CPU_WAIT_S = 0.0005  # the same, on a realtime thread
+REALTIME_ON_CPU_WAIT_S = 0.0  # the same, on a realtime thread
 TURNING_WITHIN_S = 5.0  # a loop this late means the performer's thread hangs
 CLOSE_WAIT_S = 1.0  # how long close() waits for a running performer thread to finish
 DROP_LOG_INTERVAL_S = 5.0
@@ -177,6 +177,7 @@ class Performer(PerformerControls):
                 self._turned_s = self._clock()
                 item = self._wait(self.next_due_s())
                 if item is not None and item[0] != WAKE:
+                    self._send_part_due(self._clock())
                     self._take(item)
                 self._service(self._clock())
         finally:
@@ -543,7 +544,7 @@ class Performer(PerformerControls):
         if part is None:
             if self._reply is not None or not self._conversation.engine.ready:
                 return  # a reply goes on (overlap): no second voice drawing from the state
-            part = duet.start(self._conversation, self.memory, time_s, params)
+            part = duet.start(self._conversation, self.memory, time_s, params, self._clock)
             self._notify("duet", True)
         elif part.finishing:
             part.finish_by(None)  # the player went on: so does the part
@@ -563,6 +564,15 @@ class Performer(PerformerControls):
             self._end_duet([])
         else:
             part.draw_ahead()
+
+    def _send_part_due(self, now_s: float) -> None:
+        """Send the duet part's events due by ``now_s`` and drawn already, before the player's
+        event that came with them is taken (it would roll them back and keep them waiting for
+        its handling, a millisecond or more) and before anything is drawn."""
+        part = self._duet.part
+        if part is not None and self._params.mode in DUET_MODES:
+            while timed := part.advance(now_s, draw=False):
+                self.notes_out += self._outlet.emit(timed, part)
 
     def _end_duet(self, release: list[Timed]) -> None:
         part = self._duet.part
