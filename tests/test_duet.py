@@ -15,7 +15,8 @@ import mido
 import numpy as np
 import pytest
 from antiphon.daemon.codec import PITCHES, CodecConfig, Vocabulary
-from antiphon.daemon.musician.hearing.beat import ONSET_GROUP_S, BeatGrid
+from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
 from antiphon.daemon.musician.playing import duet
 from antiphon.daemon.musician.playing.performer import Performer
 from antiphon.daemon.settings import REGISTERS

@@ -43,8 +43,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
 
-ONSET_GROUP_S = 0.035  # onsets closer than this are one onset group (a chord)
 UNIT_MIN_S = 0.08  # shortest grid unit considered (a sixteenth at 188 bpm)
 UNIT_MAX_S = 0.8  # longest (a beat at 75 bpm, or an eighth at 38)
 UNIT_STEP = 1.008  # ratio between neighbouring candidate units

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ONSET_GROUP_S = 0.035
+ONSET_GROUP_S = 0.035  # onsets closer than this are one onset group (a chord)
 MIN_SPAN_S = 0.25
 
 

@@ -59,8 +59,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from antiphon.daemon.musician.hearing.beat import ONSET_GROUP_S
 from antiphon.daemon.musician.hearing.phrase import MIN_GAP_S
+from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
 
 STEP_S = 0.01  # the waits tried, from MIN_GAP_S to the longest wait
 HORIZON_S = 0.3  # "the player goes on" means: a note within this of now
