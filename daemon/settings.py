@@ -53,7 +53,7 @@ REGISTERS = ("below", "above")
 # pieces (the part's onsets and its velocity over the player's, as the human part's); the
 # split is set (middle C), not tuned: it also cuts the measure's own two parts.
 DUET_SPLIT = 60
-DUET_DENSITY = 2.5
+DUET_DENSITY = 2.0
 DUET_VELOCITY = 0.9
 CARRY_BARS = 0
 CLOCK_SOURCES = ("off", "player", "midi", "link")

@@ -51,6 +51,7 @@ from antiphon.daemon.midi.notes import SoundingNotes
 from antiphon.daemon.musician.answering.follow import NO_GROUP, GroupState, after_note_on
 from antiphon.daemon.musician.answering.shaping import ReplyShaping, ShapingState
 from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
 from antiphon.daemon.musician.model.conversation import Conversation
 from antiphon.daemon.musician.model.engine import Engine, EngineState
 from antiphon.daemon.musician.playing.groove import GridPlacer
@@ -312,6 +313,28 @@ class Reply:
                 self._release_all(due_s, out)
                 self.done = True
         return out
+
+    def strike_with(self, onset_s: float, now_s: float) -> list[Timed]:
+        """An accompanying part, the player's note-on at ``onset_s`` about to be heard: its next
+        drawn event, a note-on due within one onset group (``ONSET_GROUP_S``) after that onset,
+        is struck now (``now_s``), with the player's note, before the player's note rolls it
+        back. The model put it with the player's next note, and the player played it a little
+        sooner than the model's time (live, a few ms either way; in simulated time a player's
+        onset and a part's note due at once already go the part's first). Its messages,
+        planned now; none if the next event is anything else."""
+        drawn = self._drawn
+        if not self._accompanying or not drawn:
+            return []
+        first = drawn[0]
+        if (
+            first.message is None
+            or first.message.type != "note_on"
+            or first.due_s - onset_s > ONSET_GROUP_S
+            or min(self._expiry_s(), self._finish_s()) <= first.due_s
+        ):
+            return []
+        first.due_s = max(now_s, self._last_s)
+        return self.advance(first.due_s, draw=False)
 
     def draw_ahead(self, most: int | None = None) -> None:
         """Draw the coming events before they are due (call after sending what was due).

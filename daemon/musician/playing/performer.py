@@ -315,6 +315,8 @@ class Performer(PerformerControls):
                 self._end_reply(reply.stop(time_s))
         part = self._duet.part
         if part is not None:
+            if code == NOTE_ON and params.mode in DUET_MODES:
+                self.notes_out += self._outlet.emit(part.strike_with(time_s, self._clock()), part)
             part.rewind()  # what the duet part drew ahead goes too
             if code == ALL_OFF:
                 self._end_duet(part.stop(time_s))
