@@ -271,6 +271,33 @@ def test_what_is_due_is_sent_without_drawing_before_the_player_s_event_is_taken(
     assert part.advance(due_s, draw=False), "what is due then is played"
 
 
+def test_a_part_s_note_put_with_the_player_s_next_is_struck_when_the_player_comes_sooner() -> None:
+    """The part's next drawn event is a note-on; the player's note-on comes 10 ms before it
+    was due: the part's note is struck with the player's (now), not rolled back."""
+    performer, _, sink = duet_performer(duet_split=60)
+    play(performer, call_messages(LINE[:8]))
+    part = performer._duet.part
+    assert part is not None
+    for _ in range(200):  # on to a moment where the next event drawn is a note-on
+        part.draw_ahead()
+        first = part._drawn[0] if part._drawn else None
+        if first is not None and first.message is not None and first.message.type == "note_on":
+            break
+        due_s = part.next_due_s()
+        assert due_s is not None
+        performer.process_until(due_s)
+    else:
+        pytest.fail("the part drew no note-on")
+    player_s = first.due_s - 0.01
+    performer.process_until(player_s)
+    performer.submit(mido.Message("note_on", note=74, velocity=80), player_s)
+    performer.process_until(player_s)
+    struck = [
+        (t, m.note) for t, m in sink.sent if m.type == "note_on" and m.channel == DUET_CHANNEL
+    ]
+    assert struck[-1] == (player_s, first.message.note)
+
+
 def part_notes(sink: ListSink) -> list[tuple[int, float, float]]:
     """The duet part's notes (pitch, onset, offset) as the sink heard them."""
     started: dict[int, float] = {}
