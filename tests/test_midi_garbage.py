@@ -67,7 +67,7 @@ def test_the_daemon_answers_every_call_between_bursts_of_garbage(
     try:
         report = fuzz_calls(
             probe,
-            seconds=4.0,
+            seconds=6.0,
             rng=random.Random(5),
             phrase_gap_s=PHRASE_GAP_S,
             answer_timeout_s=8.0,

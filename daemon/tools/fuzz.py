@@ -34,6 +34,10 @@ ALL_NOTES_OFF_CC = 123
 UNDEFINED_STATUS = (0xF4, 0xF5, 0xF9, 0xFD)
 REAL_TIME = (0xF8, 0xFA, 0xFB, 0xFC, 0xFE, 0xFF)
 DROP_LINE = "malformed events and"  # the daemon's last word on its input (stage.live)
+# A reply is over once nothing sounds and nothing has come for this long: a reply resting
+# between two of its notes sounds nothing too (the fuzz runs replies of at most 1 s).
+QUIET_S = 1.0
+QUIET_POLL_S = 0.02
 
 
 def _data(rng: random.Random) -> int:
@@ -98,6 +102,20 @@ class FuzzReport:
         return asdict(self)
 
 
+def wait_for_quiet(probe: MidiProbe, timeout_s: float) -> bool:
+    """Until nothing sounds at the probe and nothing has reached it for ``QUIET_S`` (a reply
+    between two of its notes is not over: the next note-on may be on its way); False if
+    ``timeout_s`` passes first."""
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        got = probe.all_received()
+        quiet = not got or time.monotonic() - got[-1].time_s >= QUIET_S
+        if quiet and not sounding_notes(got):
+            return True
+        time.sleep(QUIET_POLL_S)
+    return False
+
+
 def fuzz_calls(
     probe: MidiProbe,
     seconds: float,
@@ -119,7 +137,7 @@ def fuzz_calls(
         report.events_sent += burst_events
         lift_everything(probe)
         # Whatever the garbage started, let it end (a reply to the valid notes in it).
-        probe.wait_until(lambda got: not sounding_notes(got), settle_timeout_s)
+        wait_for_quiet(probe, settle_timeout_s)
         time.sleep(phrase_gap_s + 0.3)
         probe.clear()
         last_sent_s = probe.play(human_phrase(rng, notes=rng.randint(3, 6)))
@@ -128,8 +146,7 @@ def fuzz_calls(
         if first_s is not None:
             report.calls_answered += 1
             report.answer_delays_ms.append(1000.0 * (first_s - last_sent_s - phrase_gap_s))
-        probe.wait_until(lambda got: not sounding_notes(got), settle_timeout_s)
-    time.sleep(0.2)
+        wait_for_quiet(probe, settle_timeout_s)
     report.notes_left_sounding = len(sounding_notes(probe.all_received()))
     return report
 
