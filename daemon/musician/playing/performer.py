@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 0.5  # longest block on the queue, so a stop request is seen without a wake
 ON_CPU_WAIT_S = 0.002  # the end of a wait for a due moment, spent on the CPU (see _wait)
-REALTIME_ON_CPU_WAIT_S = 0.0  # the same, on a realtime thread
+REALTIME_ON_CPU_WAIT_S = 0.0005  # the same, on a realtime thread
 TURNING_WITHIN_S = 5.0  # a loop this late means the performer's thread hangs
 CLOSE_WAIT_S = 1.0  # how long close() waits for a running performer thread to finish
 DROP_LOG_INTERVAL_S = 5.0
