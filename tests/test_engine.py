@@ -214,6 +214,79 @@ def test_feed_refuses_a_token_outside_the_vocabulary(engine: Engine) -> None:
         engine.feed(engine.vocabulary.size)
 
 
+# A heard event's tokens in one run --------------------------------------------------------------
+
+FP32 = MODEL.with_name("antiphon-piano-fp32.onnx")
+
+
+def _after_runs(engine: Engine, tokens: list[int], run: int) -> np.ndarray:
+    """The logits after ``tokens`` fed from reset ``run`` at a time (1: :meth:`feed`)."""
+    engine.reset()
+    for start in range(0, len(tokens), run):
+        if run == 1:
+            engine.feed(tokens[start])
+        else:
+            engine.feed_run(tokens[start : start + run])
+    return engine.get_state()
+
+
+def test_a_run_of_one_token_is_feed_bit_for_bit(engine: Engine) -> None:
+    tokens = call_tokens(engine)
+    one_by_one = _after_runs(engine, tokens, 1)
+    engine.reset()
+    for token in tokens:
+        engine.feed_run([token])
+    after = engine.get_state()
+    assert np.array_equal(after.logits, one_by_one.logits) and np.array_equal(after.h, one_by_one.h)
+
+
+def test_runs_give_the_state_of_one_by_one_in_float32_and_near_it_in_int8(engine: Engine) -> None:
+    fp32 = Engine(FP32)
+    tokens = call_tokens(engine)
+    for run in (2, 3, 7):  # 7: longer than one bound run, split
+        exact, ran = _after_runs(fp32, tokens, 1), _after_runs(fp32, tokens, run)
+        assert np.abs(ran.logits - exact.logits).max() <= 1e-4
+        assert np.abs(ran.h - exact.h).max() <= 1e-5
+        exact, ran = _after_runs(engine, tokens, 1), _after_runs(engine, tokens, run)
+        # int8: a run's inputs are scaled together, so the logits move a little, not much
+        assert 0.0 < np.abs(ran.logits - exact.logits).max() <= 0.5
+        assert np.corrcoef(ran.logits, exact.logits)[0, 1] > 0.999
+
+
+def test_a_run_refuses_a_token_outside_the_vocabulary_before_feeding_any(engine: Engine) -> None:
+    primed(engine)
+    before = engine.get_state()
+    with pytest.raises(EngineError):
+        engine.feed_run([engine.vocabulary.note_on(60), engine.vocabulary.size])
+    assert np.array_equal(engine.get_state().h, before.h)
+
+
+def test_a_format_1_file_is_still_played_one_token_a_run(engine: Engine, tmp_path: Path) -> None:
+    """A file exported before format 2 (rewritten back here: the step graph's token [B])."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(str(MODEL))
+    graph = model.graph
+    gather = next(n for n in graph.node if n.op_type == "Gather" and "token" in n.input)
+    graph.node.insert(0, onnx.helper.make_node("Unsqueeze", ["token", "axes1"], ["token_seq"]))
+    graph.initializer.append(onnx.helper.make_tensor("axes1", onnx.TensorProto.INT64, [1], [1]))
+    gather.input[list(gather.input).index("token")] = "token_seq"
+    del graph.input[0].type.tensor_type.shape.dim[1:]
+    next(p for p in model.metadata_props if p.key == "antiphon.format").value = "1"
+    path = tmp_path / "format1.onnx"
+    onnx.save(model, str(path))
+    old = Engine(path)
+    assert not old.info.feeds_sequences and engine.info.feeds_sequences
+    tokens = call_tokens(engine)
+    expected = _after_runs(engine, tokens, 1)
+    assert np.array_equal(_after_runs(old, tokens, 3).logits, expected.logits)
+
+
+def test_a_model_of_an_unknown_format_is_refused(tmp_path: Path) -> None:
+    path = _rewrite_metadata(tmp_path, {"antiphon.format": "3"})
+    with pytest.raises(ModelError, match="model format '3'"):
+        Engine(path)
+
+
 # Sampling -----------------------------------------------------------------------------------
 
 

@@ -74,6 +74,10 @@ class OnnxScorer:
             session = ort.InferenceSession(str(path), options, providers=session.get_providers())
         self.session = session
 
+    def tokens_input(self, tokens: np.ndarray) -> np.ndarray:
+        """``token`` as the file takes it: one token per row, [B, 1] in format 2."""
+        return tokens[:, None] if self.info.feeds_sequences else tokens
+
     def score(
         self, tokens: np.ndarray, starts: np.ndarray, lengths: np.ndarray, batch: int
     ) -> Score:
@@ -94,7 +98,8 @@ class OnnxScorer:
         while len(position):
             at = row_start + position
             logits, h, c = self.session.run(
-                ["logits", "h_out", "c_out"], {"token": tokens[at], "h": h, "c": c}
+                ["logits", "h_out", "c_out"],
+                {"token": self.tokens_input(tokens[at]), "h": h, "c": c},
             )
             total = total + _score_logits(logits, tokens[at + 1])
             position += 1

@@ -45,7 +45,8 @@ def score_one_stream(scorer: OnnxScorer, tokens: np.ndarray, scored: np.ndarray)
     started_s = time.perf_counter()
     for t in range(len(tokens) - 1):
         logits, h, c = scorer.session.run(
-            ["logits", "h_out", "c_out"], {"token": tokens[t : t + 1], "h": h, "c": c}
+            ["logits", "h_out", "c_out"],
+            {"token": scorer.tokens_input(tokens[t : t + 1]), "h": h, "c": c},
         )
         if scored[t + 1]:
             row = logits[0].astype(np.float64)

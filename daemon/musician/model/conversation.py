@@ -35,6 +35,9 @@ class Conversation:
         self.max_silence_s = max_silence_s
         self.encoder = StreamEncoder(self.vocabulary)
         self.velocity = 64  # MIDI velocity of the stream's current velocity token
+        # Whether a heard event's tokens go to the engine in one run (Engine.feed_run: the
+        # duet's reaction) or one by one (the state of every figure measured in call mode).
+        self.hears_in_runs = False
 
     @property
     def writer(self) -> TokenWriter:
@@ -91,8 +94,12 @@ class Conversation:
             self.writer.clock_s = time_s - self.max_silence_s
 
     def _hear(self, tokens: list[int]) -> None:
+        if self.hears_in_runs:
+            self.engine.feed_run(tokens)
+        else:
+            for token in tokens:
+                self.engine.feed(token)
         for token in tokens:
-            self.engine.feed(token)
             self._track(token)
 
     def _track(self, token: int) -> None:

@@ -1,7 +1,9 @@
 """The inference engine: one ONNX session, the LSTM's recurrent state, sampling and noise.
 
 The API follows Notochord's: :meth:`Engine.feed` advances the state with a token (an event
-heard from the player, or one the engine itself chose); :meth:`Engine.sample` draws the next
+heard from the player, or one the engine itself chose), :meth:`Engine.feed_run` with the few
+tokens of one heard event in one run of the model (format-2 files; about the cost of one
+step); :meth:`Engine.sample` draws the next
 token from the current logits without advancing; :meth:`Engine.reset`,
 :meth:`Engine.get_state` and :meth:`Engine.set_state` manage the state (snapshots for rolling
 back an unplayed reply event, and state slots).
@@ -55,6 +57,7 @@ STATE_NOISE_AT_FULL = 0.5  # perturbation std at noise 1, relative to the state'
 JUMP_RATE_AT_FULL = 0.2  # chance that a sampled token is replaced by a jump, at noise 1
 JUMP_FLATTEN = 4.0  # a jump samples its kind at this many times the temperature
 UNIT_53 = 1.0 / (1 << 53)  # a 53-bit integer times this is a uniform double in [0, 1)
+RUN_TOKENS_MAX = 6  # the longest run :meth:`Engine.feed_run` binds (longer ones are split)
 
 Blend = Callable[[np.ndarray], None]  # reshapes unnormalised probabilities [V] in place
 
@@ -128,12 +131,18 @@ class Engine:
         self.reseed(seed)
         size = self.vocabulary.size
         shape = self.info.state_shape
-        self._token = np.zeros(1, dtype=np.int64)
+        self._tokens = np.zeros(RUN_TOKENS_MAX, dtype=np.int64)
         self._h = (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
         self._c = (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
         self._logits = np.zeros((1, size), np.float32)
         self._logits_row = self._logits[0]
         self._bindings = (self._binding(0, 1), self._binding(1, 0))
+        # Runs of 2 .. RUN_TOKENS_MAX tokens (format 2), by length.
+        self._run_bindings = {
+            length: (self._binding(0, 1, length), self._binding(1, 0, length))
+            for length in range(2, RUN_TOKENS_MAX + 1)
+            if self.info.feeds_sequences
+        }
         self._current = 0  # index of the buffers holding the current state
         self._fed = False
         # Sampling scratch, reused at every draw.
@@ -158,11 +167,12 @@ class Engine:
         self.rng = np.random.Generator(np.random.PCG64(sampling))
         self.noise_rng = np.random.Generator(np.random.PCG64(noise))
 
-    def _binding(self, source: int, target: int) -> ort.IOBinding:
+    def _binding(self, source: int, target: int, length: int = 1) -> ort.IOBinding:
         layers, batch, hidden = self.info.state_shape
         state = [layers, batch, hidden]
         binding = self.session.io_binding()
-        binding.bind_input("token", "cpu", 0, np.int64, [1], self._token.ctypes.data)
+        tokens = [1, length] if self.info.feeds_sequences else [1]
+        binding.bind_input("token", "cpu", 0, np.int64, tokens, self._tokens.ctypes.data)
         for name, buffers in (("h", self._h), ("c", self._c)):
             binding.bind_input(name, "cpu", 0, np.float32, state, buffers[source].ctypes.data)
             binding.bind_output(
@@ -202,10 +212,37 @@ class Engine:
             self._perturb(current)
         else:
             self._scale_stale = True
-        self._token[0] = token
+        self._tokens[0] = token
         self.session.run_with_iobinding(self._bindings[current])
         self._current = 1 - current
         self._fed = True
+
+    def feed_run(self, tokens: list[int]) -> None:
+        """Advance the state by ``tokens`` (one heard event's), in as few runs as the file
+        allows: one run of up to ``RUN_TOKENS_MAX`` tokens in a format-2 file, one a token in
+        a format-1 file. Never perturbed (heard events are not).
+
+        A run of several tokens gives the state of feeding them one by one, up to the int8
+        kernels' rounding (they scale a run's inputs together); one token is :meth:`feed`.
+        """
+        size = self._weights.shape[0]
+        for token in tokens:
+            if not 0 <= token < size:
+                raise EngineError(f"token {token} outside a vocabulary of {size}")
+        start = 0
+        while start < len(tokens):
+            length = min(len(tokens) - start, RUN_TOKENS_MAX)
+            if length == 1 or not self._run_bindings:
+                self.feed(tokens[start])
+                start += 1
+                continue
+            current = self._current
+            self._tokens[:length] = tokens[start : start + length]
+            self.session.run_with_iobinding(self._run_bindings[length][current])
+            self._current = 1 - current
+            self._fed = True
+            self._scale_stale = True
+            start += length
 
     def _perturb(self, current: int) -> None:
         h, c = self._h[current], self._c[current]

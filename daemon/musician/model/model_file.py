@@ -1,8 +1,9 @@
 """Loading an exported model: the ONNX session and what its metadata says about it.
 
-The contract (written by ``antiphon export``): a single-step graph with inputs ``token`` int64
-[B], ``h`` and ``c`` float32 [L, B, H] and outputs ``logits`` float32 [B, V], ``h_out`` and
-``c_out`` float32 [L, B, H]; metadata ``antiphon.format`` = "1", ``antiphon.codec`` (the
+The contract (written by ``antiphon export``): a graph with inputs ``token`` int64 [B, T],
+``h`` and ``c`` float32 [L, B, H] and outputs ``logits`` float32 [B, V] (after the last of the
+T tokens), ``h_out`` and ``c_out`` float32 [L, B, H]; metadata ``antiphon.format`` = "2" (or
+"1", the earlier single-step graph: ``token`` [B], one token a run), ``antiphon.codec`` (the
 :class:`~antiphon.daemon.codec.CodecConfig` JSON), ``antiphon.model`` (architecture, vocab_size,
 embedding, hidden, layers) and ``antiphon.training`` (facts about the training run).
 
@@ -23,7 +24,8 @@ import onnxruntime as ort
 from antiphon.daemon.codec import CodecConfig, CodecError, Vocabulary
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # token [B, T]: a sequence of tokens a run
+STEP_FORMAT_VERSION = "1"  # token [B]: one token a run, still read
 
 # onnxruntime raises these (all plain Exception subclasses) for files it cannot load.
 _LOAD_ERRORS = (
@@ -54,6 +56,7 @@ class ModelInfo:
     hidden: int
     layers: int
     training: dict[str, Any]
+    feeds_sequences: bool = True  # format 2: ``token`` is [B, T]; format 1: [B]
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
@@ -105,8 +108,11 @@ def _read_metadata(path: Path, meta: dict[str, str]) -> ModelInfo:
     version = meta.get("antiphon.format")
     if version is None:
         raise ModelError(f"{path}: not an Antiphon model (no antiphon.format metadata)")
-    if version != FORMAT_VERSION:
-        raise ModelError(f"{path}: model format {version!r}, this daemon reads {FORMAT_VERSION!r}")
+    if version not in (FORMAT_VERSION, STEP_FORMAT_VERSION):
+        raise ModelError(
+            f"{path}: model format {version!r}, this daemon reads "
+            f"{STEP_FORMAT_VERSION!r} and {FORMAT_VERSION!r}"
+        )
     try:
         codec = CodecConfig.from_json(meta["antiphon.codec"])
         model = json.loads(meta["antiphon.model"])
@@ -132,13 +138,16 @@ def _read_metadata(path: Path, meta: dict[str, str]) -> ModelInfo:
         )
     if hidden < 1 or layers < 1:
         raise ModelError(f"{path}: hidden and layers must be positive")
-    return ModelInfo(path, codec, vocabulary, architecture, embedding, hidden, layers, training)
+    return ModelInfo(
+        path, codec, vocabulary, architecture, embedding, hidden, layers, training,
+        feeds_sequences=version == FORMAT_VERSION,
+    )  # fmt: skip
 
 
 def _check_signature(path: Path, session: ort.InferenceSession, info: ModelInfo) -> None:
     layers, hidden, size = info.layers, info.hidden, info.vocabulary.size
     expected: dict[str, tuple[str, list[int | str]]] = {
-        "token": ("tensor(int64)", ["B"]),
+        "token": ("tensor(int64)", ["B", "T"] if info.feeds_sequences else ["B"]),
         "h": ("tensor(float)", [layers, "B", hidden]),
         "c": ("tensor(float)", [layers, "B", hidden]),
         "logits": ("tensor(float)", ["B", size]),
@@ -163,6 +172,8 @@ def _check_signature(path: Path, session: ort.InferenceSession, info: ModelInfo)
                 raise ModelError(f"{path}: {name} has shape {arg.shape}, expected {dims}")
             if want == "B" and isinstance(got, int) and got != 1:
                 raise ModelError(f"{path}: {name} has a fixed batch of {got}, expected 1 or B")
+            if want == "T" and isinstance(got, int):
+                raise ModelError(f"{path}: {name} has a fixed length of {got}, expected T")
 
 
 def resolve_model_path(name: str, folders: Sequence[str | Path]) -> Path:
