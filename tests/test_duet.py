@@ -17,10 +17,12 @@ import pytest
 from antiphon.daemon.codec import PITCHES, CodecConfig, Vocabulary
 from antiphon.daemon.musician.hearing.beat import BeatGrid
 from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
+from antiphon.daemon.musician.model.engine import Engine
 from antiphon.daemon.musician.playing import duet
 from antiphon.daemon.musician.playing.performer import Performer
 from antiphon.daemon.settings import REGISTERS
 from antiphon.daemon.surface.parameters import ParameterError
+from antiphon.daemon.tools.bench_duet import REACTION_LINE
 from antiphon.training import duet_measures
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -208,6 +210,31 @@ def test_the_duet_part_plays_below_the_split_while_the_player_plays() -> None:
     assert performer.status()["duet_parts"] == 1
 
 
+def test_each_of_the_player_s_events_enters_the_state_in_one_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The duet's reaction: a note-on's tokens (time shift, velocity, note) in one run of the
+    model, not one run a token."""
+    runs: list[list[int]] = []
+    feed_run = Engine.feed_run
+
+    def counted(self: Engine, tokens: list[int]) -> None:
+        runs.append(list(tokens))
+        feed_run(self, tokens)
+
+    monkeypatch.setattr(Engine, "feed_run", counted)
+    performer, _, sink = duet_performer(duet_split=60)
+    vocabulary = performer._conversation.vocabulary
+    play(performer, call_messages(LINE))
+    finish(performer)
+    note_ons = [
+        r for r in runs if r and vocabulary.note_on_base <= r[-1] < vocabulary.note_off_base
+    ]
+    assert len(note_ons) >= len(LINE)  # every note-on heard came in a run (the part's too)
+    assert sum(len(run) > 1 for run in note_ons) >= len(LINE) // 2
+    assert duet_notes(sink), "the part still plays"
+
+
 def part_schedule_errors_ms(caplog: pytest.LogCaptureFixture) -> list[float]:
     """The largest schedule error (sent - planned) of each duet part, from its log line."""
     return [
@@ -232,6 +259,22 @@ def test_a_part_s_note_is_planned_no_earlier_than_it_was_drawn(
     assert len(duet_notes(sink)) >= 8
     errors = part_schedule_errors_ms(caplog)
     assert errors and max(errors) < 0.5
+
+
+def test_a_part_s_report_times_each_of_the_player_s_note_ons_entering_the_state(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The duet's reaction, as the live daemon logs it at each part's end and ``bench_duet``
+    reads it: every note-on of the player's is timed."""
+    performer, _, _ = duet_performer(duet_split=60)
+    with caplog.at_level(logging.INFO, logger="antiphon.daemon.musician.playing.performer"):
+        play(performer, call_messages(LINE))
+        finish(performer)
+    found = [m for r in caplog.records if (m := REACTION_LINE.search(r.getMessage()))]
+    assert len(found) == 1
+    heard, p50, p99, largest = map(float, found[0].groups())
+    assert heard == len(LINE)
+    assert 0.0 < p50 <= p99 <= largest < 1000.0
 
 
 def test_a_part_s_decisions_are_planned_once_made_when_the_model_takes_time(
@@ -491,6 +534,7 @@ def test_call_mode_is_untouched_by_the_duet_bit_for_bit(monkeypatch: pytest.Monk
     monkeypatch.setattr(Performer, "_duet_hears", never)
     monkeypatch.setattr(Performer, "_play_duet", never)
     monkeypatch.setattr(duet.DuetPlayer, "start", never)
+    monkeypatch.setattr(Engine, "feed_run", never)  # heard one token a run, as before
     plain, state_plain = call_answer()
     assert len(plain) > 8
     assert with_knobs == plain

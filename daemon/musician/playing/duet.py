@@ -83,6 +83,7 @@ LOUDNESS_SMOOTHING = 0.25  # the share of each note-on's velocity in the player'
 ACCENT_KEPT = 0.5  # the share of the model's own velocity accent a duet note keeps
 NOTE_BEATS = 2.0  # a part's note sounds at most this many beats of its grid
 HELD_ONSETS = 2  # a part's note ends at the part's this-many-th onset group after it
+REACTIONS_KEPT = 4096  # the latest reaction times a part's report is made of
 
 
 def register_mask(split: int, register: str) -> np.ndarray:
@@ -234,6 +235,31 @@ def player_phase(grid: BeatGrid, onset_s: float) -> BeatGrid:
     return replace(grid, anchor_s=grid.anchor_s + shift_s, bar_anchor_s=bar_anchor_s)
 
 
+class ReactionTimes:
+    """How long each of the player's note-ons took to enter the model's state while playing
+    along (the duet's reaction), the latest ``REACTIONS_KEPT``, for a part's report line."""
+
+    def __init__(self) -> None:
+        self._seconds = np.zeros(REACTIONS_KEPT)
+        self._count = 0
+
+    def add(self, seconds: float) -> None:
+        self._seconds[self._count % REACTIONS_KEPT] = seconds
+        self._count += 1
+
+    def summary_ms(self) -> tuple[int, float, float, float]:
+        """How many were timed, and the p50, p99 and largest of those kept, in ms (nan if
+        none)."""
+        kept = 1000.0 * self._seconds[: min(self._count, REACTIONS_KEPT)]
+        if len(kept) == 0:
+            return 0, math.nan, math.nan, math.nan
+        p50, p99 = np.percentile(kept, [50, 99])
+        return self._count, float(p50), float(p99), float(kept.max())
+
+    def clear(self) -> None:
+        self._count = 0
+
+
 class DuetPlayer:
     """What the performer keeps for the duet: the part playing (None between parts), the
     player's loudness and recent onsets."""
@@ -247,6 +273,7 @@ class DuetPlayer:
         self._beat_taken_s = -math.inf
         self._max_note_s = math.inf  # the part's longest note without a grid
         self.parts = 0  # parts started, for the status
+        self.reactions = ReactionTimes()  # of the note-ons heard since the last part ended
 
     def hear(self, pitch: int, velocity: int, time_s: float) -> None:
         """The player's note-on (the part playing, if any, rewound by it): the part's grid

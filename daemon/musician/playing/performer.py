@@ -285,6 +285,8 @@ class Performer(PerformerControls):
                 elif redraw:
                     part.rewind()
             engine.temperature, engine.noise = params.temperature, params.noise
+            # Playing along, each of the player's events enters the state in one run.
+            self._conversation.hears_in_runs = params.mode in DUET_MODES
             leader = self.clock_leader
             leader.follow = params.clock_out_follow
             leader.midi = params.clock_out in ("midi", "both")
@@ -334,9 +336,13 @@ class Performer(PerformerControls):
             self._heard.note_on(data1, data2, time_s)
             self.memory.note_on(data1, time_s)
             phrase.note_on(key, time_s)
-            conversation.note_on(data1, data2, time_s)
             if params.mode in DUET_MODES:
+                started_s = time.perf_counter()
+                conversation.note_on(data1, data2, time_s)
+                self._duet.reactions.add(time.perf_counter() - started_s)
                 self._duet_hears(data1, data2, time_s, params)
+            else:
+                conversation.note_on(data1, data2, time_s)
         elif code == NOTE_OFF:
             self._outlet.send_all(self._outlet.thru.stop(channel, data1))
             self._heard.note_off(data1, time_s)
@@ -584,14 +590,21 @@ class Performer(PerformerControls):
         part.settle()  # the model hears the notes it was stopped on, once they are sent
         self._duet.part = None
         report = part.report()  # after the last message: off the hot path
+        heard, reaction_p50_ms, reaction_p99_ms, reaction_max_ms = self._duet.reactions.summary_ms()
+        self._duet.reactions.clear()
         log.info(
             "duet part: notes=%d seconds=%.3f interrupted=%s schedule_error_mean_ms=%.3f "
-            "schedule_error_max_ms=%.3f",
+            "schedule_error_max_ms=%.3f heard=%d reaction_p50_ms=%.3f reaction_p99_ms=%.3f "
+            "reaction_max_ms=%.3f",
             report.notes,
             report.seconds,
             report.interrupted,
             report.schedule_error_mean_ms,
             report.schedule_error_max_ms,
+            heard,
+            reaction_p50_ms,
+            reaction_p99_ms,
+            reaction_max_ms,
         )
         if log.isEnabledFor(logging.DEBUG):  # for `bench_duet`'s timing at the listener
             log.debug("duet messages planned=%s", format_planned(part.sent))
