@@ -7,8 +7,10 @@ file, or a steady line of eighths) and hears everything the daemon sends. Figure
 notes that arrived while the player played, the notes left sounding once the part ended
 (hanging), the timing error at the listener (each of the part's messages, its arrival at the
 probe minus the time the daemon planned it for, from the daemon's debug log, matched as
-``antiphon bench`` matches a reply's), and the daemon's own schedule error (sent minus
-planned, the mean and the maximum, from its "duet part" log lines).
+``antiphon bench`` matches a reply's), the daemon's own schedule error (sent minus
+planned, the mean and the maximum, from its "duet part" log lines), and its reaction to the
+player's note-ons (each one's entering the model's state, p50, p99 and largest, from the same
+lines).
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ PART_LINE = re.compile(
     r"duet part: .*schedule_error_mean_ms=([\d.]+) schedule_error_max_ms=([\d.]+)"
 )
 PLANNED_LINE = re.compile(r"performer: duet messages planned=(\S*)")
+REACTION_LINE = re.compile(
+    r"duet part: .*heard=(\d+) reaction_p50_ms=([\d.]+) reaction_p99_ms=([\d.]+) "
+    r"reaction_max_ms=([\d.]+)"
+)
 
 
-def _part_ended(lines: list[str]) -> bool:
-    """Whether the daemon's log says a duet part ended."""
-    return any(PART_LINE.search(line) for line in lines)
+def _parts_ended(lines: list[str]) -> int:
+    """How many duet parts the daemon's log says have ended."""
+    return sum(1 for line in lines if PART_LINE.search(line))
 
 
 def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
@@ -66,7 +72,13 @@ def bench(
     from antiphon.daemon.settings import PIANO_MODEL
     from antiphon.daemon.tools.bench_report import exact_timing, planned_notes
     from antiphon.daemon.tools.jack_server import SERVER_ENV, JackServer
-    from antiphon.daemon.tools.probe import DaemonProcess, MidiProbe, note_ons, sounding_notes
+    from antiphon.daemon.tools.probe import (
+        DaemonProcess,
+        MidiProbe,
+        note_ons,
+        sounding_notes,
+        wait_for_quiet,
+    )
 
     phrase = player_part(source, split, seconds)
     server = JackServer(realtime=realtime_priority > 0).start()
@@ -90,13 +102,14 @@ def bench(
         try:
             started_s = time.monotonic()
             last_sent_s = probe.play(phrase)
-            # The part ends some beats after the player (its last notes may still be on the
-            # way): wait for its end in the daemon's log, then for its notes' ends.
+            # The part playing when the player stops ends some beats later: wait for its end in
+            # the daemon's log (a part that ended earlier says nothing of the last one), then
+            # until nothing sounds and nothing has come for a while (its last notes on the way).
+            parts_ended = _parts_ended(daemon.lines)
             deadline_s = time.monotonic() + SETTLE_S
-            while time.monotonic() < deadline_s and not _part_ended(daemon.lines):
+            while time.monotonic() < deadline_s and _parts_ended(daemon.lines) == parts_ended:
                 time.sleep(POLL_S)
-            probe.wait_until(lambda got: not sounding_notes(got), SETTLE_S)
-            time.sleep(0.5)
+            wait_for_quiet(probe, SETTLE_S)
             received = probe.received()
         finally:
             probe.close()
@@ -113,6 +126,9 @@ def bench(
     errors = [
         tuple(map(float, m.groups())) for line in daemon.lines if (m := PART_LINE.search(line))
     ]
+    reactions = [
+        tuple(map(float, m.groups())) for line in daemon.lines if (m := REACTION_LINE.search(line))
+    ]
     return {
         "source": str(source) if source else "eighths",
         "split": split,
@@ -126,6 +142,12 @@ def bench(
         "parts": len(errors),
         "schedule_error_mean_ms": max((e[0] for e in errors), default=None),
         "schedule_error_max_ms": max((e[1] for e in errors), default=None),
+        # A player's note-on entering the model's state, timed by the daemon (its log line
+        # at each part's end); the worst part's p99 and largest.
+        "reaction_heard": int(sum(r[0] for r in reactions)),
+        "reaction_p50_ms": max((r[1] for r in reactions), default=None),
+        "reaction_p99_ms": max((r[2] for r in reactions), default=None),
+        "reaction_max_ms": max((r[3] for r in reactions), default=None),
         **exact_timing(planned_notes(daemon.lines, PLANNED_LINE), duet_messages),
     }
 

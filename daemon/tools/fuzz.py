@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import mido
-from antiphon.daemon.tools.probe import MidiProbe, human_phrase, sounding_notes
+from antiphon.daemon.tools.probe import MidiProbe, human_phrase, sounding_notes, wait_for_quiet
 
 BURST_EVENTS = 1500
 EVENTS_PER_PAUSE = 8  # a short sleep after this many: about 3,000 to 5,000 events a second
@@ -34,10 +34,6 @@ ALL_NOTES_OFF_CC = 123
 UNDEFINED_STATUS = (0xF4, 0xF5, 0xF9, 0xFD)
 REAL_TIME = (0xF8, 0xFA, 0xFB, 0xFC, 0xFE, 0xFF)
 DROP_LINE = "malformed events and"  # the daemon's last word on its input (stage.live)
-# A reply is over once nothing sounds and nothing has come for this long: a reply resting
-# between two of its notes sounds nothing too (the fuzz runs replies of at most 1 s).
-QUIET_S = 1.0
-QUIET_POLL_S = 0.02
 
 
 def _data(rng: random.Random) -> int:
@@ -100,20 +96,6 @@ class FuzzReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def wait_for_quiet(probe: MidiProbe, timeout_s: float) -> bool:
-    """Until nothing sounds at the probe and nothing has reached it for ``QUIET_S`` (a reply
-    between two of its notes is not over: the next note-on may be on its way); False if
-    ``timeout_s`` passes first."""
-    deadline_s = time.monotonic() + timeout_s
-    while time.monotonic() < deadline_s:
-        got = probe.all_received()
-        quiet = not got or time.monotonic() - got[-1].time_s >= QUIET_S
-        if quiet and not sounding_notes(got):
-            return True
-        time.sleep(QUIET_POLL_S)
-    return False
 
 
 def fuzz_calls(

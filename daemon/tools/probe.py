@@ -27,6 +27,11 @@ READY_MARK = "ready:"  # what antiphon.daemon.stage.live logs once its ports are
 SUSTAIN_CC = 64
 ALL_NOTES_OFF_CC = 123
 ALL_SOUND_OFF_CC = 120
+# Music is over once nothing sounds and nothing has come for this long: a reply or a duet
+# part resting between two of its notes sounds nothing too (the fuzz runs replies of at most
+# 1 s).
+QUIET_S = 1.0
+QUIET_POLL_S = 0.02
 
 
 class DaemonError(RuntimeError):
@@ -94,6 +99,20 @@ def sounding_notes(messages: Sequence[Timed]) -> set[tuple[int, int]]:
         elif m.type == "control_change" and m.control in (ALL_NOTES_OFF_CC, ALL_SOUND_OFF_CC):
             sounding = {(c, p) for c, p in sounding if c != m.channel}
     return sounding
+
+
+def wait_for_quiet(probe: MidiProbe, timeout_s: float) -> bool:
+    """Until nothing sounds at the probe and nothing has reached it for ``QUIET_S`` (a reply
+    between two of its notes is not over: the next note-on may be on its way); False if
+    ``timeout_s`` passes first."""
+    deadline_s = time.monotonic() + timeout_s
+    while time.monotonic() < deadline_s:
+        got = probe.all_received()
+        quiet = not got or time.monotonic() - got[-1].time_s >= QUIET_S
+        if quiet and not sounding_notes(got):
+            return True
+        time.sleep(QUIET_POLL_S)
+    return False
 
 
 def note_ons(messages: Sequence[Timed]) -> list[Timed]:
