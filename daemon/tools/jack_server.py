@@ -33,6 +33,11 @@ SERVER_ENV = "JACK_DEFAULT_SERVER"
 DEFAULT_SAMPLE_RATE = 48_000
 DEFAULT_PERIOD_FRAMES = 128
 CLIENT_TIMEOUT_MS = 50
+# A realtime server's priority, as an audio set-up has it (docs/service.md: JACK's and
+# PipeWire's audio threads at 70 to 95, the daemon's at 20, under them). jackd's own default,
+# 10, put its cycle and its clients' process threads (5) under the daemon's performer, which
+# could then hold a cycle up while the model ran.
+REALTIME_PRIORITY = 70
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
@@ -97,9 +102,14 @@ class JackServer:
         # The dummy driver sleeps between cycles; its default sleep is for 1024 frames, so it
         # must be told the period length or the cycle would be 8 times too long.
         wait_us = round(self.period_s * 1e6)
+        scheduling = (
+            ["--realtime", "--realtime-priority", str(REALTIME_PRIORITY)]
+            if self.realtime
+            else ["--no-realtime"]
+        )
         command = [
-            "jackd", "--sync", "--timeout", str(self.client_timeout_ms),
-            "--realtime" if self.realtime else "--no-realtime", "--name", self.name,
+            "jackd", "--sync", "--timeout", str(self.client_timeout_ms), *scheduling,
+            "--name", self.name,
             "-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.period_frames),
             "-w", str(wait_us), "-C", "0", "-P", "0",
         ]  # fmt: skip
