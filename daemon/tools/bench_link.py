@@ -36,7 +36,7 @@ import mido
 import numpy as np
 from antiphon.daemon.midi.port_names import virtual_port_names
 from antiphon.daemon.settings import PIANO_MODEL
-from antiphon.daemon.tools.jack_server import JackServer
+from antiphon.daemon.tools.jack_server import REALTIME_PRIORITY, JackServer
 from antiphon.daemon.tools.link_peer import LinkPeer, LinkPeerError, link_peer
 from antiphon.daemon.tools.probe import (
     DaemonError,
@@ -319,7 +319,9 @@ def _lag_summary(lags: list[float]) -> dict[str, float] | None:
 def link_rows(figures: dict[str, Any]) -> list[str]:
     """The figures as lines for the terminal and BENCHMARKS.md."""
     fifo = figures.get("daemon_fifo_priority")
-    realtime = f"JACK and the daemon at SCHED_FIFO {fifo}" if fifo else "not realtime"
+    realtime = (
+        f"JACK at SCHED_FIFO {REALTIME_PRIORITY}, the daemon at {fifo}" if fifo else "not realtime"
+    )
     rows = [f"JACK period {figures['period_ms']:.2f} ms, xruns {figures['xruns']}, {realtime}"]
     for bpm, lock in figures["lock"].items():
         first, every = lock["first_note_vs_beat"], lock["every_note_vs_grid"]
