@@ -41,9 +41,17 @@ def port_name(request: pytest.FixtureRequest) -> str:
     return "D" + str(abs(hash(request.node.name)) % 10**6)
 
 
+# The part under a bare line of eighths at the default density (2.0) is a lottery (BENCHMARKS.md,
+# "Duet": a few notes on most seeds, and live none at all in 3 of 11 runs of the first test);
+# these tests are of the live part's mechanics, so its density is raised to make it play.
+DENSITY = "4"
+
+
 @pytest.fixture
 def daemon(jack_server: JackServer, port_name: str) -> Iterator[DaemonProcess]:
-    process = DaemonProcess(daemon_args(port_name, "--mode", "duet", "--split", "60")).start()
+    process = DaemonProcess(
+        daemon_args(port_name, "--mode", "duet", "--split", "60", "--duet-density", DENSITY)
+    ).start()
     try:
         yield process
     finally:
