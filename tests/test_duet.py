@@ -22,7 +22,7 @@ from antiphon.daemon.musician.playing import duet
 from antiphon.daemon.musician.playing.performer import Performer
 from antiphon.daemon.settings import REGISTERS
 from antiphon.daemon.surface.parameters import ParameterError
-from antiphon.daemon.tools.bench_duet import REACTION_LINE
+from antiphon.daemon.tools.bench_duet import PART_LINE
 from antiphon.training import duet_measures
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -270,9 +270,9 @@ def test_a_part_s_report_times_each_of_the_player_s_note_ons_entering_the_state(
     with caplog.at_level(logging.INFO, logger="antiphon.daemon.musician.playing.performer"):
         play(performer, call_messages(LINE))
         finish(performer)
-    found = [m for r in caplog.records if (m := REACTION_LINE.search(r.getMessage()))]
+    found = [m for r in caplog.records if (m := PART_LINE.search(r.getMessage()))]
     assert len(found) == 1
-    heard, p50, p99, largest = map(float, found[0].groups())
+    heard, p50, p99, largest = map(float, found[0].groups()[2:])
     assert heard == len(LINE)
     assert 0.0 < p50 <= p99 <= largest < 1000.0
 

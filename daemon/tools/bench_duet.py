@@ -27,14 +27,13 @@ from typing import Any
 DUET_CHANNEL = 1  # the daemon's default duet_output_channel 2, from 0
 SETTLE_S = 10.0
 POLL_S = 0.05  # how often the bench looks at the daemon's log for the part's end
+# A part's report, logged at its end: its schedule error, and its reaction to the player's
+# note-ons (nan when it heard none).
 PART_LINE = re.compile(
-    r"duet part: .*schedule_error_mean_ms=([\d.]+) schedule_error_max_ms=([\d.]+)"
+    r"duet part: .*schedule_error_mean_ms=([\d.]+) schedule_error_max_ms=([\d.]+) "
+    r"heard=(\d+) reaction_p50_ms=(\S+) reaction_p99_ms=(\S+) reaction_max_ms=(\S+)"
 )
 PLANNED_LINE = re.compile(r"performer: duet messages planned=(\S*)")
-REACTION_LINE = re.compile(
-    r"duet part: .*heard=(\d+) reaction_p50_ms=([\d.]+) reaction_p99_ms=([\d.]+) "
-    r"reaction_max_ms=([\d.]+)"
-)
 
 
 def _parts_ended(lines: list[str]) -> int:
@@ -123,12 +122,10 @@ def bench(
             os.environ[SERVER_ENV] = previous
     duet_messages = [t for t in received if getattr(t.message, "channel", None) == DUET_CHANNEL]
     duet = note_ons(duet_messages)
-    errors = [
+    parts = [
         tuple(map(float, m.groups())) for line in daemon.lines if (m := PART_LINE.search(line))
     ]
-    reactions = [
-        tuple(map(float, m.groups())) for line in daemon.lines if (m := REACTION_LINE.search(line))
-    ]
+    reactions = [part[2:] for part in parts if part[2] > 0]
     return {
         "source": str(source) if source else "eighths",
         "split": split,
@@ -139,9 +136,9 @@ def bench(
         "duet_notes_while_playing": sum(1 for t in duet if t.time_s <= last_sent_s),
         "hanging": len(sounding_notes(received)),
         "jack_late_cycles": xruns,
-        "parts": len(errors),
-        "schedule_error_mean_ms": max((e[0] for e in errors), default=None),
-        "schedule_error_max_ms": max((e[1] for e in errors), default=None),
+        "parts": len(parts),
+        "schedule_error_mean_ms": max((part[0] for part in parts), default=None),
+        "schedule_error_max_ms": max((part[1] for part in parts), default=None),
         # A player's note-on entering the model's state, timed by the daemon (its log line
         # at each part's end); the worst part's p99 and largest.
         "reaction_heard": int(sum(r[0] for r in reactions)),

@@ -136,12 +136,12 @@ class Engine:
         self._c = (np.zeros(shape, np.float32), np.zeros(shape, np.float32))
         self._logits = np.zeros((1, size), np.float32)
         self._logits_row = self._logits[0]
-        self._bindings = (self._binding(0, 1), self._binding(1, 0))
-        # Runs of 2 .. RUN_TOKENS_MAX tokens (format 2), by length.
-        self._run_bindings = {
+        # A run's bindings by its length (a pair: from each state buffer to the other): one
+        # token in every file, up to RUN_TOKENS_MAX in a format-2 file.
+        longest = RUN_TOKENS_MAX if self.info.feeds_sequences else 1
+        self._bindings = {
             length: (self._binding(0, 1, length), self._binding(1, 0, length))
-            for length in range(2, RUN_TOKENS_MAX + 1)
-            if self.info.feeds_sequences
+            for length in range(1, longest + 1)
         }
         self._current = 0  # index of the buffers holding the current state
         self._fed = False
@@ -205,17 +205,13 @@ class Engine:
             perturb: apply the noise knob's state perturbation before the step; for tokens
                 the engine chose itself (a reply), never for heard events.
         """
-        if not 0 <= token < self._weights.shape[0]:
-            raise EngineError(f"token {token} outside a vocabulary of {self._weights.shape[0]}")
-        current = self._current
+        self._check(token)
         if perturb and self.noise > 0.0:
-            self._perturb(current)
+            self._perturb(self._current)
         else:
             self._scale_stale = True
         self._tokens[0] = token
-        self.session.run_with_iobinding(self._bindings[current])
-        self._current = 1 - current
-        self._fed = True
+        self._run(1)
 
     def feed_run(self, tokens: list[int]) -> None:
         """Advance the state by ``tokens`` (one heard event's), in as few runs as the file
@@ -225,24 +221,26 @@ class Engine:
         A run of several tokens gives the state of feeding them one by one, up to the int8
         kernels' rounding (they scale a run's inputs together); one token is :meth:`feed`.
         """
-        size = self._weights.shape[0]
         for token in tokens:
-            if not 0 <= token < size:
-                raise EngineError(f"token {token} outside a vocabulary of {size}")
-        start = 0
-        while start < len(tokens):
-            length = min(len(tokens) - start, RUN_TOKENS_MAX)
-            if length == 1 or not self._run_bindings:
-                self.feed(tokens[start])
-                start += 1
-                continue
-            current = self._current
-            self._tokens[:length] = tokens[start : start + length]
-            self.session.run_with_iobinding(self._run_bindings[length][current])
-            self._current = 1 - current
-            self._fed = True
+            self._check(token)
+        longest = len(self._bindings)
+        for start in range(0, len(tokens), longest):
+            run = tokens[start : start + longest]
+            self._tokens[: len(run)] = run
             self._scale_stale = True
-            start += length
+            self._run(len(run))
+
+    def _check(self, token: int) -> None:
+        if not 0 <= token < self._weights.shape[0]:
+            raise EngineError(f"token {token} outside a vocabulary of {self._weights.shape[0]}")
+
+    def _run(self, length: int) -> None:
+        """One run of the model on the first ``length`` of ``_tokens``, the state buffers
+        swapped."""
+        current = self._current
+        self.session.run_with_iobinding(self._bindings[length][current])
+        self._current = 1 - current
+        self._fed = True
 
     def _perturb(self, current: int) -> None:
         h, c = self._h[current], self._c[current]

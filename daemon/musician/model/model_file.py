@@ -56,7 +56,7 @@ class ModelInfo:
     hidden: int
     layers: int
     training: dict[str, Any]
-    feeds_sequences: bool = True  # format 2: ``token`` is [B, T]; format 1: [B]
+    feeds_sequences: bool  # format 2: ``token`` is [B, T]; format 1: [B]
 
     @property
     def state_shape(self) -> tuple[int, int, int]:
