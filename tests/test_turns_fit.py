@@ -13,7 +13,7 @@ from antiphon.daemon.codec import CodecConfig
 from antiphon.daemon.musician.hearing.turns import CUES
 from antiphon.daemon.tools.turns_replay import Judged
 from antiphon.training.corpus import Performance, Source, write_corpus
-from antiphon.training.turns_fit import agreeing_cues, end_association, fit_logistic
+from antiphon.training.turns_fit import agreeing_cues, end_association, fit_logistic, slack
 
 
 def test_the_logistic_fit_finds_the_weights_that_made_the_labels() -> None:
@@ -89,3 +89,16 @@ def test_each_corpus_is_reported_only_when_left_out_of_the_fit(tmp_path: Path) -
 def test_one_corpus_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit-turns", "only=/nowhere"]) == 2
     assert capsys.readouterr().err.strip().startswith("antiphon fit-turns:")
+
+
+def test_the_slack_is_the_nearer_of_the_two_edges_of_the_goal() -> None:
+    def silence(length_s: float, wait_s: float) -> Judged:
+        return Judged(0.0, length_s, np.zeros(len(CUES)), 0.5, 0.25, wait_s)
+
+    ends = [silence(2.0, 0.24)] * 3 + [silence(2.0, 0.8)]  # 3 of 4 answered quickly: +0.25
+    breaths = [silence(0.5, 0.24), silence(0.4, 0.8)]  # 1 false, the 0.35 s gap's 2: +0.5
+    assert slack(ends + breaths, minutes=1.0) == pytest.approx(0.25)
+    slow = [silence(2.0, 0.8)] * 3 + [silence(2.0, 0.24)]  # 1 of 4 quickly: -0.25
+    assert slack(slow + breaths, minutes=1.0) == pytest.approx(-0.25)
+    spendthrift = [silence(0.5, 0.24), silence(0.4, 0.24), silence(0.3, 0.24)]  # 3 against 2
+    assert slack(ends + spendthrift, minutes=1.0) == pytest.approx(-0.5)

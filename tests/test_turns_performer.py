@@ -4,6 +4,7 @@ ahead of it."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from typing import Any
 
@@ -108,6 +109,42 @@ def test_the_player_going_on_within_the_judged_wait_is_not_answered(
     play(performer, call_messages(SCALE) + call_messages(going_on))
     finish(performer)
     assert sink.note_ons()[0][0] == pytest.approx(SILENCE_START_S + 0.6 + 0.5)
+
+
+def heard_by_the_judge(
+    monkeypatch: pytest.MonkeyPatch, going_on_s: float, **values: Any
+) -> list[float]:
+    """The silences the judge learns, the player going on ``going_on_s`` after the scale's
+    last release (its answer at the fixed 0.35 s gap, when there is one)."""
+    heard: list[float] = []
+    original = TurnJudge.heard_pause
+
+    def recorded(self: TurnJudge, silence_s: float) -> None:
+        heard.append(silence_s)
+        original(self, silence_s)
+
+    monkeypatch.setattr(TurnJudge, "heard_pause", recorded)
+    performer, _, _ = make(shared_engine(), seed=5, turns="gap", phrase_gap_s=0.35, **values)
+    play(performer, call_messages(SCALE))
+    performer.process_until(SILENCE_START_S + going_on_s)
+    again = SILENCE_START_S + going_on_s
+    play(performer, call_messages([(50, again, again + 0.2)]))
+    finish(performer)
+    return heard
+
+
+def test_a_silence_whose_answer_played_out_is_learnt_as_the_end_of_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The player comes in right after the answer: 0.45 s of scale breaths, then the end.
+    after_answer = heard_by_the_judge(monkeypatch, going_on_s=20.0)
+    assert after_answer[:-1] == pytest.approx([0.05] * 7) and after_answer[-1] == math.inf
+    # Over the answer's first note: the player was going on; the breath is learnt as it was.
+    over_answer = heard_by_the_judge(monkeypatch, going_on_s=0.36)
+    assert over_answer[-1] == pytest.approx(0.36)
+    # No answer (listen): the silence is learnt as it was, however long.
+    unanswered = heard_by_the_judge(monkeypatch, going_on_s=20.0, mode="listen")
+    assert unanswered[-1] == pytest.approx(20.0)
 
 
 def test_turns_and_eagerness_are_live_parameters_in_the_status() -> None:

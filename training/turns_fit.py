@@ -14,10 +14,12 @@ For each corpus left out in turn (leave-one-corpus-out):
    chance of 0.5 at eagerness 0.5 (the player's own intercept calibrates the chances);
 3. the default eagerness is chosen on the other corpora's validation splits, the judge
    replayed as the performer drives it (:func:`~antiphon.daemon.tools.turns_replay.replay`):
-   the least eager of ``DEFAULT_EAGERNESSES`` whose median delay on real ends is at most
-   ``TARGET_MEDIAN_S`` on every one of them, with no more false answers than the fixed
-   ``REFERENCE_GAP_S`` gap's and no fixed gap both as few false answers and sooner (none
-   such: the one with the shortest worst median);
+   of ``DEFAULT_EAGERNESSES`` that no fixed gap dominates on any of them, the one furthest
+   inside the goal on the worst of them (:func:`slack`: the share of real ends answered
+   within ``QUICK_S`` beyond one half, or the share of the fixed ``REFERENCE_GAP_S``
+   gap's false answers left unspent, whichever is smaller). Not the least eager that meets
+   the goal: the median delay is a cliff (the judge answers early or late), and a default
+   at the edge of it on the validation corpora falls off it on other players;
 4. the judge so made is reported on the left-out corpus, all of it (nothing of it was fitted
    on or chosen on) and its test split alone: eagerness 0 to 1 and the chosen default, beside
    the fixed gaps.
@@ -70,7 +72,6 @@ RIDGE = 1.0  # L2 penalty on the weights (not the bias), in units of one corpus'
 DEFAULT_EAGERNESSES = tuple(
     round(0.3 + k * 0.1 / EAGERNESS_SPAN, 4) for k in range(round(0.6 * EAGERNESS_SPAN / 0.1) + 1)
 )
-TARGET_MEDIAN_S = 0.25
 
 
 @dataclass
@@ -201,24 +202,30 @@ def judge_all(chosen: list[Performance], hazard: Hazard, eagerness: float) -> li
     return [j for p in chosen for j in replay(p.messages, eagerness, AUTO_PHRASE_GAP_S, hazard)]
 
 
+def slack(judged: Sequence[Judged], minutes: float) -> float:
+    """How far inside the goal a judge's replay is (module doc, step 3); negative: outside."""
+    rows = trade_off({0.0: judged}, minutes)
+    reference = rows[f"gap {REFERENCE_GAP_S:g}"]["false_per_min"]
+    unspent = 1.0 - rows["auto 0"]["false_per_min"] / reference if reference > 0 else 0.0
+    quick = rows["auto 0"]["quick_share"]
+    return min(quick - 0.5 if quick is not None else 0.0, unspent)
+
+
 def choose_eagerness(hazard: Hazard, validation: dict[str, list[Performance]]) -> float:
     """The default eagerness, chosen on the validation corpora (module doc, step 3)."""
-    worst_median: dict[float, float] = {}
+    worst_slack: dict[float, float] = {}
+    dominated: set[float] = set()
     for eagerness in DEFAULT_EAGERNESSES:
-        worst, acceptable = 0.0, True
+        worst = math.inf
         for performances_ in validation.values():
             minutes = sum(p.minutes for p in performances_)
-            rows = trade_off({eagerness: judge_all(performances_, hazard, eagerness)}, minutes)
-            row = rows[f"auto {eagerness:g}"]
-            median_s = math.inf if row["median_delay_s"] is None else row["median_delay_s"]
-            worst = max(worst, median_s)
-            reference = rows[f"gap {REFERENCE_GAP_S:g}"]["false_per_min"]
-            if dominated_by(rows, f"auto {eagerness:g}") or row["false_per_min"] > reference:
-                acceptable = False
-        if acceptable and worst <= TARGET_MEDIAN_S:
-            return eagerness
-        worst_median[eagerness] = worst
-    return min(worst_median, key=lambda e: (worst_median[e], e))
+            judged = judge_all(performances_, hazard, eagerness)
+            worst = min(worst, slack(judged, minutes))
+            if dominated_by(trade_off({eagerness: judged}, minutes), f"auto {eagerness:g}"):
+                dominated.add(eagerness)
+        worst_slack[eagerness] = worst
+    allowed = [e for e in DEFAULT_EAGERNESSES if e not in dominated] or list(DEFAULT_EAGERNESSES)
+    return max(allowed, key=lambda e: (worst_slack[e], -e))
 
 
 def report(hazard: Hazard, test: list[Performance], eagerness: float) -> dict[str, Any]:

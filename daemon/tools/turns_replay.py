@@ -13,7 +13,9 @@ checks this on every run, a test on a small performance).
 :func:`figures` counts what a player feels, per minute of playing: false answers (a call
 declared over within a silence shorter than ``FALSE_BELOW_S``: the player was only
 breathing), real ends (silences of ``REAL_END_S`` or more), the median and 90th percentile
-delay on real ends, and real ends missed (never declared).
+delay on real ends, the share of them declared within ``QUICK_S`` (the goal: over half, a
+median of ``QUICK_S`` or less; the share says how far from that edge), and real ends missed
+(never declared).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from antiphon.daemon.codec import Note, notes_to_events
 from antiphon.daemon.musician.hearing.turns import (
     FALSE_BELOW_S,
+    QUICK_S,
     REAL_END_S,
     SHIPPED,
     Hazard,
@@ -125,6 +128,7 @@ def figures(
         "real_ends_per_min": real * per_minute,
         "median_delay_s": float(np.median(delays)) if delays else None,
         "p90_delay_s": float(np.percentile(delays, 90)) if delays else None,
+        "quick_share": float(np.mean(np.asarray(delays) <= QUICK_S)) if delays else None,
         "missed": real - len(delays),
         "false": false,
         "real_ends": real,

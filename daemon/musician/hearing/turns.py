@@ -34,7 +34,8 @@ logistic intercept, two Newton steps each time a silence begins). Every silence 
 the breaths and the ends alike, so after a minute of playing it knows the player's
 breathing: the cues' weights carry across kinds of playing (they were fitted across
 three), the intercept does not (a bebop soloist goes on after a silence far more often than
-a pianist does), and the threshold then means the same chance for every player.
+a pianist does). The chances it gives are those the judge goes by before the player's own
+threshold is known (below), and after the early moment.
 
 The shipped model's expectation of the next onset is not used: it was learned on classical
 piano only, and the earlier judge, which leaned on it, waited 0.8 s on most real ends of jazz
@@ -42,10 +43,25 @@ solos. The beat, where one is known (:class:`BeatHint`, from any :class:`BeatSou
 rest that lasts to the next beat is part of the phrase, so the wait runs at least to just
 after the next beat.
 
-The rule: the call is over at the first ``t`` (from the hazard's ``earliest_s`` on) where
-the chance that the player goes on within ``HORIZON_S`` falls below a threshold set by
-``eagerness`` (1: answer at the first hint of an end; 0: only when the player will almost
-surely not go on); at the latest at ``longest_s`` (the phrase gap).
+The rule: the judge answers early or late. At the hazard's ``earliest_s`` (0.24 s: the
+latest moment an answer still comes within ``QUICK_S``) the call is over if the hazard's
+log-odds of going on are below the player's own threshold (:meth:`TurnJudge.early_threshold`):
+the one that, over their last ``BUDGET_KEPT`` silences, would have answered inside as many
+of their breaths as a fixed ``REFERENCE_GAP_S`` gap did, times ``BUDGET_SPAN * eagerness``
+(their budget of false answers, spent on the silences that look most like ends). Until the
+player has used some, the threshold leans toward the fitted one (a chance of going on of
+:func:`threshold_for` the eagerness, with the player's intercept), by ``BUDGET_PRIOR`` such
+breaths. So the threshold comes from the player: a bebop soloist's many breaths of a third
+of a second buy as many early answers as the fixed gap would have spent inside them, and the
+cues decide which silences get them; never one where the player goes on at least
+``EARLY_CEILING`` surely, by the hazard with their intercept (a player who only breathes is
+not answered inside every breath because a fixed gap would be). Later in the silence it
+answers only where the chance of going on falls ``LATE_LOG_ODDS`` below the fitted
+threshold; at the latest at ``longest_s`` (the phrase gap). Why one early moment: the ends
+the judge is sure of are answered within a quarter second, and the silences it is unsure of
+are waited out rather than answered between a quarter second and the end of a breath, where
+an answer falls inside a breath as often as not and is no sooner to the player's ear than
+waiting for them.
 
 Pure: numbers in, a wait out; no clock, no engine. Used on the performer's thread
 (:meth:`~antiphon.daemon.musician.playing.performer.Performer._judge_silence`). ``antiphon
@@ -72,10 +88,16 @@ NOTES_KEPT = 16  # the recent notes the last one is compared with
 FALSE_BELOW_S = 0.6
 REAL_END_S = 1.0
 REFERENCE_GAP_S = 0.35  # the fixed gap whose false answers the judge must not exceed
+QUICK_S = 0.25  # a real end answered within this is answered quickly (the goal: most are)
 ADAPT_LIMIT = 4.0  # the player's own intercept stays within this of the fitted one
 CALIBRATION_STEP_S = 0.05  # the moments of each silence the player's intercept learns from
 CALIBRATION_KEPT = 2000  # the player's last moments it learns from (some 20 minutes)
 CALIBRATION_STEP_LIMIT = 1.0  # the intercept's largest Newton step, in log-odds
+BUDGET_SPAN = 2.0  # false answers allowed, per fixed-gap false answer, at eagerness 1
+BUDGET_PRIOR = 1.0  # the fitted threshold weighs as much as this many fixed-gap false answers
+BUDGET_KEPT = 500  # the player's last silences the early threshold is learnt from
+LATE_LOG_ODDS = 0.8  # after the early moment, the chance must fall this far below threshold
+EARLY_CEILING = 0.9  # never an early answer where the player goes on at least this surely
 AUTO_PHRASE_GAP_S = 0.8  # the longest wait these were tuned with: a breath can be waited out
 BEAT_CONFIDENCE = 0.5  # a beat hint below this confidence is not followed
 BEAT_GRACE_S = 0.06  # a note this late after the beat is still on it
@@ -98,10 +120,11 @@ class Hazard:
     """The hazard's numbers: log-odds of going on within ``HORIZON_S``, silent ``t`` =
     ``bias`` + (``cues`` + ``cue_slopes`` log(t / MIN_GAP_S)) . :meth:`RecentNotes.cues` +
     ``time`` . :func:`time_terms` (+ the player's own intercept). ``threshold``: the chance
-    of going on below which the call is over, at eagerness 0.5; ``earliest_s``: no call ends
-    sooner (the short silences inside phrases are too many to answer in);
+    of going on below which the call is over, at eagerness 0.5 (before the player's own
+    threshold is known); ``earliest_s``: the early moment, no call ends sooner;
     ``calibration_prior``: how many of the player's moments the fitted intercept weighs
-    against theirs (``math.inf``: the player changes nothing)."""
+    against theirs (``math.inf``: the player changes nothing: neither their intercept nor
+    their threshold is learnt)."""
 
     bias: float
     cues: tuple[float, ...]
@@ -115,15 +138,16 @@ class Hazard:
 # Fitted by `antiphon fit-turns` (training/turns_fit.py) on the training splits of the asap
 # piano (30 performances, evenly spaced), the jazz solos (split by soloist) and the music21
 # single lines, on the cues that agree across them (the pitch step and the last interval did
-# not: weight 0); the threshold (a chance of 0.5), the earliest answer (0.2 s) and the prior
-# (3 moments) set, not tuned; 2026-12-06 (BENCHMARKS.md, "Turn-taking", has the command).
+# not: weight 0); the threshold (a chance of 0.5), the early moment (0.24 s) and the prior
+# (3 moments) set, not tuned; 2026-12-06, and again on 2026-12-07 with the early moment and
+# the player's budget: the same numbers (BENCHMARKS.md, "Turn-taking", has the command).
 SHIPPED = Hazard(
     bias=-1.77,
     cues=(-0.272, -1.41, 1.313, 0.0, -0.294, 0.315, 0.0),
     cue_slopes=(-0.002, 0.017, -0.327, 0.0, 0.668, -0.145, 0.0),
     time=(-1.139, 0.751),
     threshold=0.5,
-    earliest_s=0.2,
+    earliest_s=0.24,
     calibration_prior=3.0,
 )
 
@@ -147,7 +171,14 @@ def threshold_for(eagerness: float, threshold: float = SHIPPED.threshold) -> flo
     """The chance of going on below which the call is over, for an eagerness in [0, 1]
     (``threshold`` at 0.5)."""
     eagerness = min(1.0, max(0.0, eagerness))
-    log_odds = math.log(threshold / (1.0 - threshold)) + (eagerness - 0.5) * EAGERNESS_SPAN
+    return _chance(_log_odds(threshold) + (eagerness - 0.5) * EAGERNESS_SPAN)
+
+
+def _log_odds(chance: float) -> float:
+    return math.log(chance / (1.0 - chance))
+
+
+def _chance(log_odds: float) -> float:
     return 1.0 / (1.0 + math.exp(-log_odds))
 
 
@@ -295,6 +326,14 @@ class TurnJudge:
         self._log_moments = np.log(self._moments_s / MIN_GAP_S)
         # The silence judged last: the fitted log-odds at each calibration moment.
         self._judged: np.ndarray | None = None
+        # What the player's silences were, for the early threshold: the fitted log-odds at
+        # the early moment (without their intercept) and the silence's length, for each
+        # silence that outlasted it; a ring.
+        self._early_s = max(hazard.earliest_s, min_gap_s)
+        self._heard_log_odds = np.zeros(BUDGET_KEPT)
+        self._heard_lengths = np.zeros(BUDGET_KEPT)
+        self._heard = 0
+        self._judged_early: float | None = None
 
     def _grid(self, longest_s: float) -> np.ndarray:
         if longest_s != self._longest_s:  # made again only when the phrase gap changes
@@ -351,16 +390,52 @@ class TurnJudge:
         if longest_s <= self.min_gap_s:
             return longest_s
         terms = self._silence_terms(silence_start_s)
-        times_s, chance = self._going_on(longest_s, terms)
-        threshold = np.array((threshold_for(eagerness, self.hazard.threshold),))
-        wait_s = float(first_waits_s(times_s, chance, threshold, self.hazard.earliest_s)[0])
+        early_s = min(self._early_s, longest_s)
+        at_early = np.array((early_s,))
+        early = float(self._fitted_log_odds(at_early, np.log(at_early / MIN_GAP_S), terms)[0])
+        self._learn()
+        sure_to_go_on = _chance(early + self.player_bias) >= EARLY_CEILING
+        if early < self.early_threshold(eagerness) and not sure_to_go_on:
+            wait_s = early_s
+        else:
+            times_s, chance = self._going_on(longest_s, terms)
+            fitted = _log_odds(threshold_for(eagerness, self.hazard.threshold))
+            late = np.array((_chance(fitted - LATE_LOG_ODDS),))
+            wait_s = float(first_waits_s(times_s, chance, late, early_s + STEP_S / 2)[0])
         if beat is not None and beat.confidence >= BEAT_CONFIDENCE:
             to_beat_s = beat.next_beat_s - silence_start_s + BEAT_GRACE_S
             wait_s = max(wait_s, min(to_beat_s, longest_s))
         wait_s = min(max(wait_s, self.min_gap_s), longest_s)
         if math.isfinite(self.hazard.calibration_prior):
             self._judged = self._fitted_log_odds(self._moments_s, self._log_moments, terms)
+            self._judged_early = early if early_s == self._early_s else None
         return wait_s
+
+    def early_threshold(self, eagerness: float) -> float:
+        """The fitted log-odds (without the player's intercept) below which a silence ends
+        the call at the early moment: the player's budget of false answers spent on their
+        past silences, leaning toward the fitted threshold until they have used some (see
+        the module docstring)."""
+        eagerness = min(1.0, max(0.0, eagerness))
+        fitted = _log_odds(threshold_for(eagerness, self.hazard.threshold)) - self.player_bias
+        kept = min(self._heard, BUDGET_KEPT)
+        lengths = self._heard_lengths[:kept]
+        breaths = np.sort(self._heard_log_odds[:kept][lengths < FALSE_BELOW_S])
+        if not len(breaths):
+            return fitted
+        gap_false = float(
+            np.count_nonzero((lengths >= REFERENCE_GAP_S) & (lengths < FALSE_BELOW_S))
+        )
+        allowed = BUDGET_SPAN * eagerness * gap_false  # the breaths it may answer inside
+        if allowed >= len(breaths) - 1:
+            spent = float(breaths[-1]) + 1.0
+        else:
+            below = int(allowed)
+            spent = float(
+                breaths[below] + (allowed - below) * (breaths[below + 1] - breaths[below])
+            )
+        weight = gap_false / (gap_false + BUDGET_PRIOR)
+        return weight * spent + (1.0 - weight) * fitted
 
     def key_down(self, key: tuple[int, int], time_s: float, velocity: int) -> None:
         self.notes.key_down(key, time_s, velocity)
@@ -377,6 +452,12 @@ class TurnJudge:
         then, and whether the player went on within the horizon. (Cheap: this runs as the
         player's note arrives; the intercept is solved when the next silence begins.)"""
         judged, self._judged = self._judged, None
+        early, self._judged_early = self._judged_early, None
+        if early is not None and silence_s > self._early_s:
+            slot = self._heard % BUDGET_KEPT
+            self._heard_log_odds[slot] = early
+            self._heard_lengths[slot] = silence_s
+            self._heard += 1
         if judged is None:
             return
         outlasted = silence_s > self._moments_s

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import sys
 import threading
@@ -142,6 +143,7 @@ class Performer(PerformerControls):
             self._conversation, speculate_before_s, heard=self._heard, memory=self.memory
         )
         self._turns = TurnJudge()
+        self._answered_silence_s: float | None = None  # the silence the last reply answered
         # Where the turn-taking judge hears the beat. None: it judges without one. Wired to the
         # beat this performer keeps, the single-line validation median delay went from 0.10 s
         # to 0.43 s (a rest is waited out to the next beat), so it is not wired by default.
@@ -311,6 +313,7 @@ class Performer(PerformerControls):
         self._speculator.withdraw()  # the call goes on (or ends now)
         params = self._apply_parameters()
         reply = self._reply
+        answer_over = reply is None or (reply.notes_played > 0 and not len(reply.sounding))
         if reply is not None:
             reply.rewind()  # the unplayed events go; the player's event comes first
             if code == ALL_OFF or (code == NOTE_ON and not params.overlap):
@@ -328,7 +331,8 @@ class Performer(PerformerControls):
             if phrase.poll(time_s) is not None:
                 log.debug("the player went on before the call was answered")
             if (silence_start_s := phrase.silence_start_s) is not None:
-                self._turns.heard_pause(time_s - silence_start_s)
+                heard_s = self._silence_heard_s(silence_start_s, time_s, answer_over)
+                self._turns.heard_pause(heard_s)
             self._turns.key_down(key, time_s, data2)
             self.notes_in += 1
             if params.thru:
@@ -366,6 +370,17 @@ class Performer(PerformerControls):
             part.rebase(time_s)  # its time is the player's from here
         self._judge_silence(params)
 
+    def _silence_heard_s(self, silence_start_s: float, time_s: float, answer_over: bool) -> float:
+        """How long the silence the player ends at ``time_s`` was, as the turn judge learns
+        it: as long as it was, unless a reply answered it and the player went on once the
+        answer was over (``answer_over``: the reply had ended, or played and fallen silent):
+        then they went on because the answer was, not because their breath was, and the
+        silence ended their call whatever its length (inf). An answer inside a breath, the
+        player going on over it, is learnt as the breath it was."""
+        if self._answered_silence_s == silence_start_s and answer_over:
+            return math.inf
+        return time_s - silence_start_s
+
     def _judge_silence(self, params: Parameters) -> None:
         """With ``turns`` ``auto``, when a silence has just begun (the model has heard the last
         release): how long it must last to end the call, decided now, so the call has a
@@ -385,6 +400,9 @@ class Performer(PerformerControls):
         beat = beat_source.beat_after(silence_start_s) if beat_source is not None else None
         phrase.wait_s = self._turns.wait_s(
             params.eagerness, params.phrase_gap_s, silence_start_s, beat
+        )
+        log.debug(
+            "silence at %.3f s: the call is over after %.3f s of it", silence_start_s, phrase.wait_s
         )
 
     def _service(self, now_s: float) -> None:
@@ -471,6 +489,7 @@ class Performer(PerformerControls):
             return
         self._reply = reply
         self._reply_grid = plan.grid
+        self._answered_silence_s = self._phrase.silence_start_s
         self._play(reply, now_s, starting=True)  # the first note, at once
 
     def _speculation_due_s(self) -> float | None:
