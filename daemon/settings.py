@@ -125,6 +125,13 @@ class Settings:
         "ignore input that mirrors what was just sent within this window (MIDI thru loops)",
         check=_between(0, 1000),
     )
+    output_ahead_ms: float = _setting(
+        0.0,
+        "send each timed message this much before its time, making up for the output's own "
+        "latency: with JACK, half a period (1.33 ms at 128 frames and 48 kHz) centres the "
+        "delivery on the plan",
+        check=_between(0, 20),
+    )
     input_queue_size: int = _setting(
         2048, "input messages held before a flood is dropped", check=_between(16, 1_000_000)
     )

@@ -7,9 +7,12 @@ import itertools
 import random
 import statistics
 import sys
+import threading
+import time
 
 import mido
 import pytest
+from antiphon.daemon.midi.clock_sender import ClockSender
 from antiphon.daemon.musician.clocks.clock_out import (
     CLOCK_START,
     CLOCK_STOP,
@@ -447,3 +450,42 @@ def test_a_clock_without_start_or_stop_never_halts_the_outgoing_one() -> None:
     assert not told
     assert [data for _, data in run.sent[:2]] == [SONG_POSITION_ZERO, CLOCK_START]
     assert not [t for t, data in run.sent if data == CLOCK_STOP]
+
+
+class OneTick:
+    """A schedule with one tick, ``due_in_s`` from when it is made (the sender's thread asks
+    it as the daemon's ClockLeader is asked; a stand-in for the leader's timing alone)."""
+
+    def __init__(self, due_in_s: float) -> None:
+        self.due_s: float | None = time.monotonic() + due_in_s
+
+    def next_due_s(self, now_s: float) -> float | None:
+        return self.due_s
+
+    def tick(self) -> list[list[int]]:
+        self.due_s = None
+        return [[CLOCK_TICK]]
+
+    def stop(self) -> list[list[int]]:
+        return []
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.times_s: list[float] = []
+        self.arrived = threading.Event()
+
+    def send_raw(self, data: list[int]) -> None:
+        self.times_s.append(time.monotonic())
+        self.arrived.set()
+
+
+def test_the_clock_thread_sends_each_tick_output_ahead_before_its_time() -> None:
+    schedule, sent = OneTick(due_in_s=30.0), Sent()
+    sender = ClockSender(schedule, sent, ahead_s=29.9)
+    sender.start()
+    try:
+        assert sent.arrived.wait(10.0), "the tick waited for its time, not 29.9 s before it"
+    finally:
+        sender.stop()
+    assert schedule.due_s is None and len(sent.times_s) == 1

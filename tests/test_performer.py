@@ -971,3 +971,25 @@ def test_a_held_key_release_is_never_taken_for_an_echo() -> None:
         (NOTE_ON, 62),
     ]
     assert gate.echoes == 1
+
+
+def test_output_ahead_sends_each_timed_message_that_much_before_its_time() -> None:
+    def performed(output_ahead_ms: float) -> tuple[list[tuple[float, str]], Any]:
+        performer, _, sink = make(shared_engine(), seed=4, output_ahead_ms=output_ahead_ms)
+        play(performer, call_messages(SCALE))
+        finish(performer)
+        return [(t, str(m)) for t, m in sink.sent], performer.reply_reports()[-1]
+
+    on_time, on_time_report = performed(0.0)
+    ahead, ahead_report = performed(2.0)
+    assert [m for _, m in ahead] == [m for _, m in on_time]  # the same reply, note for note
+    early_s = [t0 - t for (t0, _), (t, _) in zip(on_time, ahead, strict=True)]
+    # The first note leaves when the call is found over (it cannot leave before); every
+    # later message 2 ms before its time.
+    assert early_s[0] == 0.0
+    assert early_s[1:] == pytest.approx([0.002] * (len(early_s) - 1), abs=1e-9)
+    # The reply's report counts a message sent ahead as on time, and the first note as the
+    # 2 ms late it will sound.
+    assert on_time_report.schedule_error_max_ms == pytest.approx(0.0, abs=1e-6)
+    assert ahead_report.schedule_error_max_ms == pytest.approx(2.0, abs=1e-6)
+    assert ahead_report.schedule_error_mean_ms == pytest.approx(2.0 / len(ahead), abs=1e-6)

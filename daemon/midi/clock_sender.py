@@ -42,11 +42,13 @@ class RawOutput(Protocol):
 
 
 class ClockSender:
-    """Sends ``schedule``'s messages on ``output`` at their times, from a thread of its own."""
+    """Sends ``schedule``'s messages on ``output`` at their times (``ahead_s`` before them:
+    ``output_ahead_ms``), from a thread of its own."""
 
-    def __init__(self, schedule: TickSchedule, output: RawOutput) -> None:
+    def __init__(self, schedule: TickSchedule, output: RawOutput, ahead_s: float = 0.0) -> None:
         self._schedule = schedule
         self._output = output
+        self._ahead_s = ahead_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="midi-clock-out", daemon=True)
 
@@ -70,7 +72,8 @@ class ClockSender:
             if due_s is None:
                 stop.wait(IDLE_WAIT_S)
                 continue
-            if due_s > now_s and stop.wait(due_s - now_s):
+            send_s = due_s - self._ahead_s
+            if send_s > now_s and stop.wait(send_s - now_s):
                 break
             for data in schedule.tick():
                 output.send_raw(data)  # never raises: a port gone drops it

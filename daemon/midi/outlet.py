@@ -34,12 +34,17 @@ class Outlet:
         sink: where output messages go.
         clock: the performer's clock; a message's send time is read from it.
         gate: the input gate, told every message sent (the echo check).
+        ahead_s: how long before its time a timed message is sent (``output_ahead_ms``): a
+            reply records each send this much later, when the message is meant to sound.
     """
 
-    def __init__(self, sink: MidiSink, clock: Callable[[], float], gate: InputGate) -> None:
+    def __init__(
+        self, sink: MidiSink, clock: Callable[[], float], gate: InputGate, ahead_s: float = 0.0
+    ) -> None:
         self._sink = sink
         self._clock = clock
         self._gate = gate
+        self.ahead_s = ahead_s
         self.thru = SoundingNotes()
         self._reply_channels: set[int] = set()  # every channel a reply has sounded on
 
@@ -59,7 +64,7 @@ class Outlet:
         notes_started = 0
         for planned_s, message in timed:
             sent_s = self.send(message)
-            reply.record_send(planned_s, sent_s, message)
+            reply.record_send(planned_s, sent_s + self.ahead_s, message)
             if message.type == "note_on":
                 notes_started += 1
                 self._reply_channels.add(message.channel)

@@ -208,7 +208,11 @@ def play(settings: Settings, sources: dict[str, str], stop: threading.Event) -> 
             voices=voices,
         )
         # The outgoing MIDI clock's thread: idle until clock_out asks for it.
-        clock_sender = ClockSender(performer.clock_leader, ports.clock_output or ports.output)
+        clock_sender = ClockSender(
+            performer.clock_leader,
+            ports.clock_output or ports.output,
+            settings.output_ahead_ms / 1000.0,
+        )
         clock_sender.start()
         try:
             stage = Stage(settings, sources, performer, ports, output_taps=output_taps)

@@ -162,6 +162,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(daemon/tools/bench_link.py; needs pip install 'antiphon[link]')",
     )
     parser.add_argument(
+        "--output-ahead-ms",
+        type=float,
+        default=0.0,
+        help="with --link: the daemon's output_ahead_ms (half the JACK period, 1.33 ms at "
+        "128 frames, centres JACK's delivery on the plan; default: 0)",
+    )
+    parser.add_argument(
         "--realtime-priority",
         type=int,
         default=0,
@@ -435,7 +442,9 @@ def _run_link(args: argparse.Namespace) -> int:
         "machine": machine(),
     }
     try:
-        results["link"] = measure_link(args.period, args.seed, args.realtime_priority)
+        results["link"] = measure_link(
+            args.period, args.seed, args.realtime_priority, args.output_ahead_ms
+        )
     except (PortError, JackServerError, DaemonError, LinkPeerError) as err:
         print(f"antiphon bench: {err}", file=sys.stderr)
         return 2

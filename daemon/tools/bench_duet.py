@@ -65,7 +65,11 @@ def player_part(source: Path | None, split: int, seconds: float) -> list[Any]:
 
 
 def bench(
-    source: Path | None, split: int, seconds: float, realtime_priority: int = 0
+    source: Path | None,
+    split: int,
+    seconds: float,
+    realtime_priority: int = 0,
+    output_ahead_ms: float = 0.0,
 ) -> dict[str, Any]:
     from antiphon.daemon.midi.port_names import virtual_port_names
     from antiphon.daemon.settings import PIANO_MODEL
@@ -89,6 +93,7 @@ def bench(
         [
             *("--midi-api", "jack", "--port-name", name, "--osc-port", "0", "--seed", "1"),
             *("--model", str(PIANO_MODEL), "--mode", "duet", "--split", str(split)),
+            *("--output-ahead-ms", f"{output_ahead_ms:g}"),
         ],
         env=env,
         log_level="debug",  # the part's planned messages, logged once it has ended
@@ -130,6 +135,7 @@ def bench(
         "source": str(source) if source else "eighths",
         "split": split,
         "realtime_priority": realtime_priority or None,
+        "output_ahead_ms": output_ahead_ms,
         "player_notes": sum(1 for t in phrase if t.message.type == "note_on"),
         "played_s": last_sent_s - started_s,
         "duet_notes": len(duet),
@@ -157,6 +163,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--realtime-priority", type=int, default=0, metavar="N",
         help="run jackd realtime and the daemon under chrt --fifo N, as antiphon bench does",
     )  # fmt: skip
+    parser.add_argument(
+        "--output-ahead-ms", type=float, default=0.0, metavar="MS",
+        help="the daemon's output_ahead_ms (half the JACK period centres the delivery)",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, metavar="OUT")
 
 
@@ -166,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
     if not jackd_available():
         print("bench_duet: needs jackd (Debian: apt-get install jackd2)", file=sys.stderr)
         return 2
-    report = bench(args.source, args.split, args.seconds, args.realtime_priority)
+    report = bench(
+        args.source, args.split, args.seconds, args.realtime_priority, args.output_ahead_ms
+    )
     print(json.dumps(report, indent=2))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import mido
@@ -64,41 +65,55 @@ FOLLOW_RATES = (0.25, 0.5, 1.0)
 FIND_TIMEOUT_S = 10.0
 
 
-def measure_link(period_frames: int, seed: int, realtime_priority: int = 0) -> dict[str, Any]:
+def measure_link(
+    period_frames: int, seed: int, realtime_priority: int = 0, output_ahead_ms: float = 0.0
+) -> dict[str, Any]:
     """Every figure of the module docstring, on a JACK server of the bench's own (realtime,
-    and the daemon under ``chrt --fifo``, with ``realtime_priority``)."""
+    and the daemon under ``chrt --fifo``, with ``realtime_priority``), the daemon sending
+    ``output_ahead_ms`` ahead."""
     launcher = ["chrt", "--fifo", str(realtime_priority)] if realtime_priority > 0 else []
+    started = Started(launcher, ("--output-ahead-ms", f"{output_ahead_ms:g}"))
     server = JackServer(period_frames=period_frames, realtime=realtime_priority > 0)
     with server, server.as_default():
         figures: dict[str, Any] = {
             "period_ms": 1000.0 * server.period_s,
             "daemon_fifo_priority": realtime_priority or None,
+            "output_ahead_ms": output_ahead_ms,
             "lock": {
-                f"{bpm:g}": _lock_to_link(bpm, LOCK_CALLS, seed, launcher)
-                for bpm in LOCK_TEMPOS_BPM
+                f"{bpm:g}": _lock_to_link(bpm, LOCK_CALLS, seed, started) for bpm in LOCK_TEMPOS_BPM
             },
-            "bridge": _bridge(launcher),
+            "bridge": _bridge(started),
             "player_leads": {
-                f"{rate:g}": _player_leads(rate, seed, launcher) for rate in FOLLOW_RATES
+                f"{rate:g}": _player_leads(rate, seed, started) for rate in FOLLOW_RATES
             },
         }
         figures["xruns"] = server.xruns()
         return figures
 
 
+@dataclass(frozen=True)
+class Started:
+    """How the bench starts every daemon: under ``launcher`` (``chrt --fifo``: realtime), with
+    ``flags`` besides each run's own."""
+
+    launcher: Sequence[str]
+    flags: Sequence[str]
+
+
 @contextmanager
 def _rig(
-    peer_bpm: float, flags: Sequence[str], launcher: Sequence[str]
+    peer_bpm: float, flags: Sequence[str], started: Started
 ) -> Iterator[tuple[MidiProbe, LinkPeer]]:
-    """A Link peer at ``peer_bpm``, the daemon with ``flags`` (started under ``launcher``) and
-    a probe on its ports, all stopped after the block, whatever happens."""
+    """A Link peer at ``peer_bpm``, the daemon with ``flags`` (started as ``started`` says)
+    and a probe on its ports, all stopped after the block, whatever happens."""
     args = [
         *("--midi-api", "jack", "--port-name", PORT_NAME, "--osc-port", "0"),
         *("--model", str(PIANO_MODEL), "--seed", "1"),
+        *started.flags,
         *flags,
     ]
     with link_peer(peer_bpm) as peer:
-        daemon = DaemonProcess(args, launcher=launcher).start()
+        daemon = DaemonProcess(args, launcher=started.launcher).start()
         try:
             names = virtual_port_names("jack", PORT_NAME)
             probe = MidiProbe("jack", names.input_listed, names.output_listed, "LinkProbe")
@@ -135,7 +150,7 @@ def _summary_ms(offsets_s: list[float]) -> dict[str, float]:
     }
 
 
-def _lock_to_link(bpm: float, calls: int, seed: int, launcher: Sequence[str]) -> dict[str, Any]:
+def _lock_to_link(bpm: float, calls: int, seed: int, started: Started) -> dict[str, Any]:
     flags = (
         *("--clock", "link", "--reply-start", "beat", "--groove", "1"),
         *("--turns", "gap", "--phrase-gap", str(PHRASE_GAP_S)),
@@ -145,7 +160,7 @@ def _lock_to_link(bpm: float, calls: int, seed: int, launcher: Sequence[str]) ->
     beat_s = 60.0 / bpm
     first_s: list[float] = []
     every_s: list[float] = []
-    with _rig(bpm, flags, launcher) as (probe, peer):
+    with _rig(bpm, flags, started) as (probe, peer):
         beat_at = _peer_beats(peer, bpm)
         for _ in range(calls):
             probe.clear()
@@ -178,10 +193,10 @@ def _beats_from_ticks(received: list[Timed]) -> list[float]:
     return ticks[::TICKS_PER_BEAT]
 
 
-def _bridge(launcher: Sequence[str]) -> dict[str, Any]:
+def _bridge(started: Started) -> dict[str, Any]:
     """Link passed on as MIDI clock: tick jitter, beats against the peer's, a tempo change."""
     flags = ("--clock", "link", "--clock-out", "midi", "--mode", "listen")
-    with _rig(CHANGE_FROM_BPM, flags, launcher) as (probe, peer):
+    with _rig(CHANGE_FROM_BPM, flags, started) as (probe, peer):
         time.sleep(2.0)  # the daemon sees the peer's tempo and starts its clock
         beat_at = _peer_beats(peer, CHANGE_FROM_BPM)
         probe_start_s = time.monotonic()
@@ -255,14 +270,14 @@ def _ramp_lag_beats(beats: list[float]) -> Callable[[float, float], float]:
     return lag
 
 
-def _player_leads(follow: float, seed: int, launcher: Sequence[str]) -> dict[str, Any]:
+def _player_leads(follow: float, seed: int, started: Started) -> dict[str, Any]:
     flags = (
         *("--clock", "player", "--clock-out", "both", "--mode", "listen"),
         *("--clock-out-follow", str(follow)),
     )
     beats = _accelerating_beats()
     link_tempos: list[tuple[float, float]] = []
-    with _rig(120.0, flags, launcher) as (probe, peer):
+    with _rig(120.0, flags, started) as (probe, peer):
         probe.clear()
         started_s = time.monotonic() + 0.5
         stop = threading.Event()
@@ -322,7 +337,10 @@ def link_rows(figures: dict[str, Any]) -> list[str]:
     realtime = (
         f"JACK at SCHED_FIFO {REALTIME_PRIORITY}, the daemon at {fifo}" if fifo else "not realtime"
     )
-    rows = [f"JACK period {figures['period_ms']:.2f} ms, xruns {figures['xruns']}, {realtime}"]
+    ahead = f", the daemon sending {figures.get('output_ahead_ms', 0.0):g} ms ahead"
+    rows = [
+        f"JACK period {figures['period_ms']:.2f} ms, xruns {figures['xruns']}, {realtime}{ahead}"
+    ]
     for bpm, lock in figures["lock"].items():
         first, every = lock["first_note_vs_beat"], lock["every_note_vs_grid"]
         if first is None:

@@ -135,7 +135,11 @@ class Performer(PerformerControls):
         super().__init__(settings, engine, link)
         self._voices = voices
         self._clock = clock
-        self._outlet = Outlet(sink, clock, self._gate)
+        # Timed messages go out this much before their time (``output_ahead_ms``): every
+        # due moment of a reply or a duet part is this much earlier, and the part or reply
+        # plays what is due by then.
+        self._ahead_s = settings.output_ahead_ms / 1000.0
+        self._outlet = Outlet(sink, clock, self._gate, self._ahead_s)
         self._applied: Parameters | None = None
         self._phrase = PhraseDetector(self._params.phrase_gap_s, settings.held_key_timeout_s)
         self._heard = HeardCall()  # the call in progress, for following it
@@ -234,8 +238,12 @@ class Performer(PerformerControls):
             return self._clock()  # the reply made ahead takes the new values now
         reply = self._reply
         phrase = self._phrase
-        due_s = reply.next_due_s() if reply is not None else self._speculation_due_s()
+        if reply is not None:
+            due_s = None if (reply_s := reply.next_due_s()) is None else reply_s - self._ahead_s
+        else:
+            due_s = self._speculation_due_s()
         if (part := self._duet.part) is not None and (part_s := part.next_due_s()) is not None:
+            part_s -= self._ahead_s
             due_s = part_s if due_s is None else min(due_s, part_s)
         for other_s in (phrase.deadline(), phrase.stale_due_s()):
             if other_s is not None and (due_s is None or other_s < due_s):
@@ -540,7 +548,7 @@ class Performer(PerformerControls):
 
     def _play(self, reply: Reply, now_s: float, *, starting: bool = False) -> None:
         """Send the reply's events due by ``now_s``, then draw the coming ones ahead."""
-        while timed := reply.advance(now_s):
+        while timed := reply.advance(now_s + self._ahead_s):
             self._emit(timed, reply)
         if starting:
             self._notify("replying", True)  # after the first note: listeners take time
@@ -585,7 +593,7 @@ class Performer(PerformerControls):
 
     def _play_duet(self, part: Reply, now_s: float) -> None:
         """Send the duet part's events due by ``now_s``, then draw the coming ones ahead."""
-        while timed := part.advance(now_s):
+        while timed := part.advance(now_s + self._ahead_s):
             self.notes_out += self._outlet.emit(timed, part)
         if part.done:
             self._end_duet([])
@@ -598,7 +606,7 @@ class Performer(PerformerControls):
         its handling, a millisecond or more) and before anything is drawn."""
         part = self._duet.part
         if part is not None and self._params.mode in DUET_MODES:
-            while timed := part.advance(now_s, draw=False):
+            while timed := part.advance(now_s + self._ahead_s, draw=False):
                 self.notes_out += self._outlet.emit(timed, part)
 
     def _end_duet(self, release: list[Timed]) -> None:
