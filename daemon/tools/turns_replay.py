@@ -172,12 +172,15 @@ def dominated_by(rows: dict[str, dict[str, Any]], name: str) -> list[str]:
 
 
 def format_rows(rows: dict[str, dict[str, Any]]) -> str:
-    """The trade-off's rows as a table."""
-    lines = [f"{'':10} {'false/min':>9} {'median s':>9} {'p90 s':>7} {'missed':>6}"]
+    """The trade-off's rows as a table ("quick": the share of real ends declared within
+    ``QUICK_S``)."""
+    lines = [f"{'':10} {'false/min':>9} {'median s':>9} {'p90 s':>7} {'quick':>6} {'missed':>6}"]
     for name, row in rows.items():
         median = "-" if row["median_delay_s"] is None else f"{row['median_delay_s']:.3f}"
         p90 = "-" if row["p90_delay_s"] is None else f"{row['p90_delay_s']:.3f}"
+        quick = "-" if row["quick_share"] is None else f"{row['quick_share']:.0%}"
         lines.append(
-            f"{name:10} {row['false_per_min']:9.2f} {median:>9} {p90:>7} {row['missed']:6d}"
+            f"{name:10} {row['false_per_min']:9.2f} {median:>9} {p90:>7} {quick:>6} "
+            f"{row['missed']:6d}"
         )
     return "\n".join(lines)
