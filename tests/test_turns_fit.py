@@ -11,7 +11,7 @@ import pytest
 from antiphon.daemon.cli import main
 from antiphon.daemon.codec import CodecConfig
 from antiphon.daemon.musician.hearing.turns import CUES
-from antiphon.daemon.tools.turns_replay import Judged
+from antiphon.daemon.tools.turns_replay import Judged, trade_off
 from antiphon.training.corpus import Performance, Source, write_corpus
 from antiphon.training.turns_fit import agreeing_cues, end_association, fit_logistic, slack
 
@@ -95,10 +95,13 @@ def test_the_slack_is_the_nearer_of_the_two_edges_of_the_goal() -> None:
     def silence(length_s: float, wait_s: float) -> Judged:
         return Judged(0.0, length_s, np.zeros(len(CUES)), 0.5, 0.25, wait_s)
 
+    def slack_of(judged: list[Judged]) -> float:
+        return slack(trade_off({0.4: judged}, minutes=1.0), "auto 0.4")
+
     ends = [silence(2.0, 0.24)] * 3 + [silence(2.0, 0.8)]  # 3 of 4 answered quickly: +0.25
     breaths = [silence(0.5, 0.24), silence(0.4, 0.8)]  # 1 false, the 0.35 s gap's 2: +0.5
-    assert slack(ends + breaths, minutes=1.0) == pytest.approx(0.25)
+    assert slack_of(ends + breaths) == pytest.approx(0.25)
     slow = [silence(2.0, 0.8)] * 3 + [silence(2.0, 0.24)]  # 1 of 4 quickly: -0.25
-    assert slack(slow + breaths, minutes=1.0) == pytest.approx(-0.25)
+    assert slack_of(slow + breaths) == pytest.approx(-0.25)
     spendthrift = [silence(0.5, 0.24), silence(0.4, 0.24), silence(0.3, 0.24)]  # 3 against 2
-    assert slack(ends + spendthrift, minutes=1.0) == pytest.approx(-0.5)
+    assert slack_of(ends + spendthrift) == pytest.approx(-0.5)

@@ -202,12 +202,12 @@ def judge_all(chosen: list[Performance], hazard: Hazard, eagerness: float) -> li
     return [j for p in chosen for j in replay(p.messages, eagerness, AUTO_PHRASE_GAP_S, hazard)]
 
 
-def slack(judged: Sequence[Judged], minutes: float) -> float:
-    """How far inside the goal a judge's replay is (module doc, step 3); negative: outside."""
-    rows = trade_off({0.0: judged}, minutes)
+def slack(rows: dict[str, dict[str, Any]], name: str) -> float:
+    """How far inside the goal the trade-off's row ``name`` is (module doc, step 3);
+    negative: outside."""
     reference = rows[f"gap {REFERENCE_GAP_S:g}"]["false_per_min"]
-    unspent = 1.0 - rows["auto 0"]["false_per_min"] / reference if reference > 0 else 0.0
-    quick = rows["auto 0"]["quick_share"]
+    unspent = 1.0 - rows[name]["false_per_min"] / reference if reference > 0 else 0.0
+    quick = rows[name]["quick_share"]
     return min(quick - 0.5 if quick is not None else 0.0, unspent)
 
 
@@ -219,9 +219,9 @@ def choose_eagerness(hazard: Hazard, validation: dict[str, list[Performance]]) -
         worst = math.inf
         for performances_ in validation.values():
             minutes = sum(p.minutes for p in performances_)
-            judged = judge_all(performances_, hazard, eagerness)
-            worst = min(worst, slack(judged, minutes))
-            if dominated_by(trade_off({eagerness: judged}, minutes), f"auto {eagerness:g}"):
+            rows = trade_off({eagerness: judge_all(performances_, hazard, eagerness)}, minutes)
+            worst = min(worst, slack(rows, f"auto {eagerness:g}"))
+            if dominated_by(rows, f"auto {eagerness:g}"):
                 dominated.add(eagerness)
         worst_slack[eagerness] = worst
     allowed = [e for e in DEFAULT_EAGERNESSES if e not in dominated] or list(DEFAULT_EAGERNESSES)

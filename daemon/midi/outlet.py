@@ -44,7 +44,7 @@ class Outlet:
         self._sink = sink
         self._clock = clock
         self._gate = gate
-        self.ahead_s = ahead_s
+        self._ahead_s = ahead_s
         self.thru = SoundingNotes()
         self._reply_channels: set[int] = set()  # every channel a reply has sounded on
 
@@ -64,7 +64,7 @@ class Outlet:
         notes_started = 0
         for planned_s, message in timed:
             sent_s = self.send(message)
-            reply.record_send(planned_s, sent_s + self.ahead_s, message)
+            reply.record_send(planned_s, sent_s + self._ahead_s, message)
             if message.type == "note_on":
                 notes_started += 1
                 self._reply_channels.add(message.channel)
