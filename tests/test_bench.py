@@ -214,6 +214,8 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
         "shaped_reply32_p99_ms", "memory_note_p99_us", "messages_lost", "unanswered_calls",
     }  # fmt: skip
     assert figures["memory_note_us"]["n"] > 0 and figures["shaped_reply32_ms"]["n"] > 0
+    assert figures["heard_note_ms"]["n"] == figures["heard_note_idle_ms"]["n"] == 20
+    assert "the same after 100 ms idle (the duet's reaction)" in result.stdout
     assert figures["messages_lost"] == 0
     assert "reaction: first note at client" in result.stdout
     # The exact output timing error: every reply message paired with its arrival.
@@ -223,6 +225,28 @@ def test_a_short_bench_run_reports_every_figure(jack_server: JackServer, tmp_pat
     )
     assert figures["timing_error_bound_p99_ms"] is not None
     assert "output timing error, exact: arrival - planned" in result.stdout
+
+
+def test_a_heard_note_is_timed_as_the_duet_feeds_it_and_leaves_its_state() -> None:
+    import numpy as np
+    from antiphon.daemon.codec import StreamEncoder
+    from antiphon.daemon.musician.model.engine import Engine
+    from antiphon.daemon.tools import bench
+
+    engine = Engine(PIANO_MODEL, seed=0)
+    engine.feed(5)
+    after_call = engine.get_state()
+    figures = bench.measure_heard_note(engine, after_call, runs=3)
+    assert figures["heard_note_ms"]["n"] == figures["heard_note_idle_ms"]["n"] == 3
+    assert 0 < figures["heard_note_ms"]["p50"] <= figures["heard_note_ms"]["p99"]
+    encoder = StreamEncoder(engine.vocabulary)
+    encoder.note_on(60, 80, 0.0)
+    tokens = encoder.note_on(64, 96, 0.3)
+    assert len(tokens) == 3  # a time shift, a velocity, the pitch: one run of three
+    timed = engine.get_state()
+    engine.set_state(after_call)
+    engine.feed_run(tokens)
+    assert np.array_equal(engine.get_state().h, timed.h)
 
 
 def test_a_bench_phrase_ends_with_its_last_note_held_longer() -> None:

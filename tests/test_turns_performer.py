@@ -198,3 +198,39 @@ def test_judging_a_silence_leaves_the_model_state_as_it_was() -> None:
     judged, fixed = heard("auto"), heard("gap")
     assert np.array_equal(judged[0].h, fixed[0].h) and np.array_equal(judged[0].c, fixed[0].c)
     assert judged[1:] == fixed[1:]
+
+
+def test_the_judge_works_after_the_event_and_in_order_when_events_come_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The turn judge is not on the player's event's path: a silence is judged once the
+    event that began it is handled, before anything can be due; and when the next event is
+    taken before that (a backlog), the silence is still judged before that event tells the
+    judge how long it was."""
+    asked: list[str] = []
+    original_pause = TurnJudge.heard_pause
+
+    def judged(self: TurnJudge, *args: object, **kwargs: object) -> float:
+        asked.append("judged")
+        return 0.5
+
+    def told(self: TurnJudge, silence_s: float) -> None:
+        asked.append(f"told {silence_s:.2f}")
+        original_pause(self, silence_s)
+
+    monkeypatch.setattr(TurnJudge, "wait_s", judged)
+    monkeypatch.setattr(TurnJudge, "heard_pause", told)
+    for mode in ("call_response", "duet"):
+        asked.clear()
+        performer, _, _ = make(shared_engine(), seed=5, turns="auto", phrase_gap_s=0.8, mode=mode)
+        first, second = call_messages([(60, 0.0, 0.2)]), call_messages([(62, 0.3, 0.5)])
+        play(performer, first)
+        performer.submit(*reversed(second[0]))  # ends the silence before anything ran
+        assert asked == []  # the silence that began at 0.2 s waits: nothing is due yet
+        performer.process_until(0.3)  # the backlog: the note-off, then the note-on
+        assert asked == ["judged", "told 0.10"], mode
+        play(performer, second[1:])
+        performer.process_until(0.5)
+        assert asked == ["judged", "told 0.10", "judged"], mode
+        assert performer._phrase.deadline() == pytest.approx(1.0)
+        finish(performer)

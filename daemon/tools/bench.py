@@ -6,7 +6,9 @@ Five parts, each printed as a table row and kept in the JSON:
    (``Engine.sample``), p50/p99 over ``--steps`` steps of a generated continuation; the
    compute time of a 32-event reply (32 tokens drawn and fed, as a reply does), also with
    every reply shaping push on, and the player's memory's cost per note heard
-   (:mod:`antiphon.daemon.tools.bench_shaping`); and the cost
+   (:mod:`antiphon.daemon.tools.bench_shaping`); a player's note-on entering the state in
+   one run, as the duet feeds it, back to back and after the engine sat idle for 100 ms (the
+   duet's reaction between a player's notes: :func:`measure_heard_note`); and the cost
    of the naive approach (run a 30-event sliding window from a zero state for every event)
    against the incremental one, as a ratio.
 2. The daemon as a process on real JACK ports (its own ``jackd -d dummy`` when none runs):
@@ -92,6 +94,7 @@ REPLY_MAX_S = 1.0  # keeps each call short: the bench measures the answer, not t
 TRANSPORT_MESSAGES = 300
 FINAL_LENGTHENING = 2.5  # a bench phrase's last note is held this many times as long
 ANSWER_WAIT_S = 1.0  # a call is answered within this (the default longest wait is 0.8 s)
+HEARD_IDLE_S = 0.1  # the engine idle between two of a player's notes (eighths at 150 bpm)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -230,11 +233,38 @@ def measure_engine(model: Path, steps: int, seed: int) -> dict[str, Any]:
         "step_ms": percentiles(step_ms),
         "sample_ms": percentiles(sample_ms),
         "reply32_ms": percentiles(reply_ms),
+        **measure_heard_note(engine, after_call, max(20, steps // 50)),
         **measure_shaping(engine, after_call, seed),
         "naive": measure_naive(engine, after_call),
         "layers": engine.info.layers,
         "hidden": engine.info.hidden,
     }
+
+
+def measure_heard_note(engine: Engine, after_call: Any, runs: int) -> dict[str, Any]:
+    """A player's note-on entering the state as the duet feeds it (its time shift, velocity
+    and pitch in one run), back to back and after the engine sat idle for ``HEARD_IDLE_S``
+    (the time between a player's notes): what is left of the model in the caches then is
+    the machine's, and the idle figure is the duet's reaction on it."""
+    from antiphon.daemon.codec import StreamEncoder
+
+    encoder = StreamEncoder(engine.vocabulary)
+    encoder.note_on(60, 80, 0.0)
+    tokens = encoder.note_on(64, 96, 0.3)
+    figures = {}
+    for name, idle_s in (("heard_note_ms", 0.0), ("heard_note_idle_ms", HEARD_IDLE_S)):
+        times_ms = []
+        for _ in range(runs):
+            engine.set_state(after_call)
+            engine.feed_run(tokens)  # the same run just before: warm, but for the idle
+            engine.set_state(after_call)
+            if idle_s:
+                time.sleep(idle_s)
+            start = time.perf_counter_ns()
+            engine.feed_run(tokens)
+            times_ms.append(_elapsed_ms(start))
+        figures[name] = percentiles(times_ms)
+    return figures
 
 
 def measure_naive(engine: Engine, after_call: Any) -> dict[str, Any]:

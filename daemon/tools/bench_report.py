@@ -297,6 +297,8 @@ def table(results: dict[str, Any]) -> str:
         f"model {results['model']} ({results['layers']} x {results['hidden']} LSTM)",
         _row("inference step (feed, 1 thread)", results["step_ms"]),
         _row("draw (sample)", results["sample_ms"]),
+        _row("a heard note-on, one run (duet), back to back", results.get("heard_note_ms")),
+        _row("the same after 100 ms idle (the duet's reaction)", results.get("heard_note_idle_ms")),
         _row("a bare thread's timed wait, late by", results.get("wakeup_late_ms")),
         _row(f"{REPLY_EVENTS}-event reply compute", results["reply32_ms"]),
         _row("draw with follow, range, dynamics, mirror on", results.get("shaped_sample_ms")),

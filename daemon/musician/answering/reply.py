@@ -360,19 +360,23 @@ class Reply:
     def settle(self) -> None:
         """Feed the ends of the notes the reply released itself (call once their note-offs
         are sent, before feeding anything else), and draw on from the played events."""
+        self._feed_releases()
+        if self._draw_stale:
+            self._restart_drawing()
+
+    def _feed_releases(self) -> None:
         if self._unfed_releases:
             for pitch, clock_s in self._unfed_releases:
                 self._conversation.release(pitch, clock_s)
             self._unfed_releases.clear()
-        if self._draw_stale:
-            self._restart_drawing()
 
     def rewind(self) -> None:
         """Roll every drawn, unplayed event back out of the engine's state and random streams.
 
         Call before feeding anything else (the player's events) while the reply is going on
-        (it also settles, see :meth:`settle`); the reply draws again from the new state on the
-        next :meth:`advance`.
+        (it also settles, see :meth:`settle`; an accompanying part only feeds its releases,
+        and starts drawing again at its next draw); the reply draws again from the new state
+        on the next :meth:`advance`.
         """
         drawn = self._drawn
         if drawn:
@@ -381,7 +385,12 @@ class Reply:
             drawn.clear()
         self._stalled_at_s = None
         self._draw_stale = True
-        self.settle()
+        if self._accompanying:
+            # The player's event comes next, and the part draws on from what it leaves
+            # (:meth:`rebase`): drawing restarts then, at the next draw.
+            self._feed_releases()
+        else:
+            self.settle()
 
     def reshape(self, shaping: ReplyShaping | None) -> None:
         """Draw on with other pushes (the knobs changed): the events drawn ahead are drawn

@@ -92,6 +92,28 @@ MAX_START_LATE_S = 0.030
 PR_SET_TIMERSLACK = 29  # Linux prctl: how long the kernel may defer this thread's timed waits
 
 
+class Aftermath:
+    """What the player's last event left to do once the part's due notes are out: the note-on
+    the beat tracker, the player's memory and the duet part have not heard yet (pitch,
+    velocity, time), the pause it ended that the turn judge has not been told, and whether a
+    silence may want judging."""
+
+    def __init__(self) -> None:
+        self.note_on: tuple[int, int, float] | None = None
+        self.pause_s: float | None = None
+        self.judge = False
+
+    @property
+    def pending(self) -> bool:
+        return self.judge or self.note_on is not None or self.pause_s is not None
+
+    def take_hearing(self) -> tuple[tuple[int, int, float] | None, float | None]:
+        """The note-on and the pause, leaving neither (the judging stays)."""
+        taken = (self.note_on, self.pause_s)
+        self.note_on = self.pause_s = None
+        return taken
+
+
 class ManualClock:
     """A clock that only moves when told to: the time of a simulated performance."""
 
@@ -148,6 +170,7 @@ class Performer(PerformerControls):
         )
         self._turns = TurnJudge()
         self._answered_silence_s: float | None = None  # the silence the last reply answered
+        self._aftermath = Aftermath()  # the player's last event's work that can wait
         # Where the turn-taking judge hears the beat. None: it judges without one. Wired to the
         # beat this performer keeps, the single-line validation median delay went from 0.10 s
         # to 0.43 s (a rest is waited out to the next beat), so it is not wired by default.
@@ -232,8 +255,8 @@ class Performer(PerformerControls):
 
     def next_due_s(self) -> float | None:
         """When the performer next has something to do (None: nothing until input comes)."""
-        if self._gate.waiting or not self._commands.empty():
-            return self._clock()  # input or commands waiting: now
+        if self._gate.waiting or not self._commands.empty() or self._aftermath.pending:
+            return self._clock()  # input, commands or an event's aftermath waiting: now
         if self._params is not self._applied and self._speculator.holding:
             return self._clock()  # the reply made ahead takes the new values now
         reply = self._reply
@@ -315,11 +338,15 @@ class Performer(PerformerControls):
         return params
 
     def _take(self, item: Item) -> None:
-        """One of the player's events, fed as it arrives."""
+        """One of the player's events, fed as it arrives. What the model and the parts need at
+        once is done here, the model's feed as early as it can be; what can wait (the beat
+        tracker, the turn judge, the duet part's beat) is left in :attr:`_aftermath` for
+        :meth:`_service`, once the part's due notes are out."""
         code, time_s, channel, data1, data2 = item
-        self._release_stale(time_s)  # held keys that timed out before this event
         self._speculator.withdraw()  # the call goes on (or ends now)
         params = self._apply_parameters()
+        self._catch_up(params)  # an event taken before the last one's aftermath was done
+        self._release_stale(time_s)  # held keys that timed out before this event
         reply = self._reply
         answer_over = reply is None or (reply.notes_played > 0 and not len(reply.sounding))
         if reply is not None:
@@ -334,49 +361,67 @@ class Performer(PerformerControls):
             if code == ALL_OFF:
                 self._end_duet(part.stop(time_s))
         conversation, phrase, key = self._conversation, self._phrase, (channel, data1)
+        aftermath = self._aftermath
         if code == NOTE_ON:
-            self._beat.hear_player(time_s)
-            if phrase.poll(time_s) is not None:
-                log.debug("the player went on before the call was answered")
-            if (silence_start_s := phrase.silence_start_s) is not None:
-                heard_s = self._silence_heard_s(silence_start_s, time_s, answer_over)
-                self._turns.heard_pause(heard_s)
-            self._turns.key_down(key, time_s, data2)
-            self.notes_in += 1
             if params.thru:
                 self._outlet.send_all(self._outlet.thru.start(channel, data1, data2, time_s))
-            self._heard.note_on(data1, data2, time_s)
-            self.memory.note_on(data1, time_s)
-            phrase.note_on(key, time_s)
             if params.mode in DUET_MODES:
                 started_s = time.perf_counter()
                 conversation.note_on(data1, data2, time_s)
                 self._duet.reactions.add(time.perf_counter() - started_s)
-                self._duet_hears(data1, data2, time_s, params)
             else:
                 conversation.note_on(data1, data2, time_s)
+            aftermath.note_on = (data1, data2, time_s)
+            if phrase.poll(time_s) is not None:
+                log.debug("the player went on before the call was answered")
+            if (silence_start_s := phrase.silence_start_s) is not None:
+                aftermath.pause_s = self._silence_heard_s(silence_start_s, time_s, answer_over)
+            self._turns.key_down(key, time_s, data2)
+            self.notes_in += 1
+            self._heard.note_on(data1, data2, time_s)
+            phrase.note_on(key, time_s)
         elif code == NOTE_OFF:
             self._outlet.send_all(self._outlet.thru.stop(channel, data1))
+            conversation.note_off(data1, time_s)
             self._heard.note_off(data1, time_s)
             self._turns.key_up(key, time_s)
             phrase.note_off(key, time_s)
-            conversation.note_off(data1, time_s)
         elif code == SUSTAIN:
-            phrase.sustain(data2 >= 64, time_s)
             conversation.sustain(data2, time_s)
+            phrase.sustain(data2 >= 64, time_s)
         elif code == ALL_OFF:
             self._outlet.release_thru()
+            conversation.all_notes_off(time_s)
             self._heard.release_all(time_s)
             self._turns.all_up()
             phrase.all_notes_off(time_s)
-            conversation.all_notes_off(time_s)
         elif code == END_PHRASE:
             call = phrase.end_now(time_s)
             if call is not None:
                 self._answer(call, self._clock())
         if (part := self._duet.part) is not None:
             part.rebase(time_s)  # its time is the player's from here
-        self._judge_silence(params)
+        aftermath.judge = phrase.silence_start_s is not None
+
+    def _catch_up(self, params: Parameters, *, judging: bool = True) -> None:
+        """The work the player's last event left (:class:`Aftermath`), in the order it was
+        heard: the beat tracker hears the note-on, the turn judge the pause it ended, the
+        player's memory and the duet part the note, and (``judging``) a silence that began
+        is judged."""
+        aftermath = self._aftermath
+        note_on, pause_s = aftermath.take_hearing()
+        if note_on is not None:
+            self._beat.hear_player(note_on[2])
+        if pause_s is not None:
+            self._turns.heard_pause(pause_s)
+        if note_on is not None:
+            pitch, velocity, time_s = note_on
+            self.memory.note_on(pitch, time_s)
+            if params.mode in DUET_MODES:
+                self._duet_hears(pitch, velocity, time_s, params)
+        if judging and aftermath.judge:
+            aftermath.judge = False
+            self._judge_silence(params)
 
     def _silence_heard_s(self, silence_start_s: float, time_s: float, answer_over: bool) -> float:
         """How long the silence the player ends at ``time_s`` was, as the turn judge learns
@@ -420,6 +465,7 @@ class Performer(PerformerControls):
             self._speculator.withdraw()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
+        self._catch_up(params, judging=False)  # what the player's last event left
         self._beat.follow_clock()
         if params.clock_out != "off":
             self.clock_leader.offer(self._beat.lead_grid(now_s, params.clock, params.link_quantum))
@@ -441,6 +487,7 @@ class Performer(PerformerControls):
                 self._play_duet(part, now_s)
         if self._next_engine is not None and self._reply is None and self._duet.part is None:
             self._swap_engine(self._next_engine)
+        self._catch_up(params)  # a silence the last event began, judged once the notes are out
         self._speculate(now_s)
         dropped = self.dropped
         if dropped != self._drops_logged and now_s - self._drops_logged_s >= DROP_LOG_INTERVAL_S:
@@ -571,8 +618,8 @@ class Performer(PerformerControls):
         reply.regrid(self._reply_grid)
 
     def _duet_hears(self, pitch: int, velocity: int, time_s: float, params: Parameters) -> None:
-        """The player's note-on (already fed), in a duet mode: the part carries on (or
-        starts) and keeps the beat as it now is."""
+        """The player's note-on (fed, and heard by the beat tracker), in a duet mode: the part
+        carries on (or starts) from the player's time, and keeps the beat as it now is."""
         duet = self._duet
         duet.hear(pitch, velocity, time_s)
         part = duet.part
@@ -583,13 +630,13 @@ class Performer(PerformerControls):
             self._notify("duet", True)
         elif part.finishing:
             part.finish_by(None)  # the player went on: so does the part
-        if not duet.beat_due(time_s):
-            return
-        grid = None
-        if params.clock != "off":
-            grid = self._beat.grid(time_s, params.clock, params.link_quantum)
-            grid = grid or duet_grid_guess(self._beat.tracker.estimate())
-        duet.follow_beat(grid)
+        if duet.beat_due(time_s):
+            grid = None
+            if params.clock != "off":
+                grid = self._beat.grid(time_s, params.clock, params.link_quantum)
+                grid = grid or duet_grid_guess(self._beat.tracker.estimate())
+            duet.follow_beat(grid)
+        part.rebase(time_s)  # its time is the player's from here
 
     def _play_duet(self, part: Reply, now_s: float) -> None:
         """Send the duet part's events due by ``now_s``, then draw the coming ones ahead."""
