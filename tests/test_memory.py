@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mido
 import numpy as np
 import pytest
 from antiphon.daemon.musician.answering.memory import (
@@ -179,4 +180,25 @@ def test_reset_clears_the_memory_and_slots_keep_it() -> None:
     performer.reset()
     performer.process_until(clock.now_s + 0.01)
     assert performer.memory.notes == 0
+    performer.close()
+
+
+def test_a_command_right_after_a_note_finds_the_note_heard() -> None:
+    """The player's memory hears a note once the part's due notes are out (the performer's
+    aftermath of the event), but before any command that came with it: a state saved at once
+    holds the note."""
+    clock = ManualClock()
+    settings = Settings(model=str(PIANO_MODEL), seed=1, mirror=0.5)
+    performer = Performer(settings, Engine(PIANO_MODEL, seed=1), ListSink(clock), clock=clock)
+    play(performer, call_messages(SCALE[:3]))
+    performer.process_until(clock.now_s)
+    heard = performer.memory.notes
+    performer.submit(mido.Message("note_on", note=72, velocity=80), clock.now_s)
+    performer.save_state(1)  # queued with the note: run in the service after it is taken
+    performer.process_until(clock.now_s)
+    performer.clear_memory()
+    performer.process_until(clock.now_s + 0.01)
+    performer.load_state(1)
+    performer.process_until(clock.now_s + 0.01)
+    assert performer.memory.notes == heard + 1
     performer.close()

@@ -460,12 +460,13 @@ class Performer(PerformerControls):
 
     def _service(self, now_s: float) -> None:
         """Everything due at ``now_s``: commands, the call's end, the reply's events."""
+        if self._aftermath.pending:  # what the player's last event left, before any command
+            self._catch_up(self._apply_parameters(), judging=False)
         while not self._commands.empty():  # only this thread takes: then a get succeeds
             name, argument = self._commands.get(False)
             self._speculator.withdraw()
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
-        self._catch_up(params, judging=False)  # what the player's last event left
         self._beat.follow_clock()
         if params.clock_out != "off":
             self.clock_leader.offer(self._beat.lead_grid(now_s, params.clock, params.link_quantum))
