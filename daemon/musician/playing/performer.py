@@ -340,8 +340,8 @@ class Performer(PerformerControls):
     def _take(self, item: Item) -> None:
         """One of the player's events, fed as it arrives. What the model and the parts need at
         once is done here, the model's feed as early as it can be; what can wait (the beat
-        tracker, the turn judge, the duet part's beat) is left in :attr:`_aftermath` for
-        :meth:`_service`, once the part's due notes are out."""
+        tracker, the player's memory, the duet part's hearing and beat, the turn judge) is
+        left in :attr:`_aftermath` for :meth:`_service`, once the part's due notes are out."""
         code, time_s, channel, data1, data2 = item
         self._speculator.withdraw()  # the call goes on (or ends now)
         params = self._apply_parameters()
