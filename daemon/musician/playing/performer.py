@@ -620,7 +620,7 @@ class Performer(PerformerControls):
 
     def _duet_hears(self, pitch: int, velocity: int, time_s: float, params: Parameters) -> None:
         """The player's note-on (fed, and heard by the beat tracker), in a duet mode: the part
-        carries on (or starts) from the player's time, and keeps the beat as it now is."""
+        carries on (or starts, from the player's time), and keeps the beat as it now is."""
         duet = self._duet
         duet.hear(pitch, velocity, time_s)
         part = duet.part
@@ -628,6 +628,7 @@ class Performer(PerformerControls):
             if self._reply is not None or not self._conversation.engine.ready:
                 return  # a reply goes on (overlap): no second voice drawing from the state
             part = duet.start(self._conversation, self.memory, time_s, params, self._clock)
+            part.rebase(time_s)  # its time is the player's from here (as a going part's is)
             self._notify("duet", True)
         elif part.finishing:
             part.finish_by(None)  # the player went on: so does the part
@@ -637,7 +638,6 @@ class Performer(PerformerControls):
                 grid = self._beat.grid(time_s, params.clock, params.link_quantum)
                 grid = grid or duet_grid_guess(self._beat.tracker.estimate())
             duet.follow_beat(grid)
-        part.rebase(time_s)  # its time is the player's from here
 
     def _play_duet(self, part: Reply, now_s: float) -> None:
         """Send the duet part's events due by ``now_s``, then draw the coming ones ahead."""
