@@ -165,6 +165,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(daemon/tools/bench_link.py; needs pip install 'antiphon[link]')",
     )
     parser.add_argument(
+        "--plot",
+        type=Path,
+        metavar="PNG",
+        help="with --link: draw the player speeding up and the outgoing clock following "
+        "(needs matplotlib: the plot extra)",
+    )
+    parser.add_argument(
         "--output-ahead-ms",
         type=float,
         default=0.0,
@@ -464,6 +471,8 @@ def _run_link(args: argparse.Namespace) -> int:
     if not link_installed():
         print(f"antiphon bench: --link needs the Link binding: {INSTALL_HINT}", file=sys.stderr)
         return 2
+    if args.plot:
+        import matplotlib  # noqa: F401  (the plot extra: said before the run, not after it)
     if not jackd_available():
         print("antiphon bench: --link needs jackd (Debian: jackd2)", file=sys.stderr)
         return 2
@@ -481,6 +490,10 @@ def _run_link(args: argparse.Namespace) -> int:
     print("\n".join(link_rows(results["link"])))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        from antiphon.daemon.tools.link_plot import plot_player_leads
+
+        plot_player_leads(results["link"]["player_leads"], args.plot)
     return 0
 
 

@@ -318,6 +318,15 @@ def _player_leads(follow: float, seed: int, started: Started) -> dict[str, Any]:
         ),
         "link_bpm_at_end": at_end[-1] if at_end else None,
         "midi_bpm_at_end": midi_bpm[-1][1] if midi_bpm else None,
+        # Seconds from the player's first beat: what antiphon bench --link --plot draws.
+        "series": {
+            "player_bpm": [
+                [a - started_s, 60.0 / (b - a)] for a, b in itertools.pairwise(player_beats)
+            ],
+            "link_bpm": [[t - started_s, bpm] for t, bpm in link_tempos],
+            "midi_bpm": [[t - started_s, bpm] for t, bpm in midi_bpm],
+            "ramp_s": [ramp_s[0] - started_s, ramp_s[1] - started_s],
+        },
     }
 
 
