@@ -290,7 +290,7 @@ class Settings:
         check=_one_of(*CLOCK_OUTS),
     )
     clock_out_follow: float = _setting(
-        1.0,
+        0.5,
         "how fast the outgoing tempo follows the player's: the share of the difference closed "
         "each beat (0 holds the tempo, 1 follows at once, at most 1 % a beat)",
         check=_between(0, 1),

@@ -11,7 +11,6 @@ import threading
 import time
 
 import mido
-import numpy as np
 import pytest
 from antiphon.daemon.midi.clock_sender import ClockSender
 from antiphon.daemon.musician.clocks.clock_out import (
@@ -23,7 +22,6 @@ from antiphon.daemon.musician.clocks.clock_out import (
     MAX_PHASE_STEP,
     MAX_TEMPO_STEP,
     SONG_POSITION_ZERO,
-    STEPS_PER_BEAT,
     TICKS_PER_BEAT,
     ClockLeader,
 )
@@ -327,42 +325,14 @@ def test_without_the_link_binding_the_daemon_plays_on_with_one_warning(
     performer.close()
 
 
-def led(beats: list[float], seed: int) -> list[tuple[float, float]]:
-    """Eighths on ``beats`` (8 ms of timing jitter), heard as the performer hears them
-    (BeatKeeper: the tracker and the player's tempo now) and led by the outgoing clock at the
-    default follow rate, in simulated time: each change of the outgoing tempo, (time, bpm)."""
-    from antiphon.daemon.musician.clocks.beat_keeper import BeatKeeper
-
-    rng = random.Random(seed)
-    onsets = [
-        t + rng.gauss(0.0, 0.008) for a, b in itertools.pairwise(beats) for t in (a, (a + b) / 2)
-    ]
-    tempos: list[tuple[float, float]] = []
-    leader = ClockLeader(Settings().clock_out_follow, on_tempo=lambda b, t: tempos.append((t, b)))
-    leader.active = True
-    keeper = BeatKeeper()
-    now_s, k = 0.0, 0
-    while k < len(onsets):
-        due_s = leader.next_due_s(now_s)
-        if due_s is None or onsets[k] < due_s:
-            keeper.hear_player(onsets[k])
-            now_s = onsets[k]
-            k += 1
-            leader.offer(keeper.lead_grid(now_s, "player"))
-        else:
-            now_s = due_s
-            leader.tick()
-    return tempos
-
-
-def tempo_at(tempos: list[tuple[float, float]], time_s: float) -> float:
-    return [bpm for t, bpm in tempos if t <= time_s][-1]
-
-
-def led_through_an_acceleration(seed: int) -> tuple[list[float], list[float]]:
-    """From 100 bpm to 10 % faster over 8 bars (:func:`led`): the lag of the outgoing tempo
-    behind the player's, sampled ten times a second over the ramp as the bench's Link peer
-    reads it, and its steps."""
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_player_speeding_up_is_led_not_trailed(seed: int) -> None:
+    """Eighths (8 ms of timing jitter) from 100 bpm to 10 % faster over 8 bars, heard by the
+    beat tracker and led by the outgoing clock at the default follow rate (simulated time):
+    over the ramp the outgoing tempo is, at the median, within two of the player's beats of
+    the player's tempo (the tracker alone reads 3 to 4 beats behind), and never changes
+    more than the step allowed."""
+    from antiphon.daemon.musician.hearing.beat import BeatTracker
     from antiphon.daemon.tools.bench_link import (
         ACCEL_BEATS,
         LEAD_IN_BEATS,
@@ -371,39 +341,32 @@ def led_through_an_acceleration(seed: int) -> tuple[list[float], list[float]]:
     )
 
     beats = _accelerating_beats()
-    tempos = led(beats, seed)
+    rng = random.Random(seed)
+    onsets = [
+        t + rng.gauss(0.0, 0.008) for a, b in itertools.pairwise(beats) for t in (a, (a + b) / 2)
+    ]
+    tempos: list[tuple[float, float]] = []
+    leader = ClockLeader(Settings().clock_out_follow, on_tempo=lambda b, t: tempos.append((t, b)))
+    leader.active = True
+    tracker = BeatTracker()
+    now_s, k = 0.0, 0
+    while k < len(onsets):
+        due_s = leader.next_due_s(now_s)
+        if due_s is None or onsets[k] < due_s:
+            tracker.onset(onsets[k])
+            now_s = onsets[k]
+            k += 1
+            leader.offer(tracker.grid())
+        else:
+            now_s = due_s
+            leader.tick()
     lag = _ramp_lag_beats(beats)
-    ramp_s = (beats[LEAD_IN_BEATS + 4], beats[LEAD_IN_BEATS + ACCEL_BEATS])
-    lags = []
-    for step in range(int((ramp_s[1] - ramp_s[0]) * 10)):
-        time_s = ramp_s[0] + step / 10
-        lags.append(lag(time_s, tempo_at(tempos, time_s)))
-    steps = [abs(b / a - 1.0) for (_, a), (_, b) in itertools.pairwise(tempos)]
-    return lags, steps
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-def test_a_player_speeding_up_is_led_not_trailed(seed: int) -> None:
-    """Over the ramp the outgoing tempo is within two of the player's beats of the player's
-    tempo nine times in ten (the tracker alone reads 3 to 4 beats behind; the clock that
-    followed the tracker's trend, 3), and never changes more than the step allowed."""
-    lags, steps = led_through_an_acceleration(seed)
-    assert len(lags) > 100
-    assert float(np.percentile(lags, 90)) <= 2.0
+    ramp = (beats[LEAD_IN_BEATS + 4], beats[LEAD_IN_BEATS + ACCEL_BEATS])
+    lags = [lag(t, bpm) for t, bpm in tempos if ramp[0] <= t <= ramp[1]]
+    assert len(lags) > 20
     assert abs(statistics.median(lags)) <= 2.0
-    assert max(steps) <= MAX_TEMPO_STEP / STEPS_PER_BEAT + 1e-9
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-def test_a_steady_player_gets_a_steady_clock(seed: int) -> None:
-    """Eighths at 100 bpm with 8 ms of jitter, 80 beats (:func:`led`): after the first 24,
-    the outgoing tempo (read ten times a second) is 100 bpm within 0.2 % on average and
-    wanders by at most 0.5 % (standard deviation)."""
-    beats = [k * 0.6 for k in range(81)]
-    tempos = led(beats, seed)
-    read = [tempo_at(tempos, beats[24] + k / 10) for k in range(int((beats[-1] - beats[24]) * 10))]
-    assert statistics.mean(read) == pytest.approx(100.0, rel=0.002)
-    assert statistics.pstdev(read) <= 0.5
+    steps = [abs(b / a - 1.0) for (_, a), (_, b) in itertools.pairwise(tempos)]
+    assert max(steps) <= MAX_TEMPO_STEP + 1e-9
 
 
 def test_following_link_the_peers_stop_and_start_are_passed_on() -> None:

@@ -6,9 +6,7 @@ clock is by the time Antiphon hears it.
    onsets, p50 and p99 in µs of the thread's CPU time (on a shared machine, wall-clock time
    would measure the other programs); and the estimate of the beat the performer asks for once
    a call (here every ``ESTIMATE_EVERY`` onsets). Target: at most ``TRACKER_TARGET_US`` per
-   onset at p99. With a clock going out, the player's tempo now
-   (:class:`~antiphon.daemon.musician.hearing.tempo_now.TempoNow`) is estimated once per new
-   onset too, after the notes due are out: timed over the first ``TEMPO_NOW_ONSETS``.
+   onset at p99.
 2. Clock jitter, on the bench's JACK server: a client sends MIDI clock at ``CLOCK_BPM`` (24
    ticks a beat, each at its exact time from a sleeping thread) to an input made as the
    daemon makes its own (:class:`~antiphon.daemon.midi.ports.MidiInput`), which stamps each
@@ -27,10 +25,8 @@ import mido
 import numpy as np
 from antiphon.daemon.musician.clocks.midi_clock import TICK, ClockFollower, ClockInbox
 from antiphon.daemon.musician.hearing.beat import BeatTracker
-from antiphon.daemon.musician.hearing.tempo_now import TempoNow
 
 ONSETS = 4000
-TEMPO_NOW_ONSETS = 1000
 ESTIMATE_EVERY = 8  # a call's worth of onsets: the performer asks for the beat once a call
 TRACKER_TARGET_US = 50.0
 CLOCK_BPM = 120.0
@@ -52,10 +48,9 @@ def measure_tracker(seed: int = 1) -> dict[str, Any]:
     grid = np.arange(ONSETS * 2) * 0.25
     played = grid[rng.random(len(grid)) < 0.6][:ONSETS]
     onsets = (played + rng.normal(0.0, 0.012, len(played))).tolist()
-    tracker, tempo_now = BeatTracker(), TempoNow()
+    tracker = BeatTracker()
     costs_us: list[float] = []
     estimates_us: list[float] = []
-    tempo_now_us: list[float] = []
     clock = time.thread_time_ns  # CPU time: what it costs, not what else the machine runs
     for k, onset_s in enumerate(onsets):
         start_ns = clock()
@@ -65,16 +60,10 @@ def measure_tracker(seed: int = 1) -> dict[str, Any]:
             start_ns = clock()
             tracker.grid()
             estimates_us.append((clock() - start_ns) / 1000.0)
-        if k < TEMPO_NOW_ONSETS and (beat := tracker.grid()) is not None:
-            start_ns = clock()
-            tempo_now.onset(onset_s)
-            if tempo_now.tempo(beat) is not None:
-                tempo_now_us.append((clock() - start_ns) / 1000.0)
     return {
         "onsets": len(onsets),
         "per_onset_us": _percentiles(costs_us),
         "estimate_us": _percentiles(estimates_us[1:]),
-        "tempo_now_us": _percentiles(tempo_now_us),
         "target_us": TRACKER_TARGET_US,
         "met": float(np.percentile(costs_us, 99)) <= TRACKER_TARGET_US,
     }
@@ -169,12 +158,6 @@ def pulse_rows(pulse: dict[str, Any]) -> list[str]:
         f"{'  its estimate of the beat, once a call (CPU)':<48} p50 {estimate['p50']:.1f} us, "
         f"p99 {estimate['p99']:.1f} us",
     ]
-    if "tempo_now_us" in tracker:
-        tempo_now = tracker["tempo_now_us"]
-        lines.append(
-            f"{'the player tempo now, per onset, clock out (CPU)':<48} p50 {tempo_now['p50']:.0f} "
-            f"us, p99 {tempo_now['p99']:.0f} us"
-        )
     clock = pulse.get("clock")
     if clock:
         lines.append(

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import mido
 from antiphon.daemon.musician.clocks.midi_clock import ClockFollower, ClockInbox
 from antiphon.daemon.musician.hearing.beat import BeatGrid, BeatTracker, choose_subdivision
-from antiphon.daemon.musician.hearing.tempo_now import TempoNow
 
 if TYPE_CHECKING:
     from antiphon.daemon.musician.clocks.link_clock import LinkSession
@@ -55,7 +54,6 @@ class BeatKeeper:
     def __init__(self, beats_per_bar: int = 4) -> None:
         self.inbox = ClockInbox()
         self.tracker = BeatTracker(beats_per_bar)
-        self.tempo_now = TempoNow()  # the player's tempo now, for the outgoing clock
         self.clock = ClockFollower(beats_per_bar)
         self._player_onsets: deque[float] = deque(maxlen=CALL_ONSETS_KEPT)
         self._plan_key: tuple[Any, ...] | None = None
@@ -74,7 +72,6 @@ class BeatKeeper:
     def hear_player(self, time_s: float) -> None:
         """The player's note-on at ``time_s``."""
         self.tracker.onset(time_s)
-        self.tempo_now.onset(time_s)
         self._player_onsets.append(time_s)
 
     def hear_reply(self, time_s: float) -> None:
@@ -84,7 +81,6 @@ class BeatKeeper:
     def reset(self) -> None:
         """Forget the player's beat (the clock goes on)."""
         self.tracker.reset()
-        self.tempo_now.reset()
         self._player_onsets.clear()
         self._plan_key = None
 
@@ -102,16 +98,8 @@ class BeatKeeper:
 
     def lead_grid(self, now_s: float, clock: str, link_quantum: int = 4) -> BeatGrid | None:
         """The beat the outgoing clock follows (``clock_out``): the one in force, or with
-        ``clock`` off the player's, its tempo the player's now and its change
-        (:class:`~antiphon.daemon.musician.hearing.tempo_now.TempoNow`); the beat last used
-        (status, turns) stays as it was."""
-        grid = self._source_grid(now_s, clock, link_quantum)
-        if grid is None or grid.source != "player":
-            return grid
-        tempo = self.tempo_now.tempo(grid)
-        if tempo is None:
-            return grid
-        return replace(grid, beat_s=tempo.beat_s, beat_change_s=tempo.change_s)
+        ``clock`` off the player's; the beat last used (status, turns) stays as it was."""
+        return self._source_grid(now_s, clock, link_quantum)
 
     def _source_grid(self, now_s: float, clock: str, link_quantum: int) -> BeatGrid | None:
         self.clock.take(self.inbox)

@@ -8,28 +8,26 @@ Start before the first tick, Stop when it is switched off. The tick sender
 sleeps until each tick and sends it; the performer's thread only offers beats (one
 reference swap).
 
-The outgoing tempo is steady by design. It changes twice a beat, a quarter of the way into
-each half beat (``STEP_TICK``):
+The outgoing tempo is steady by design. It changes once a beat, on the beat:
 
-- toward the tempo offered, by ``follow`` a beat (the share of the difference closed: 1
-  jumps to it, 0 holds the tempo; at each step the share that, compounded, closes that much
-  a beat), never by more than ``MAX_TEMPO_STEP`` a beat;
-- a reading more than ``JUMP`` away from the tempo (a misheard beat: the tracker taking
-  eighths for beats, a rubato passage), or more than ``GLITCH`` from the last reading, is
-  not followed until it has held for ``JUMP_BEATS`` beats;
+- toward the beat offered, by ``follow`` (the share of the difference closed each beat: 1
+  jumps to it, 0 holds the tempo), never by more than ``MAX_TEMPO_STEP`` a beat;
+- a reading more than ``JUMP`` away (a misheard beat: the tracker taking eighths for
+  beats, a rubato passage), or more than ``GLITCH`` from the reading expected (the last one
+  and its trend), is not followed until it has held for ``JUMP_BEATS`` beats;
 - with no beat offered (the player stopped, the tracker is unsure) the tempo holds;
-- a player speeding up or slowing down is led, not trailed: the beat offered says how fast
-  its tempo changes (the player's tempo now, :mod:`~antiphon.daemon.musician.hearing.tempo_now`),
-  and the tempo aimed at is the one the player will have ``AHEAD_BEATS`` on, plus the
-  beats that following at ``follow`` trails by (at most ``MAX_LEAD`` from the tempo
-  offered). A steady tempo has no change: nothing is added there.
+- a player speeding up or slowing down is led, not trailed: the tracker's tempo is an average
+  over the last few beats, ``TRACKER_LAG_BEATS`` behind a steady change of tempo, and
+  following at ``follow`` adds ``(1 - follow) / follow`` beats more; so the tempo aimed at
+  is the reading plus its trend (its change a beat, smoothed by ``TREND_GAIN``) times that
+  many beats. A steady tempo has no trend: nothing changes there.
 
-Its beats are kept near the beat offered: on each beat, the beat is lengthened or shortened by
+Its beats are kept near the beat offered: each beat is lengthened or shortened by
 ``PHASE_GAIN`` of the distance to the nearest beat offered, at most ``MAX_PHASE_STEP`` of a
 beat. A clock passed on (MIDI clock, Link) is followed exactly: its tempo at once and its
 beat, so Antiphon can bridge Link to a synthesizer's MIDI clock.
 
-With ``on_tempo`` set, each change of the outgoing tempo is told to it at its step (Link out).
+With ``on_tempo`` set, each change of the outgoing tempo is told to it on the beat (Link out).
 With :attr:`ClockLeader.link` set (``clock`` link), the ticks follow the Link session's
 timeline itself: each is due when Link's beat reaches it (asked on the sender's thread, a
 call of a microsecond that never waits), so a peer's change of tempo goes out from the next
@@ -60,20 +58,17 @@ PHASE_GAIN = 0.25  # the share of the distance to the beat offered closed each b
 JUMP = 0.08  # a reading this far from the tempo is held back ...
 JUMP_BEATS = 2  # ... until it has held this many beats (within JUMP_AGREE of each other)
 JUMP_AGREE = 0.03
-# A reading this far from the last one is held back the same way: the player's tempo now moves
-# smoothly (at most 1.8 % from one step to the next, p99 0.8 %, over 30 simulated
-# takes of the bench's acceleration), so a reading that leaps is a misheard beat until it holds.
+# A reading this far from the one expected (the last and its trend) is held back the same way:
+# the tracker's reading moves smoothly (median 0.2 %, at most 1 % a beat from the expected
+# one over 40 simulated takes of the bench's acceleration), so a reading that leaps is a
+# misheard beat until it holds; believed, it is a new tempo, not a trend (a trend would carry
+# the leap on, times the lead).
 GLITCH = 0.02
-STEPS_PER_BEAT = 2  # the tempo changes twice a beat ...
-TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_BEAT
-# ... a quarter of the way into each half beat: between the places a player's onsets most
-# often fall (beats and eighths), so that each step hears the onset just played.
-STEP_TICK = TICKS_PER_STEP // 2
-# The tempo aimed at is the player's this many beats on, where it is changing: the tempo set
-# holds until the next step, and the player's tempo now is measured at the last onset, which
-# is already behind. Set on simulated takes of the benchmark's player (BENCHMARKS.md).
-AHEAD_BEATS = 2.0
-MAX_LEAD = 0.03  # the change never takes the tempo aimed at further than this from the reading
+# How far behind a steady change of tempo the tracker reads (beats, measured on eighths
+# speeding up 10 % over 8 bars: BENCHMARKS.md, "Ableton Link and the outgoing clock").
+TRACKER_LAG_BEATS = 3.5
+TREND_GAIN = 0.2  # the share of each beat's change of the reading taken into its trend
+MAX_LEAD = 0.03  # the trend never takes the tempo aimed at further than this from the reading
 PASSED_ON = frozenset(("midi", "link"))  # clock sources followed exactly
 MIN_TEMPO_BPM, MAX_TEMPO_BPM = 20.0, 300.0
 START_MARGIN_S = 0.005  # the first tick is no sooner than this: the sender must wake for it
@@ -112,7 +107,7 @@ class ClockLeader:
 
     def __init__(
         self,
-        follow: float = 1.0,
+        follow: float = 0.5,
         on_tempo: Callable[[float, float], None] | None = None,
         on_transport: Callable[[bool, float], None] | None = None,
     ) -> None:
@@ -132,10 +127,10 @@ class ClockLeader:
         self._tick = 0  # ticks counted since the first beat (Start comes on a beat)
         self._tick_s = 0.0  # the current beat's tick period
         self._sending = False  # Start was sent and Stop not yet
-        self._jump_steps = 0
+        self._jump_beats = 0
         self._jump_bpm = 0.0
-        self._reading: float | None = None  # the tempo offered at the last step
-        self._phase_s = 0.0  # this beat's stretch toward the beat offered (seconds)
+        self._reading: float | None = None  # the player's tempo as last read, on a beat
+        self._trend = 0.0  # its smoothed change a beat (bpm)
 
     # Any thread ---------------------------------------------------------------------------
 
@@ -199,8 +194,6 @@ class ClockLeader:
             self._next_tick_s += self._tick_s
             if self._tick % TICKS_PER_BEAT == 0:
                 self._step_beat(self._next_tick_s)
-            elif self._tick % TICKS_PER_STEP == STEP_TICK:
-                self._step_tempo(self._next_tick_s)
         return sent
 
     def stop(self) -> list[Bytes]:
@@ -220,7 +213,6 @@ class ClockLeader:
     def _begin(self, grid: BeatGrid, now_s: float) -> None:
         """The first beat offered: its tempo, and the first tick on its next beat."""
         self.tempo_bpm = _bounded(grid.tempo_bpm)
-        self._phase_s = 0.0
         self._tick_s = 60.0 / self.tempo_bpm / TICKS_PER_BEAT
         self._next_tick_s = grid.next_beat_s(now_s + START_MARGIN_S)
         self._tick = 0
@@ -261,60 +253,49 @@ class ClockLeader:
         return due_s
 
     def _step_beat(self, beat_at_s: float) -> None:
-        """At the beat at ``beat_at_s``: the length of the next beat, stretched toward the
-        beat offered (a clock passed on: its tempo and its next beat)."""
+        """At the beat at ``beat_at_s``: the tempo and the length of the next beat."""
         tempo = self.tempo_bpm
         grid = self._offered
         if tempo is None or grid is None:
+            self._reading, self._trend = None, 0.0
             return  # no beat offered: the tempo holds
+        target = _bounded(grid.tempo_bpm)
         if grid.source in PASSED_ON:
-            self.tempo_bpm = new_tempo = _bounded(grid.tempo_bpm)
-            self._tick_s = _to_nearest_beat(grid, beat_at_s, 60.0 / new_tempo) / TICKS_PER_BEAT
-            if new_tempo != tempo and self.on_tempo is not None:
-                self.on_tempo(new_tempo, beat_at_s)
-            return
-        limit_s = MAX_PHASE_STEP * 60.0 / tempo
-        error_s = PHASE_GAIN * _offset_to_nearest_beat(grid, beat_at_s)
-        self._phase_s = max(-limit_s, min(limit_s, error_s))
-        self._tick_s = (60.0 / tempo + self._phase_s) / TICKS_PER_BEAT
-
-    def _step_tempo(self, at_s: float) -> None:
-        """A step of the tempo toward the player's, from ``at_s`` on."""
-        tempo = self.tempo_bpm
-        grid = self._offered
-        if tempo is None or grid is None or grid.source in PASSED_ON:
-            self._reading = None
-            return
-        new_tempo = self._toward(tempo, grid)
+            new_tempo = target
+            beat_s = _to_nearest_beat(grid, beat_at_s, 60.0 / new_tempo)
+        else:
+            new_tempo = self._toward(tempo, target)
+            beat_s = 60.0 / new_tempo
+            error_s = _offset_to_nearest_beat(grid, beat_at_s)
+            limit_s = MAX_PHASE_STEP * beat_s
+            beat_s += max(-limit_s, min(limit_s, PHASE_GAIN * error_s))
+        self._tick_s = beat_s / TICKS_PER_BEAT
         if new_tempo != tempo:
             self.tempo_bpm = new_tempo
-            self._tick_s = (60.0 / new_tempo + self._phase_s) / TICKS_PER_BEAT
             if self.on_tempo is not None:
-                self.on_tempo(new_tempo, at_s)
+                self.on_tempo(new_tempo, beat_at_s)
 
-    def _toward(self, tempo: float, grid: BeatGrid) -> float:
-        """The tempo from this step on, from ``tempo`` toward the beat offered."""
-        target = _bounded(grid.tempo_bpm)
-        last = self._reading
-        if abs(target / tempo - 1.0) > JUMP or (
-            last is not None and abs(target / last - 1.0) > GLITCH
-        ):
-            agrees = abs(target / self._jump_bpm - 1.0) <= JUMP_AGREE if self._jump_steps else False
-            self._jump_steps = self._jump_steps + 1 if agrees else 1
+    def _toward(self, tempo: float, target: float) -> float:
+        """The next beat's tempo, from ``tempo`` toward ``target``."""
+        predicted = target if self._reading is None else self._reading + self._trend
+        if abs(target / tempo - 1.0) > JUMP or abs(target / predicted - 1.0) > GLITCH:
+            agrees = abs(target / self._jump_bpm - 1.0) <= JUMP_AGREE if self._jump_beats else False
+            self._jump_beats = self._jump_beats + 1 if agrees else 1
             self._jump_bpm = target
-            if self._jump_steps < JUMP_BEATS * STEPS_PER_BEAT:
+            if self._jump_beats < JUMP_BEATS:
                 return tempo  # not yet: a misheard beat, most likely
+            self._reading, self._trend = None, 0.0  # a new tempo, not a trend
         else:
-            self._jump_steps = 0
+            self._jump_beats = 0
+        if self._reading is not None:
+            self._trend += TREND_GAIN * ((target - self._reading) - self._trend)
         self._reading = target
-        share = 1.0 - (1.0 - self.follow) ** (1.0 / STEPS_PER_BEAT)
-        if share <= 0.0:
-            return tempo
-        trailing_beats = (1.0 - share) / share / STEPS_PER_BEAT
-        change = -grid.beat_change_s / grid.beat_s * (AHEAD_BEATS + trailing_beats)
-        aim = target * (1.0 + max(-MAX_LEAD, min(MAX_LEAD, change)))
-        limit = MAX_TEMPO_STEP / STEPS_PER_BEAT * tempo
-        return tempo + max(-limit, min(limit, share * (aim - tempo)))
+        follow = self.follow
+        lead_beats = TRACKER_LAG_BEATS + (1.0 - follow) / follow if follow > 0.0 else 0.0
+        lead = max(-MAX_LEAD, min(MAX_LEAD, lead_beats * self._trend / target)) * target
+        step = follow * (target + lead - tempo)
+        limit = MAX_TEMPO_STEP * tempo
+        return tempo + max(-limit, min(limit, step))
 
 
 def _bounded(tempo_bpm: float) -> float:

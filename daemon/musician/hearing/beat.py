@@ -78,8 +78,6 @@ class BeatGrid:
         beats_per_bar: the meter.
         bar_anchor_s: a time on a downbeat, when bars are known (MIDI clock's song
             position); None: a bar starts on any beat.
-        beat_change_s: how much the period changes a beat, seconds (negative: the player is
-            speeding up; the outgoing clock leads by it).
     """
 
     beat_s: float
@@ -89,7 +87,6 @@ class BeatGrid:
     source: str = "player"
     beats_per_bar: int = 4
     bar_anchor_s: float | None = None
-    beat_change_s: float = 0.0
 
     @property
     def tempo_bpm(self) -> float:

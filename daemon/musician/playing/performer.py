@@ -468,6 +468,8 @@ class Performer(PerformerControls):
             self._run_command(name, argument, now_s)
         params = self._apply_parameters()
         self._beat.follow_clock()
+        if params.clock_out != "off":
+            self.clock_leader.offer(self._beat.lead_grid(now_s, params.clock, params.link_quantum))
         self._release_stale(now_s)
         call = self._phrase.poll(now_s)
         if call is not None:
@@ -487,8 +489,6 @@ class Performer(PerformerControls):
         if self._next_engine is not None and self._reply is None and self._duet.part is None:
             self._swap_engine(self._next_engine)
         self._catch_up(params)  # a silence the last event began, judged once the notes are out
-        if params.clock_out != "off":  # the player's tempo now, with the last onset heard
-            self.clock_leader.offer(self._beat.lead_grid(now_s, params.clock, params.link_quantum))
         self._speculate(now_s)
         dropped = self.dropped
         if dropped != self._drops_logged and now_s - self._drops_logged_s >= DROP_LOG_INTERVAL_S:
