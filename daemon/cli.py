@@ -64,6 +64,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "antiphon.training.eval_duet",
         "measure the duet part against real accompanying parts and a deaf control",
     ),
+    (
+        "eval-clock",
+        "antiphon.training.eval_clock",
+        "measure how the outgoing clock follows real players time-stretched to speed up",
+    ),
     ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 

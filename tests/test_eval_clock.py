@@ -1,0 +1,54 @@
+"""``antiphon eval-clock``: the outgoing clock led by players time-stretched to speed up, on a
+folder of small MIDI files made here (a steady player, and one with no beat at all)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from antiphon.daemon.cli import main
+
+from tests.midi_files import write_midi
+
+
+def steady_eighths(
+    seed: int, bpm: float = 100.0, beats: int = 80
+) -> list[tuple[int, float, float]]:
+    rng = random.Random(seed)
+    half_s = 30.0 / bpm
+    onsets = [k * half_s + rng.gauss(0.0, 0.008) for k in range(2 * beats)]
+    return [(60 + k % 8, max(0.0, t), max(0.0, t) + 0.8 * half_s) for k, t in enumerate(onsets)]
+
+
+def no_beat(seed: int) -> list[tuple[int, float, float]]:
+    rng = random.Random(seed)
+    onsets = sorted(rng.uniform(0.0, 40.0) for _ in range(120))
+    return [(60 + k % 12, t, t + 0.05) for k, t in enumerate(onsets)]
+
+
+def test_a_steady_player_stretched_is_followed_and_one_with_no_beat_starts_no_clock(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "players"
+    folder.mkdir()
+    write_midi(folder / "steady.mid", steady_eighths(1))
+    write_midi(folder / "free.mid", no_beat(2))
+    out = tmp_path / "clock.json"
+    assert main(["eval-clock", str(folder), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["players"]
+    rows = {Path(row["name"]).name: row for row in report["rows"]}
+    steady, free = rows["steady.mid"], rows["free.mid"]
+    assert steady["heard"] and steady["beat_offered"] > 0.8
+    assert abs(steady["delay_beats"]) <= 2.0
+    assert 97.0 <= steady["bpm"] <= 103.0
+    assert not free["heard"]
+    assert report["takes"] == 2 and report["clock_started"] == 1
+
+
+def test_a_follow_rate_out_of_range_is_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval-clock", str(tmp_path), "--follow", "2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
