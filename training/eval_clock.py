@@ -32,6 +32,7 @@ import numpy as np
 from antiphon.daemon.musician.clocks.beat_keeper import BeatKeeper
 from antiphon.daemon.musician.clocks.clock_out import ClockLeader
 from antiphon.daemon.settings import Settings
+from antiphon.training.eval_duet import DuetEvalError, add_source_arguments, performances
 
 LEAD_IN_BEATS, ACCEL_BEATS, LEAD_OUT_BEATS = 16, 32, 16
 ACCEL_RISE = 0.10
@@ -143,20 +144,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", type=Path, nargs="+", metavar="CORPUS_DIR_OR_MIDI_FOLDER")
-    parser.add_argument(
-        "--corpus-split", default="test", choices=["test", "validation", "train"],
-        help="the split of a corpus, or of a folder with --piece-by (default: test)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--piece-by", default=None, choices=["folder", "file", "prefix"],
-        help="split a plain folder by piece as antiphon corpus does, and take --corpus-split",
-    )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="the corpus seed for --piece-by")
-    parser.add_argument(
-        "--one-per-piece", action="store_true", help="with --piece-by: one performance a piece"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="only the first N performances")
+    add_source_arguments(parser)
     parser.add_argument(
         "--follow", type=float, default=None,
         help="clock_out_follow (default: the daemon's)",
@@ -166,7 +154,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from antiphon.training.corpus import CorpusError
-    from antiphon.training.eval_duet import DuetEvalError, performances
 
     follow = Settings().clock_out_follow if args.follow is None else args.follow
     if not 0.0 <= follow <= 1.0:

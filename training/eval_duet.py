@@ -376,14 +376,10 @@ def format_summary(name: str, summary: dict[str, Any]) -> str:
 # Command --------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """The performances to play in (what :func:`performances` reads): sources, and a split of
+    them by piece."""
     parser.add_argument("sources", type=Path, nargs="+", metavar="CORPUS_DIR_OR_MIDI_FOLDER")
-    parser.add_argument("--model", default=str(PIANO_MODEL), help="the ONNX model to play with")
-    parser.add_argument(
-        "--split", default=None,
-        help="the split point (MIDI note; 'lowest': each file's lowest note, Antiphon comps "
-        "below the whole line); default: the daemon's duet_split",
-    )  # fmt: skip
     parser.add_argument(
         "--corpus-split", default="test", choices=["test", "validation", "train"],
         help="the split of a corpus, or of a folder with --piece-by (default: test)",
@@ -397,6 +393,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--one-per-piece", action="store_true", help="with --piece-by: one performance a piece"
     )
     parser.add_argument("--limit", type=int, default=None, help="only the first N performances")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_arguments(parser)
+    parser.add_argument("--model", default=str(PIANO_MODEL), help="the ONNX model to play with")
+    parser.add_argument(
+        "--split", default=None,
+        help="the split point (MIDI note; 'lowest': each file's lowest note, Antiphon comps "
+        "below the whole line); default: the daemon's duet_split",
+    )  # fmt: skip
     parser.add_argument("--duet-density", type=float, default=None)
     parser.add_argument("--duet-velocity", type=float, default=None)
     parser.add_argument("--carry-bars", type=int, default=None)
