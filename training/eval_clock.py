@@ -83,6 +83,8 @@ def tempo_reader(tempos: Tempos) -> Callable[[np.ndarray], np.ndarray]:
 def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
     """One take (see the module docstring)."""
     onsets = np.sort(onsets) - float(np.min(onsets))
+    # The whole take, as played: its tempo sets the beats, and up to the end of the window
+    # it is what the excerpt alone would give (the clock hears the same onsets in order).
     plain, _ = lead(onsets, follow)
     row: dict[str, Any] = {"name": name}
     if not plain:
@@ -92,12 +94,11 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
     onsets = onsets[onsets <= span_s]
     if len(onsets) < MIN_ONSETS:
         return {**row, "heard": False}
-    plain, _ = lead(onsets, follow)
     played = np.linspace(0.0, span_s, 4000)  # the plain take's time ...
     rise = ACCEL_RISE * np.clip((played / beat_s - LEAD_IN_BEATS) / ACCEL_BEATS, 0.0, 1.0)
     stretched_at = np.concatenate(((0.0,), np.cumsum(np.diff(played) / (1.0 + rise[1:]))))
     stretched, offered = lead(np.interp(onsets, played, stretched_at), follow)
-    if not plain or not stretched:
+    if not stretched:
         return {**row, "heard": False, "beat_offered": offered}
     start_s, end_s = np.interp(
         np.array([LEAD_IN_BEATS + WINDOW_FROM_BEATS, LEAD_IN_BEATS + ACCEL_BEATS]) * beat_s,
