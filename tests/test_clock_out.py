@@ -17,6 +17,7 @@ from antiphon.daemon.musician.clocks.clock_out import (
     CLOCK_START,
     CLOCK_STOP,
     CLOCK_TICK,
+    FOLLOW_CONFIDENT,
     JUMP_BEATS,
     MAX_LEAD,
     MAX_PHASE_STEP,
@@ -25,7 +26,7 @@ from antiphon.daemon.musician.clocks.clock_out import (
     TICKS_PER_BEAT,
     ClockLeader,
 )
-from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.beat import CONFIDENT, BeatGrid
 from antiphon.daemon.settings import Settings
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -144,16 +145,54 @@ def tempos_beat_by_beat(leader: ClockLeader, readings_bpm: list[float]) -> list[
 
 
 @pytest.mark.parametrize("off", [-0.05, 0.03, 0.05, 0.07])
-def test_one_reading_that_leaps_under_the_jump_leaves_the_tempo_where_it_is(off: float) -> None:
-    """A reading a few per cent off for one beat (the tracker's reading moves smoothly: one
-    that leaps is a misheard beat) moves nothing, trend included; held, it is followed."""
+def test_one_reading_that_leaps_under_the_jump_moves_the_tempo_one_bounded_step(
+    off: float,
+) -> None:
+    """A reading a few per cent off for one beat (a wobble of the player's, or a misheard
+    beat) moves the tempo one bounded step, and it is back within a few beats, with no
+    trend carried on; held, it is followed."""
     readings = [100.0] * 12 + [100.0 * (1 + off)] + [100.0] * 12
-    tempos = tempos_beat_by_beat(running(follow=1.0), readings)
-    assert tempos == [pytest.approx(100.0)] * len(readings)
+    for follow in (0.5, 1.0):
+        tempos = tempos_beat_by_beat(running(follow=follow), readings)
+        assert tempos[:12] == [pytest.approx(100.0)] * 12
+        assert max(abs(t / 100.0 - 1.0) for t in tempos) <= MAX_TEMPO_STEP + 1e-9
+        assert all(abs(t / 100.0 - 1.0) <= 0.005 for t in tempos[16:])
+        assert tempos[-1] == pytest.approx(100.0, rel=0.001)
     held = [100.0] * 12 + [100.0 * (1 + off)] * 12
     tempos = tempos_beat_by_beat(running(follow=1.0), held)
-    assert tempos[11 + JUMP_BEATS - 1] == pytest.approx(100.0)
     assert tempos[-1] == pytest.approx(100.0 * (1 + off), rel=0.002)
+
+
+def unsure(bpm: float, confidence: float) -> BeatGrid:
+    return BeatGrid(beat_s=60.0 / bpm, anchor_s=0.0, source="player", confidence=confidence)
+
+
+def test_the_clock_starts_on_a_sure_beat_and_follows_an_unsure_one_while_there_is_one() -> None:
+    leader = running(follow=1.0)
+    run = Run(leader)
+    run.until(4.0, offer=unsure(100, CONFIDENT - 0.01))
+    assert leader.tempo_bpm is None and run.sent == []  # an unsure beat starts nothing
+    run.until(6.0, offer=unsure(100, CONFIDENT))
+    assert leader.tempo_bpm == pytest.approx(100)
+    # Unsure but heard: followed (real players seldom give a sure beat).
+    run.until(20.0, offer=unsure(104, FOLLOW_CONFIDENT))
+    assert leader.tempo_bpm == pytest.approx(104, rel=0.002)
+    # Heard no more: the tempo holds.
+    run.until(40.0, offer=unsure(96, FOLLOW_CONFIDENT - 0.01))
+    assert leader.tempo_bpm == pytest.approx(104, rel=0.002)
+
+
+@pytest.mark.parametrize("level", [2.0, 0.5, 3.0, 1.5, 2.0 / 3.0])
+def test_an_unsure_reading_at_another_metrical_level_is_heard_at_the_clocks(level: float) -> None:
+    """Eighths taken for beats, triplets for eighths: an unsure reading at another level of
+    the tempo is that tempo, followed as it moves; a sure one is a new tempo once it holds."""
+    leader = running(follow=1.0)
+    run = Run(leader)
+    run.until(3.0, offer=player(80))
+    run.until(30.0, offer=unsure(82 * level, 0.3))
+    assert leader.tempo_bpm == pytest.approx(82, rel=0.002)
+    run.until(150.0, offer=unsure(82 * level, CONFIDENT))
+    assert leader.tempo_bpm == pytest.approx(82 * level, rel=0.002)
 
 
 def test_a_clock_passed_on_is_followed_beat_for_beat() -> None:

@@ -7,8 +7,18 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from antiphon.daemon.cli import main
+from antiphon.training.eval_clock import (
+    ACCEL_BEATS,
+    ACCEL_RISE,
+    LEAD_IN_BEATS,
+    LEAD_OUT_BEATS,
+    delay_behind_stretch,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.midi_files import write_midi
 
@@ -52,3 +62,36 @@ def test_a_follow_rate_out_of_range_is_one_line_and_status_2(
 ) -> None:
     assert main(["eval-clock", str(tmp_path), "--follow", "2"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    delay_beats=st.floats(0.0, 12.0),
+    depth=st.floats(0.0, 0.08),
+    period_beats=st.floats(3.0, 24.0),
+    phase=st.floats(0.0, 6.3),
+)
+def test_the_delay_is_the_clocks_answer_to_the_stretch_whatever_the_players_rubato(
+    delay_beats: float, depth: float, period_beats: float, phase: float
+) -> None:
+    """A clock whose tempo is the player's own (rubato and all) times the stretch, that many
+    beats late: the delay is found and the rubato, common to both takes, divides out."""
+    beat_s = 0.5
+    span_s = (LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
+    played = np.linspace(0.0, span_s, 4000)
+    rise = ACCEL_RISE * np.clip((played / beat_s - LEAD_IN_BEATS) / ACCEL_BEATS, 0.0, 1.0)
+    stretched_at = np.concatenate(((0.0,), np.cumsum(np.diff(played) / (1.0 + rise[1:]))))
+
+    def rubato(at_s: np.ndarray) -> np.ndarray:
+        return 100.0 * (1.0 + depth * np.sin(2.0 * np.pi * at_s / beat_s / period_beats + phase))
+
+    def stretched(at_s: np.ndarray) -> np.ndarray:
+        then_s = np.interp(at_s, stretched_at, played)
+        late = np.interp(then_s - delay_beats * beat_s, played, rise)
+        return rubato(then_s) * (1.0 + late)
+
+    fitted = delay_behind_stretch(rubato, stretched, played, stretched_at, rise, beat_s)
+    assert fitted is not None
+    delay, misfit = fitted
+    assert delay == pytest.approx(delay_beats, abs=0.06)
+    assert misfit < 1e-3

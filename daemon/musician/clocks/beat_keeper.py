@@ -98,8 +98,11 @@ class BeatKeeper:
 
     def lead_grid(self, now_s: float, clock: str, link_quantum: int = 4) -> BeatGrid | None:
         """The beat the outgoing clock follows (``clock_out``): the one in force, or with
-        ``clock`` off the player's; the beat last used (status, turns) stays as it was."""
-        return self._source_grid(now_s, clock, link_quantum)
+        ``clock`` off the player's, or the tracker's best guess however unsure (its confidence
+        says how far the clock may trust it); the beat last used (status, turns) stays as it
+        was."""
+        grid = self._source_grid(now_s, clock, link_quantum)
+        return grid if grid is not None else self.tracker.estimate()
 
     def _source_grid(self, now_s: float, clock: str, link_quantum: int) -> BeatGrid | None:
         self.clock.take(self.inbox)

@@ -12,10 +12,15 @@ The outgoing tempo is steady by design. It changes once a beat, on the beat:
 
 - toward the beat offered, by ``follow`` (the share of the difference closed each beat: 1
   jumps to it, 0 holds the tempo), never by more than ``MAX_TEMPO_STEP`` a beat;
-- a reading more than ``JUMP`` away (a misheard beat: the tracker taking eighths for
-  beats, a rubato passage), or more than ``GLITCH`` from the reading expected (the last one
-  and its trend), is not followed until it has held for ``JUMP_BEATS`` beats;
-- with no beat offered (the player stopped, the tracker is unsure) the tempo holds;
+- it starts only on a beat the tracker is sure of (``CONFIDENT``), and then follows the
+  player's tempo while the tracker hears one at all (``FOLLOW_CONFIDENT``): real players
+  seldom give a sure beat (rubato, swing, rests), and a clock that waited for one would hold
+  through most of what they play;
+- a reading the tracker is unsure of that lies at another metrical level of the clock's tempo
+  (eighths taken for beats, triplets for eighths: ``METRICAL_RATIOS``) is taken at the clock's
+  level; a reading more than ``JUMP`` away after that (a misheard beat, or a new tempo) is not
+  followed until it has held for ``JUMP_BEATS`` beats;
+- with no beat offered (the player stopped, the tracker hears none) the tempo holds;
 - a player speeding up or slowing down is led, not trailed: the tracker's tempo is an average
   over the last few beats, ``TRACKER_LAG_BEATS`` behind a steady change of tempo, and
   following at ``follow`` adds ``(1 - follow) / follow`` beats more; so the tempo aimed at
@@ -45,30 +50,33 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from antiphon.daemon.musician.hearing.beat import BeatGrid
+from antiphon.daemon.musician.hearing.beat import CONFIDENT, BeatGrid
 
 TICKS_PER_BEAT = 24
 CLOCK_TICK = (0xF8,)
 CLOCK_START = (0xFA,)
 CLOCK_STOP = (0xFC,)
 SONG_POSITION_ZERO = (0xF2, 0, 0)
-MAX_TEMPO_STEP = 0.01  # the most the tempo changes in one beat (a share of it)
+# The most the tempo changes in one beat (a share of it); with MAX_PHASE_STEP, a beat is never
+# more than 2 % longer or shorter than the one before.
+MAX_TEMPO_STEP = 0.014
 MAX_PHASE_STEP = 0.004  # the most one beat is stretched or shrunk to meet the beat offered
 PHASE_GAIN = 0.25  # the share of the distance to the beat offered closed each beat
 JUMP = 0.08  # a reading this far from the tempo is held back ...
 JUMP_BEATS = 2  # ... until it has held this many beats (within JUMP_AGREE of each other)
 JUMP_AGREE = 0.03
-# A reading this far from the one expected (the last and its trend) is held back the same way:
-# the tracker's reading moves smoothly (median 0.2 %, at most 1 % a beat from the expected
-# one over 40 simulated takes of the bench's acceleration), so a reading that leaps is a
-# misheard beat until it holds; believed, it is a new tempo, not a trend (a trend would carry
-# the leap on, times the lead).
-GLITCH = 0.02
+# The tracker's confidence from which a running clock follows its reading (the clock starts
+# only from CONFIDENT). Chosen on the validation pieces of asap-piano and jazz-solos-dev
+# (antiphon eval-clock; BENCHMARKS.md, "Ableton Link and the outgoing clock").
+FOLLOW_CONFIDENT = 0.1
+# Other metrical levels of one tempo: an unsure reading at one of them is the clock's tempo
+# heard at another level, not a new tempo.
+METRICAL_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0, 1.5, 2.0 / 3.0)
 # How far behind a steady change of tempo the tracker reads (beats, measured on eighths
 # speeding up 10 % over 8 bars: BENCHMARKS.md, "Ableton Link and the outgoing clock").
 TRACKER_LAG_BEATS = 3.5
 TREND_GAIN = 0.2  # the share of each beat's change of the reading taken into its trend
-MAX_LEAD = 0.03  # the trend never takes the tempo aimed at further than this from the reading
+MAX_LEAD = 0.1  # the trend never takes the tempo aimed at further than this from the reading
 PASSED_ON = frozenset(("midi", "link"))  # clock sources followed exactly
 MIN_TEMPO_BPM, MAX_TEMPO_BPM = 20.0, 300.0
 START_MARGIN_S = 0.005  # the first tick is no sooner than this: the sender must wake for it
@@ -162,7 +170,7 @@ class ClockLeader:
             if link is not None:
                 self._begin_on_link(*link, now_s)
             elif (grid := self._offered) is not None and (
-                running is None or grid.source in PASSED_ON
+                grid.source in PASSED_ON or (running is None and grid.confidence >= CONFIDENT)
             ):
                 self._begin(grid, now_s)  # a clock started again: on its own first beat
                 if running is True and self._transport_told is not True:
@@ -256,14 +264,16 @@ class ClockLeader:
         """At the beat at ``beat_at_s``: the tempo and the length of the next beat."""
         tempo = self.tempo_bpm
         grid = self._offered
-        if tempo is None or grid is None:
+        if tempo is None or grid is None or grid.confidence < FOLLOW_CONFIDENT:
             self._reading, self._trend = None, 0.0
-            return  # no beat offered: the tempo holds
+            return  # no beat offered, or none heard: the tempo holds
         target = _bounded(grid.tempo_bpm)
         if grid.source in PASSED_ON:
             new_tempo = target
             beat_s = _to_nearest_beat(grid, beat_at_s, 60.0 / new_tempo)
         else:
+            if grid.confidence < CONFIDENT:
+                target = _nearest_level(target, tempo)
             new_tempo = self._toward(tempo, target)
             beat_s = 60.0 / new_tempo
             error_s = _offset_to_nearest_beat(grid, beat_at_s)
@@ -277,8 +287,7 @@ class ClockLeader:
 
     def _toward(self, tempo: float, target: float) -> float:
         """The next beat's tempo, from ``tempo`` toward ``target``."""
-        predicted = target if self._reading is None else self._reading + self._trend
-        if abs(target / tempo - 1.0) > JUMP or abs(target / predicted - 1.0) > GLITCH:
+        if abs(target / tempo - 1.0) > JUMP:
             agrees = abs(target / self._jump_bpm - 1.0) <= JUMP_AGREE if self._jump_beats else False
             self._jump_beats = self._jump_beats + 1 if agrees else 1
             self._jump_bpm = target
@@ -288,7 +297,10 @@ class ClockLeader:
         else:
             self._jump_beats = 0
         if self._reading is not None:
-            self._trend += TREND_GAIN * ((target - self._reading) - self._trend)
+            # A change a beat larger than the clock may make is a wobble, not a trend.
+            limit = MAX_TEMPO_STEP * self._reading
+            change = max(-limit, min(limit, target - self._reading))
+            self._trend += TREND_GAIN * (change - self._trend)
         self._reading = target
         follow = self.follow
         lead_beats = TRACKER_LAG_BEATS + (1.0 - follow) / follow if follow > 0.0 else 0.0
@@ -296,6 +308,14 @@ class ClockLeader:
         step = follow * (target + lead - tempo)
         limit = MAX_TEMPO_STEP * tempo
         return tempo + max(-limit, min(limit, step))
+
+
+def _nearest_level(reading_bpm: float, tempo_bpm: float) -> float:
+    """The reading at the metrical level (``METRICAL_RATIOS``) nearest ``tempo_bpm``."""
+    return min(
+        (reading_bpm * ratio for ratio in METRICAL_RATIOS),
+        key=lambda level: abs(math.log(level / tempo_bpm)),
+    )
 
 
 def _bounded(tempo_bpm: float) -> float:
