@@ -16,6 +16,7 @@ from antiphon.training.eval_clock import (
     LEAD_IN_BEATS,
     LEAD_OUT_BEATS,
     delay_behind_stretch,
+    lead,
     measure,
 )
 from hypothesis import given, settings
@@ -110,3 +111,17 @@ def test_a_player_with_rubato_who_speeds_up_is_followed_within_two_beats(seed: i
     assert row["heard"]
     assert abs(row["delay_beats"]) <= 2.0
     assert row["largest_step_percent"] <= 2.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_player_who_plays_out_of_time_moves_the_clock_little(seed: int) -> None:
+    """Steady eighths at 100 bpm start the clock; then a minute of onsets at random: the
+    tracker hears next to no beat, and the clock follows only what it does hear (following
+    every guess, it drifts 15 % at the median)."""
+    rng = np.random.default_rng(seed)
+    steady = np.arange(64) * 0.3 + rng.normal(0.0, 0.008, 64)
+    free = np.sort(rng.uniform(steady[-1] + 0.3, steady[-1] + 60.3, 240))
+    tempos, _ = lead(np.concatenate([steady, free]), follow=0.5)
+    out_of_time = [bpm for at_s, bpm in tempos if at_s > steady[-1]]
+    assert tempos and tempos[0][1] == pytest.approx(100.0, rel=0.02)
+    assert max(abs(bpm / 100.0 - 1.0) for bpm in out_of_time) <= 0.08
