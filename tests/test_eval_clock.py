@@ -57,6 +57,22 @@ def test_a_steady_player_stretched_is_followed_and_one_with_no_beat_starts_no_cl
     assert 97.0 <= steady["bpm"] <= 103.0
     assert not free["heard"]
     assert report["takes"] == 2 and report["clock_started"] == 1
+    # Its answer to the stretch, beat by beat: none before the ramp, the whole 10 % after it.
+    answer = steady["ratio_by_beat"]
+    assert len(answer) == LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS
+    assert all(r is None or r == pytest.approx(1.0, abs=0.01) for r in answer[:LEAD_IN_BEATS])
+    assert all(r == pytest.approx(1.0 + ACCEL_RISE, abs=0.01) for r in answer[-8:])
+
+
+def test_the_plot_draws_each_takes_answer(tmp_path: Path) -> None:
+    folder = tmp_path / "players"
+    folder.mkdir()
+    write_midi(folder / "steady.mid", steady_eighths(3))
+    write_midi(folder / "free.mid", no_beat(4))
+    plot = tmp_path / "clock.png"
+    assert main(["eval-clock", str(folder), "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot.stat().st_size > 10_000
 
 
 def test_a_follow_rate_out_of_range_is_one_line_and_status_2(

@@ -118,6 +118,9 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
     if fitted is None:  # the clock never ran in the window of one of the takes
         return {**row, "heard": False, "beat_offered": offered}
     delay_beats, misfit = fitted
+    beats = np.arange(LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
+    by_beat = tempo_reader(stretched)(np.interp(beats, played, stretched_at))
+    by_beat /= tempo_reader(plain)(beats)
     return {
         **row,
         "heard": True,
@@ -126,6 +129,8 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
         "delay_beats": delay_beats,
         "misfit_percent": 100.0 * misfit,
         "largest_step_percent": largest_step_percent(stretched),
+        # the stretched take's outgoing tempo over the plain take's, at each beat of the music
+        "ratio_by_beat": [None if np.isnan(r) else round(float(r), 5) for r in by_beat],
     }
 
 
@@ -191,6 +196,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="clock_out_follow (default: the daemon's)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=None, metavar="OUT", help="every take")
+    parser.add_argument(
+        "--plot", type=Path, default=None, metavar="PNG",
+        help="draw each take's answer to the stretch against the stretch (the plot extra)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,6 +236,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot is not None:
+        from antiphon.training.eval_clock_plot import plot_answers
+
+        plot_answers(report, args.plot)
     return 0
 
 
