@@ -40,13 +40,19 @@ def no_beat(seed: int) -> list[tuple[int, float, float]]:
     return [(60 + k % 12, t, t + 0.05) for k, t in enumerate(onsets)]
 
 
+def two_players(tmp_path: Path, seed: int) -> Path:
+    """A folder with a steady player and one with no beat."""
+    folder = tmp_path / "players"
+    folder.mkdir()
+    write_midi(folder / "steady.mid", steady_eighths(seed))
+    write_midi(folder / "free.mid", no_beat(seed + 1))
+    return folder
+
+
 def test_a_steady_player_stretched_is_followed_and_one_with_no_beat_starts_no_clock(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "players"
-    folder.mkdir()
-    write_midi(folder / "steady.mid", steady_eighths(1))
-    write_midi(folder / "free.mid", no_beat(2))
+    folder = two_players(tmp_path, 1)
     out = tmp_path / "clock.json"
     assert main(["eval-clock", str(folder), "--json", str(out)]) == 0
     report = json.loads(out.read_text())["players"]
@@ -65,10 +71,7 @@ def test_a_steady_player_stretched_is_followed_and_one_with_no_beat_starts_no_cl
 
 
 def test_the_plot_draws_each_takes_answer(tmp_path: Path) -> None:
-    folder = tmp_path / "players"
-    folder.mkdir()
-    write_midi(folder / "steady.mid", steady_eighths(3))
-    write_midi(folder / "free.mid", no_beat(4))
+    folder = two_players(tmp_path, 3)
     plot = tmp_path / "clock.png"
     assert main(["eval-clock", str(folder), "--plot", str(plot)]) == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
