@@ -18,6 +18,7 @@ from antiphon.training.eval_clock import (
     delay_behind_stretch,
     lead,
     measure,
+    stretch,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,10 +99,7 @@ def test_the_delay_is_the_clocks_answer_to_the_stretch_whatever_the_players_ruba
     """A clock whose tempo is the player's own (rubato and all) times the stretch, that many
     beats late: the delay is found and the rubato, common to both takes, divides out."""
     beat_s = 0.5
-    span_s = (LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
-    played = np.linspace(0.0, span_s, 4000)
-    rise = ACCEL_RISE * np.clip((played / beat_s - LEAD_IN_BEATS) / ACCEL_BEATS, 0.0, 1.0)
-    stretched_at = np.concatenate(((0.0,), np.cumsum(np.diff(played) / (1.0 + rise[1:]))))
+    played, rise, stretched_at = stretch(beat_s)
 
     def rubato(at_s: np.ndarray) -> np.ndarray:
         return 100.0 * (1.0 + depth * np.sin(2.0 * np.pi * at_s / beat_s / period_beats + phase))

@@ -102,25 +102,20 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
     if not plain:
         return {**row, "heard": False}
     beat_s = 60.0 / float(np.median([bpm for _, bpm in plain]))
-    span_s = (LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
-    onsets = onsets[onsets <= span_s]
+    played, rise, stretched_at = stretch(beat_s)
+    onsets = onsets[onsets <= played[-1]]
     if len(onsets) < MIN_ONSETS:
         return {**row, "heard": False}
-    played = np.linspace(0.0, span_s, 4000)  # the plain take's time ...
-    rise = ACCEL_RISE * np.clip((played / beat_s - LEAD_IN_BEATS) / ACCEL_BEATS, 0.0, 1.0)
-    stretched_at = np.concatenate(((0.0,), np.cumsum(np.diff(played) / (1.0 + rise[1:]))))
     stretched, offered = lead(np.interp(onsets, played, stretched_at), follow)
     if not stretched:
         return {**row, "heard": False, "beat_offered": offered}
-    fitted = delay_behind_stretch(
-        tempo_reader(plain), tempo_reader(stretched), played, stretched_at, rise, beat_s
-    )
+    read_plain, read_stretched = tempo_reader(plain), tempo_reader(stretched)
+    fitted = delay_behind_stretch(read_plain, read_stretched, played, stretched_at, rise, beat_s)
     if fitted is None:  # the clock never ran in the window of one of the takes
         return {**row, "heard": False, "beat_offered": offered}
     delay_beats, misfit = fitted
-    beats = np.arange(LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
-    by_beat = tempo_reader(stretched)(np.interp(beats, played, stretched_at))
-    by_beat /= tempo_reader(plain)(beats)
+    beats_s = np.arange(LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
+    by_beat = answer_to_stretch(read_plain, read_stretched, played, stretched_at, beats_s)
     return {
         **row,
         "heard": True,
@@ -132,6 +127,29 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
         # the stretched take's outgoing tempo over the plain take's, at each beat of the music
         "ratio_by_beat": [None if np.isnan(r) else round(float(r), 5) for r in by_beat],
     }
+
+
+def stretch(beat_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The time-stretch of a take whose beat is ``beat_s``: (times in the plain take, over the
+    whole excerpt; how much faster the stretched take is there, 0 to ``ACCEL_RISE``; the same
+    moments' times in the stretched take)."""
+    span_s = (LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS) * beat_s
+    played = np.linspace(0.0, span_s, 4000)
+    rise = ACCEL_RISE * np.clip((played / beat_s - LEAD_IN_BEATS) / ACCEL_BEATS, 0.0, 1.0)
+    stretched_at = np.concatenate(((0.0,), np.cumsum(np.diff(played) / (1.0 + rise[1:]))))
+    return played, rise, stretched_at
+
+
+def answer_to_stretch(
+    plain: Callable[[np.ndarray], np.ndarray],
+    stretched: Callable[[np.ndarray], np.ndarray],
+    played: np.ndarray,
+    stretched_at: np.ndarray,
+    at_s: np.ndarray,
+) -> np.ndarray:
+    """The stretched take's outgoing tempo over the plain take's at the places in the music
+    where the plain take is at ``at_s`` (NaN where either clock had not started)."""
+    return stretched(np.interp(at_s, played, stretched_at)) / plain(at_s)
 
 
 def delay_behind_stretch(
@@ -147,9 +165,8 @@ def delay_behind_stretch(
     times (NaN before it ran); the stretched take's time at each ``played`` time is
     ``stretched_at``, where the tempo is ``1 + rise`` times the plain take's. None when the two
     clocks never ran together in the window."""
-    span_s = float(played[-1])
-    at_s = np.arange((LEAD_IN_BEATS + WINDOW_FROM_BEATS) * beat_s, span_s, READ_EVERY_S)
-    ratio = stretched(np.interp(at_s, played, stretched_at)) / plain(at_s)
+    at_s = np.arange((LEAD_IN_BEATS + WINDOW_FROM_BEATS) * beat_s, played[-1], READ_EVERY_S)
+    ratio = answer_to_stretch(plain, stretched, played, stretched_at, at_s)
     both = np.isfinite(ratio)
     if not both.any():
         return None
