@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from antiphon.training.eval_clock import (
     ACCEL_BEATS,
-    ACCEL_RISE,
     LEAD_IN_BEATS,
     LEAD_OUT_BEATS,
     WINDOW_FROM_BEATS,
+    stretch,
 )
 
 PANEL_IN = 4.5
@@ -39,7 +39,7 @@ def plot_answers(report: dict[str, Any], out: Path) -> None:
     )  # fmt: skip
     span = LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS
     beats = np.arange(span)
-    stretch = 100.0 * ACCEL_RISE * np.clip((beats - LEAD_IN_BEATS) / ACCEL_BEATS, 0.0, 1.0)
+    stretch_beats, rise, _ = stretch(1.0)  # a beat of 1 s: its times are beats
     for axes, name in zip(axes_row[0], sources, strict=True):
         part = report[name]
         answers = np.array(
@@ -55,7 +55,7 @@ def plot_answers(report: dict[str, Any], out: Path) -> None:
         if len(answers):
             median = [_median(column) for column in answers.T]
             axes.plot(beats, median, color="tab:blue", linewidth=2.0, label="median of the takes")
-        axes.plot(beats, stretch, color="black", linewidth=2.0, label="the stretch")
+        axes.plot(stretch_beats, 100.0 * rise, color="black", linewidth=2.0, label="the stretch")
         delay = part.get("delay_beats_median")
         shown = "no take" if delay is None else f"delay median {delay:.1f} beats"
         axes.set_title(f"{name}: {len(answers)} of {part['takes']} takes, {shown}", fontsize=9)
