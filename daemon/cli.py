@@ -69,6 +69,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "antiphon.training.eval_clock",
         "measure how the outgoing clock follows real players time-stretched to speed up",
     ),
+    (
+        "eval-beat",
+        "antiphon.training.eval_beat",
+        "measure how the beat tracker hears players whose tempo a file's tempo event says",
+    ),
     ("plot", "antiphon.daemon.tools.plot", "draw a recorded session as a piano roll (PNG)"),
 )
 
