@@ -408,6 +408,18 @@ def test_a_player_speeding_up_is_led_not_trailed(seed: int) -> None:
     assert max(steps) <= MAX_TEMPO_STEP + 1e-9
 
 
+def test_the_benchs_lag_counts_a_clock_ahead_of_the_player_as_one_behind() -> None:
+    """A clock 3 beats ahead of the player half the time is not "within 2 beats" (a signed
+    90th percentile said 0.5: a clock that ran ahead passed for one that followed)."""
+    from antiphon.daemon.tools.bench_link import _lag_summary
+
+    summary = _lag_summary([-3.0] * 5 + [0.5] * 5)
+    assert summary is not None
+    assert summary["p90_abs"] == pytest.approx(3.0)
+    assert summary["median"] == pytest.approx(-1.25) and summary["max"] == 0.5
+    assert _lag_summary([]) is None
+
+
 def test_following_link_the_peers_stop_and_start_are_passed_on() -> None:
     timeline = SteppedTimeline(120.0, change_s=100.0, new_bpm=120.0)
     leader = running()

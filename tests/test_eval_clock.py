@@ -18,7 +18,9 @@ from antiphon.training.eval_clock import (
     delay_behind_stretch,
     lead,
     measure,
+    measure_excerpts,
     stretch,
+    within_2_beats_interval,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -79,10 +81,52 @@ def test_the_plot_draws_each_takes_answer(tmp_path: Path) -> None:
     assert plot.stat().st_size > 10_000
 
 
+def test_excerpts_follow_one_another_through_a_performance(tmp_path: Path) -> None:
+    """A steady player long enough for two takes and a few bars more: two excerpts of 64
+    beats, one after the other, each followed; the 12 beats left are too short to be a take."""
+    notes = steady_eighths(5, beats=140)
+    onsets = np.array([on for _, on, _ in notes])
+    rows = measure_excerpts("steady", onsets, 0.5, 5)
+    assert [row["excerpt"] for row in rows] == [0, 1]
+    first, second = rows
+    assert first == {**measure("steady", onsets, 0.5), "excerpt": 0}
+    assert first["heard"] and second["heard"]
+    assert abs(first["delay_beats"]) <= 2.0 and abs(second["delay_beats"]) <= 2.0
+    # The first is 64 beats at 100 bpm; the second starts after it.
+    assert first["span_s"] == pytest.approx(64 * 0.6, rel=0.03)
+    assert second["ratio_by_beat"] != first["ratio_by_beat"]
+    assert len(measure_excerpts("steady", onsets, 0.5, 1)) == 1
+    folder = tmp_path / "long"
+    folder.mkdir()
+    write_midi(folder / "steady.mid", notes)
+    out = tmp_path / "clock.json"
+    assert main(["eval-clock", str(folder), "--excerpts", "3", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())["long"]
+    assert report["takes"] == 2 and report["clock_started"] == 2
+    assert report["delay_within_2_beats_interval"] == [1.0, 1.0]
+
+
+def test_the_interval_of_the_share_within_two_beats_draws_performances_whole() -> None:
+    def row(name: str, delay: float) -> dict[str, object]:
+        return {"name": name, "delay_beats": delay}
+
+    assert within_2_beats_interval([]) is None
+    assert within_2_beats_interval([row("a", 0.5), row("b", -1.0)]) == [1.0, 1.0]
+    assert within_2_beats_interval([row("a", 3.0), row("b", 16.0)]) == [0.0, 0.0]
+    # One performance whose excerpts are all followed, among many that are not: the interval
+    # holds the share and is wide, as one performance (not its four takes) was drawn.
+    rows = [row("a", 0.0)] * 4 + [row(f"p{k}", 9.0) for k in range(12)]
+    low, high = within_2_beats_interval(rows) or (None, None)
+    assert low is not None and high is not None
+    assert low == 0.0 and 4 / 16 < high <= 1.0
+
+
 def test_a_follow_rate_out_of_range_is_one_line_and_status_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["eval-clock", str(tmp_path), "--follow", "2"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["eval-clock", str(tmp_path), "--excerpts", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
 

@@ -14,7 +14,7 @@ image = pytest.importorskip("matplotlib.image")
 def lead(rise: float) -> dict[str, Any]:
     player = [[0.6 * k, 100.0 + rise * k] for k in range(40)]
     return {
-        "lag_beats_link": {"median": 0.5, "p90": 1.0, "max": 1.5},
+        "lag_beats_link": {"median": 0.5, "p90_abs": 1.0, "max": 1.5},
         "series": {
             "player_bpm": player,
             "link_bpm": [[t + 0.3, bpm] for t, bpm in player],

@@ -42,7 +42,11 @@ def plot_player_leads(player_leads: dict[str, dict[str, Any]], out: Path) -> Non
         played = [p[1] for p in series["player_bpm"]]
         axes.set_ylim(min(played) * 0.97, max(played) * 1.04)  # not the peer's tempo before
         link = lead["lag_beats_link"]
-        lag = f"Link lag median {link['median']:.2f}, p90 {link['p90']:.2f} beats" if link else ""
+        lag = (
+            f"Link lag median {link['median']:.2f}, |p90| {link['p90_abs']:.2f} beats"
+            if link
+            else ""
+        )
         axes.set_title(f"clock_out_follow {rate}\n{lag}", fontsize=9)
         axes.set_xlabel("seconds from the player's first beat")
         axes.set_ylabel("bpm")
