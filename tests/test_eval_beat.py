@@ -53,6 +53,11 @@ def test_files_without_one_tempo_are_skipped_and_a_corpus_is_refused(
     (folder / "broken.mid").write_bytes(b"MThd garbage")
     with pytest.raises(ValueError, match="not a readable MIDI file"):
         kept_tempo_bpm(folder / "broken.mid")
+    silent = tmp_path / "silent"
+    silent.mkdir()
+    write_midi(silent / "no_notes.mid", [], bpm=100.0)
+    assert main(["eval-beat", str(silent)]) == 0
+    assert "antiphon eval-beat: skipped" in capsys.readouterr().err
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "corpus.json").write_text("{}")

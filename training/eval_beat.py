@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
                     f"{source}: a corpus keeps no tempo; give the MIDI folder it was built from"
                 )
             rows = []
-            for name, notes in performances(source, args):
+            for name, notes in performances(source, args, "eval-beat"):
                 try:
                     tempo_bpm = kept_tempo_bpm(Path(name))
                 except TempoMetaError as err:

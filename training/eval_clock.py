@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         for source in args.sources:
             rows = []
-            for name, notes in performances(source, args):
+            for name, notes in performances(source, args, "eval-clock"):
                 if len(notes) < MIN_ONSETS:
                     continue
                 for row in measure_excerpts(name, notes[:, 1], follow, args.excerpts):

@@ -249,9 +249,12 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # Sources -------------------------------------------------------------------------------------
 
 
-def performances(source: Path, args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
+def performances(
+    source: Path, args: argparse.Namespace, command: str = "eval-duet"
+) -> Iterator[tuple[str, np.ndarray]]:
     """(name, notes [N, 4]) of each performance of ``source``: a corpus's split, or the MIDI
-    files of a folder (of its held-out pieces with ``--piece-by``)."""
+    files of a folder (of its held-out pieces with ``--piece-by``); a file that cannot be read
+    is skipped with a line naming the ``command`` reading it."""
     from antiphon.daemon.tools.turns_eval import midi_performances
 
     if (source / "corpus.json").is_file():
@@ -270,7 +273,7 @@ def performances(source: Path, args: argparse.Namespace) -> Iterator[tuple[str, 
     paths = target if isinstance(target, list) else [target]
     taken = 0
     for path in paths:
-        for name, notes in midi_performances(path, None, "eval-duet"):
+        for name, notes in midi_performances(path, None, command):
             if args.limit is not None and taken >= args.limit:
                 return
             taken += 1
