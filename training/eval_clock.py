@@ -26,10 +26,9 @@ it gave the tracker's own reading 0 beats in 79 % of the asap-piano validation t
 the tracker trails a steady ramp by 2.8.)
 
 A take is a performance's first 64 beats; ``--excerpts N`` takes up to N from each, one after
-another (each starts where the last one's 64 beats end). One performance a piece is a small
-sample (round 14's figures came from 11 piano takes and were lucky), so the summary gives a
-95 % interval for the share of takes within 2 beats: a bootstrap over performances, whose
-excerpts are drawn together.
+another (each starts where the last one's 64 beats end). A few dozen takes are a small
+sample, so the summary gives a 95 % interval for the share of takes within 2 beats: a
+bootstrap over performances, whose excerpts are drawn together.
 
 Per take it also says how often the beat tracker heard a beat the running clock follows
 (``FOLLOW_CONFIDENT``; the clock holds when it does not). Takes in which the clock never
