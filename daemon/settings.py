@@ -290,9 +290,9 @@ class Settings:
         check=_one_of(*CLOCK_OUTS),
     )
     clock_out_follow: float = _setting(
-        0.5,
+        1.0,
         "how fast the outgoing tempo follows the player's: the share of the difference closed "
-        "each beat (0 holds the tempo, 1 follows at once, at most 1.4 % a beat)",
+        "each beat (0 holds the tempo, 1 follows at once, at most 1.5 % a beat)",
         check=_between(0, 1),
     )
     clock_out_port: str | None = _setting(

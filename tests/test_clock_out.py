@@ -18,8 +18,6 @@ from antiphon.daemon.musician.clocks.clock_out import (
     CLOCK_STOP,
     CLOCK_TICK,
     FOLLOW_CONFIDENT,
-    JUMP_BEATS,
-    MAX_LEAD,
     MAX_PHASE_STEP,
     MAX_TEMPO_STEP,
     SONG_POSITION_ZERO,
@@ -114,21 +112,6 @@ def test_the_tempo_holds_when_no_beat_is_offered_and_at_follow_zero() -> None:
     assert held.tempo_bpm == pytest.approx(100)
 
 
-def test_a_misheard_beat_is_not_followed_until_it_holds() -> None:
-    leader = running(follow=1.0)
-    run = Run(leader)
-    run.until(3.0, offer=player(100))
-    start = leader.tempo_bpm
-    # The tracker takes eighths for beats for less than JUMP_BEATS beats: the tempo holds.
-    run.until(3.0 + 0.6 * (JUMP_BEATS - 1), offer=player(200))
-    assert leader.tempo_bpm == start
-    run.until(12.0, offer=player(100))
-    assert leader.tempo_bpm == pytest.approx(100)
-    # A real change (it holds): followed, a bounded step a beat.
-    run.until(20.0, offer=player(90))
-    assert leader.tempo_bpm < 97
-
-
 def tempos_beat_by_beat(leader: ClockLeader, readings_bpm: list[float]) -> list[float]:
     """Each reading offered for one outgoing beat: the outgoing tempo after each."""
     now_s, tempos = 0.0, []
@@ -145,7 +128,7 @@ def tempos_beat_by_beat(leader: ClockLeader, readings_bpm: list[float]) -> list[
 
 
 @pytest.mark.parametrize("off", [-0.05, 0.03, 0.05, 0.07])
-def test_one_reading_that_leaps_under_the_jump_moves_the_tempo_one_bounded_step(
+def test_one_reading_that_leaps_moves_the_tempo_one_bounded_step(
     off: float,
 ) -> None:
     """A reading a few per cent off for one beat (a wobble of the player's, or a misheard
@@ -236,7 +219,7 @@ def test_link_out_hears_each_change_of_tempo_on_the_beat() -> None:
     assert heard[-1][0] == pytest.approx(leader.tempo_bpm)
     times = [at_s for _, at_s in heard]
     assert times == sorted(times)
-    assert all(100.0 <= bpm <= 104.0 * (1 + MAX_LEAD) for bpm, _ in heard)
+    assert all(100.0 <= bpm <= 104.0 + 1e-9 for bpm, _ in heard)
 
 
 @settings(max_examples=60, deadline=None)
@@ -258,6 +241,7 @@ def test_between_beats_the_outgoing_beat_never_changes_more_than_the_bounds(
         run.until(time_s, offer=player(tempo, anchor_s=phase))
     beats = run.beats()
     bound = (1 + MAX_PHASE_STEP) / (1 - MAX_PHASE_STEP) / (1 - MAX_TEMPO_STEP) - 1
+    assert bound <= 0.02  # issue 22: no step larger than 2 % between beats
     for a, b, c in zip(beats, beats[1:], beats[2:], strict=False):
         assert abs((c - b) / (b - a) - 1.0) <= bound + 1e-9
 
@@ -367,11 +351,11 @@ def test_without_the_link_binding_the_daemon_plays_on_with_one_warning(
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_player_speeding_up_is_led_not_trailed(seed: int) -> None:
     """Eighths (8 ms of timing jitter) from 100 bpm to 10 % faster over 8 bars, heard by the
-    beat tracker and led by the outgoing clock at the default follow rate (simulated time):
-    over the ramp the outgoing tempo is, at the median, within two of the player's beats of
-    the player's tempo (the tracker alone reads 3 to 4 beats behind), and never changes
-    more than the step allowed."""
-    from antiphon.daemon.musician.hearing.beat import BeatTracker
+    beat keeper (tracker and follower) and led by the outgoing clock at the default follow
+    rate (simulated time): over the ramp the outgoing tempo is, at the median, within two of
+    the player's beats of the player's tempo (the tracker alone reads 3 to 4 beats behind),
+    and never changes more than the step allowed."""
+    from antiphon.daemon.musician.clocks.beat_keeper import BeatKeeper
     from antiphon.daemon.tools.bench_link import (
         ACCEL_BEATS,
         LEAD_IN_BEATS,
@@ -387,15 +371,15 @@ def test_a_player_speeding_up_is_led_not_trailed(seed: int) -> None:
     tempos: list[tuple[float, float]] = []
     leader = ClockLeader(Settings().clock_out_follow, on_tempo=lambda b, t: tempos.append((t, b)))
     leader.active = True
-    tracker = BeatTracker()
+    keeper = BeatKeeper()
     now_s, k = 0.0, 0
     while k < len(onsets):
         due_s = leader.next_due_s(now_s)
         if due_s is None or onsets[k] < due_s:
-            tracker.onset(onsets[k])
+            keeper.hear_player(onsets[k])
             now_s = onsets[k]
             k += 1
-            leader.offer(tracker.grid())
+            leader.offer(keeper.lead_grid(now_s, "player"))
         else:
             now_s = due_s
             leader.tick()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from antiphon.daemon.cli import main
+from antiphon.daemon.settings import Settings
 from antiphon.training.eval_clock import (
     ACCEL_BEATS,
     ACCEL_RISE,
@@ -164,11 +165,12 @@ def test_the_delay_is_the_clocks_answer_to_the_stretch_whatever_the_players_ruba
 def test_a_player_with_rubato_who_speeds_up_is_followed_within_two_beats(seed: int) -> None:
     """Eighths at 100 bpm whose tempo sways 2 % either way over 4 bars (the tracker is
     unsure of such a beat much of the time), with 8 ms of jitter: the running clock follows
-    the player through the sway, so their speeding up is followed within 2 beats."""
+    the player through the sway, so their speeding up is followed within 2 beats (at the
+    default follow rate)."""
     rng = np.random.default_rng(seed)
     sway = 1.0 + 0.02 * np.sin(2.0 * np.pi * np.arange(400) / 32.0 + rng.uniform(0.0, 6.3))
     onsets = np.cumsum(0.3 / sway) + rng.normal(0.0, 0.008, 400)
-    row = measure("swaying", onsets, follow=0.5)
+    row = measure("swaying", onsets, follow=Settings().clock_out_follow)
     assert row["heard"]
     assert abs(row["delay_beats"]) <= 2.0
     assert row["largest_step_percent"] <= 2.0
@@ -182,7 +184,7 @@ def test_a_player_who_plays_out_of_time_moves_the_clock_little(seed: int) -> Non
     rng = np.random.default_rng(seed)
     steady = np.arange(64) * 0.3 + rng.normal(0.0, 0.008, 64)
     free = np.sort(rng.uniform(steady[-1] + 0.3, steady[-1] + 60.3, 240))
-    tempos, _ = lead(np.concatenate([steady, free]), follow=0.5)
+    tempos, _ = lead(np.concatenate([steady, free]), follow=Settings().clock_out_follow)
     out_of_time = [bpm for at_s, bpm in tempos if at_s > steady[-1]]
     assert tempos and tempos[0][1] == pytest.approx(100.0, rel=0.02)
     assert max(abs(bpm / 100.0 - 1.0) for bpm in out_of_time) <= 0.08

@@ -18,7 +18,8 @@ the take (so the end of the ramp counts: a clock that overshoots it is late ther
 that reads the two takes differently (a beat heard in one and not the other, eighths taken for
 beats in one) shows it there, and its delay means little. A clock that followed the stretch at
 once shows 0; on the benchmark's steady eighths (8 ms of jitter) the tracker's own reading
-trails by about 2.8 beats and the clock, which leads it by its trend, by 0.25 to 0.55.
+trails by about 2.8 beats, and the clock, which follows a tempo that leads by its own trend,
+is 0.2 to 0.5 beats ahead.
 
 (An earlier version aligned the stretched take's tempo with the plain take's times the stretch
 in time. On real playing that alignment is pulled to 0 by the player's rubato, common to both:

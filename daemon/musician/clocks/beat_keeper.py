@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import mido
 from antiphon.daemon.musician.clocks.midi_clock import ClockFollower, ClockInbox
 from antiphon.daemon.musician.hearing.beat import BeatGrid, BeatTracker, choose_subdivision
+from antiphon.daemon.musician.hearing.tempo_follower import TempoFollower
 
 if TYPE_CHECKING:
     from antiphon.daemon.musician.clocks.link_clock import LinkSession
@@ -54,6 +55,7 @@ class BeatKeeper:
     def __init__(self, beats_per_bar: int = 4) -> None:
         self.inbox = ClockInbox()
         self.tracker = BeatTracker(beats_per_bar)
+        self.follower = TempoFollower(self.tracker)
         self.clock = ClockFollower(beats_per_bar)
         self._player_onsets: deque[float] = deque(maxlen=CALL_ONSETS_KEPT)
         self._plan_key: tuple[Any, ...] | None = None
@@ -72,6 +74,7 @@ class BeatKeeper:
     def hear_player(self, time_s: float) -> None:
         """The player's note-on at ``time_s``."""
         self.tracker.onset(time_s)
+        self.follower.onset(time_s)
         self._player_onsets.append(time_s)
 
     def hear_reply(self, time_s: float) -> None:
@@ -81,6 +84,7 @@ class BeatKeeper:
     def reset(self) -> None:
         """Forget the player's beat (the clock goes on)."""
         self.tracker.reset()
+        self.follower.reset()
         self._player_onsets.clear()
         self._plan_key = None
 
@@ -97,12 +101,19 @@ class BeatKeeper:
         return grid
 
     def lead_grid(self, now_s: float, clock: str, link_quantum: int = 4) -> BeatGrid | None:
-        """The beat the outgoing clock follows (``clock_out``): the one in force, or with
-        ``clock`` off the player's, or the tracker's best guess however unsure (its confidence
-        says how far the clock may trust it); the beat last used (status, turns) stays as it
-        was."""
+        """The beat the outgoing clock follows (``clock_out``): a MIDI clock's or Link's in
+        force; else the player's, as the
+        :class:`~antiphon.daemon.musician.hearing.tempo_follower.TempoFollower` follows it
+        from the first sure beat (before it, the tracker's best guess however unsure), with the
+        tracker's confidence (how far the clock may trust it). The beat last used (status,
+        turns) stays as it was."""
         grid = self._source_grid(now_s, clock, link_quantum)
-        return grid if grid is not None else self.tracker.estimate()
+        if grid is not None and grid.source != "player":
+            return grid
+        if grid is not None:
+            self.follower.hear_sure(grid)
+        followed = self.follower.grid(self.tracker.confidence)
+        return followed if followed is not None else self.tracker.estimate()
 
     def _source_grid(self, now_s: float, clock: str, link_quantum: int) -> BeatGrid | None:
         self.clock.take(self.inbox)

@@ -11,21 +11,19 @@ reference swap).
 The outgoing tempo is steady by design. It changes once a beat, on the beat:
 
 - toward the beat offered, by ``follow`` (the share of the difference closed each beat: 1
-  jumps to it, 0 holds the tempo), never by more than ``MAX_TEMPO_STEP`` a beat;
+  goes to it, 0 holds the tempo), never by more than ``MAX_TEMPO_STEP`` a beat. The player's
+  beat offered is the
+  :class:`~antiphon.daemon.musician.hearing.tempo_follower.TempoFollower`'s: it keeps the
+  level of the first sure beat (a run of sixteenths is not a new tempo) and leads a player
+  who speeds up or slows down by its own trend;
 - it starts only on a beat the tracker is sure of (``CONFIDENT``), and then follows the
   player's tempo while the tracker hears one at all (``FOLLOW_CONFIDENT``): real players
   seldom give a sure beat (rubato, swing, rests), and a clock that waited for one would hold
   through most of what they play;
-- a reading the tracker is unsure of that lies at another metrical level of the clock's tempo
-  (eighths taken for beats, triplets for eighths: ``METRICAL_RATIOS``) is taken at the clock's
-  level; a reading more than ``JUMP`` away after that (a misheard beat, or a new tempo) is not
-  followed until it has held for ``JUMP_BEATS`` beats;
-- with no beat offered (the player stopped, the tracker hears none) the tempo holds;
-- a player speeding up or slowing down is led, not trailed: the tracker's tempo is an average
-  over the last few beats, ``TRACKER_LAG_BEATS`` behind a steady change of tempo, and
-  following at ``follow`` adds ``(1 - follow) / follow`` beats more; so the tempo aimed at
-  is the reading plus its trend (its change a beat, smoothed by ``TREND_GAIN``) times that
-  many beats. A steady tempo has no trend: nothing changes there.
+- a reading the tracker is unsure of that lies at another metrical level of the clock's
+  tempo (eighths taken for beats, triplets for eighths: ``tempo_follower.METRICAL_RATIOS``)
+  is taken at the clock's level;
+- with no beat offered (the player stopped, the tracker hears none) the tempo holds.
 
 Its beats are kept near the beat offered: each beat is lengthened or shortened by
 ``PHASE_GAIN`` of the distance to the nearest beat offered, at most ``MAX_PHASE_STEP`` of a
@@ -51,33 +49,24 @@ from collections.abc import Callable
 from typing import Protocol
 
 from antiphon.daemon.musician.hearing.beat import CONFIDENT, BeatGrid
+from antiphon.daemon.musician.hearing.tempo_follower import nearest_level
 
 TICKS_PER_BEAT = 24
 CLOCK_TICK = (0xF8,)
 CLOCK_START = (0xFA,)
 CLOCK_STOP = (0xFC,)
 SONG_POSITION_ZERO = (0xF2, 0, 0)
-# The most the tempo changes in one beat (a share of it); with MAX_PHASE_STEP, a beat is never
-# more than 2 % longer or shorter than the one before.
-MAX_TEMPO_STEP = 0.014
-MAX_PHASE_STEP = 0.004  # the most one beat is stretched or shrunk to meet the beat offered
+# The most the tempo changes in one beat (a share of it). With MAX_PHASE_STEP (pulling one beat
+# one way and the next the other), a beat is never more than 2 % longer or shorter than the
+# one before: (1 + 0.002) / (1 - 0.002) / (1 - 0.015) - 1 = 1.93 %.
+MAX_TEMPO_STEP = 0.015
+MAX_PHASE_STEP = 0.002  # the most one beat is stretched or shrunk to meet the beat offered
 PHASE_GAIN = 0.25  # the share of the distance to the beat offered closed each beat
-JUMP = 0.08  # a reading this far from the tempo is held back ...
-JUMP_BEATS = 2  # ... until it has held this many beats (within JUMP_AGREE of each other)
-JUMP_AGREE = 0.03
 # The tracker's confidence from which a running clock follows its reading (the clock starts
 # only from CONFIDENT). Chosen on the validation pieces of asap-piano and jazz-solos-dev
 # (antiphon eval-clock) and on a player who plays out of time, where lower lets the clock
 # drift (BENCHMARKS.md, "Ableton Link and the outgoing clock", "Round 14").
 FOLLOW_CONFIDENT = 0.15
-# Other metrical levels of one tempo: an unsure reading at one of them is the clock's tempo
-# heard at another level, not a new tempo.
-METRICAL_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0, 1.5, 2.0 / 3.0)
-# How far behind a steady change of tempo the tracker reads (beats, measured on eighths
-# speeding up 10 % over 8 bars: BENCHMARKS.md, "Ableton Link and the outgoing clock").
-TRACKER_LAG_BEATS = 3.5
-TREND_GAIN = 0.2  # the share of each beat's change of the reading taken into its trend
-MAX_LEAD = 0.1  # the trend never takes the tempo aimed at further than this from the reading
 PASSED_ON = frozenset(("midi", "link"))  # clock sources followed exactly
 MIN_TEMPO_BPM, MAX_TEMPO_BPM = 20.0, 300.0
 START_MARGIN_S = 0.005  # the first tick is no sooner than this: the sender must wake for it
@@ -136,10 +125,6 @@ class ClockLeader:
         self._tick = 0  # ticks counted since the first beat (Start comes on a beat)
         self._tick_s = 0.0  # the current beat's tick period
         self._sending = False  # Start was sent and Stop not yet
-        self._jump_beats = 0
-        self._jump_bpm = 0.0
-        self._reading: float | None = None  # the player's tempo as last read, on a beat
-        self._trend = 0.0  # its smoothed change a beat (bpm)
 
     # Any thread ---------------------------------------------------------------------------
 
@@ -266,7 +251,6 @@ class ClockLeader:
         tempo = self.tempo_bpm
         grid = self._offered
         if tempo is None or grid is None or grid.confidence < FOLLOW_CONFIDENT:
-            self._reading, self._trend = None, 0.0
             return  # no beat offered, or none heard: the tempo holds
         target = _bounded(grid.tempo_bpm)
         if grid.source in PASSED_ON:
@@ -274,8 +258,9 @@ class ClockLeader:
             beat_s = _to_nearest_beat(grid, beat_at_s, 60.0 / new_tempo)
         else:
             if grid.confidence < CONFIDENT:
-                target = _nearest_level(target, tempo)
-            new_tempo = self._toward(tempo, target)
+                target = nearest_level(target, tempo)
+            limit = MAX_TEMPO_STEP * tempo
+            new_tempo = tempo + max(-limit, min(limit, self.follow * (target - tempo)))
             beat_s = 60.0 / new_tempo
             error_s = _offset_to_nearest_beat(grid, beat_at_s)
             limit_s = MAX_PHASE_STEP * beat_s
@@ -285,38 +270,6 @@ class ClockLeader:
             self.tempo_bpm = new_tempo
             if self.on_tempo is not None:
                 self.on_tempo(new_tempo, beat_at_s)
-
-    def _toward(self, tempo: float, target: float) -> float:
-        """The next beat's tempo, from ``tempo`` toward ``target``."""
-        if abs(target / tempo - 1.0) > JUMP:
-            agrees = abs(target / self._jump_bpm - 1.0) <= JUMP_AGREE if self._jump_beats else False
-            self._jump_beats = self._jump_beats + 1 if agrees else 1
-            self._jump_bpm = target
-            if self._jump_beats < JUMP_BEATS:
-                return tempo  # not yet: a misheard beat, most likely
-            self._reading, self._trend = None, 0.0  # a new tempo, not a trend
-        else:
-            self._jump_beats = 0
-        if self._reading is not None:
-            # A change a beat larger than the clock may make is a wobble, not a trend.
-            limit = MAX_TEMPO_STEP * self._reading
-            change = max(-limit, min(limit, target - self._reading))
-            self._trend += TREND_GAIN * (change - self._trend)
-        self._reading = target
-        follow = self.follow
-        lead_beats = TRACKER_LAG_BEATS + (1.0 - follow) / follow if follow > 0.0 else 0.0
-        lead = max(-MAX_LEAD, min(MAX_LEAD, lead_beats * self._trend / target)) * target
-        step = follow * (target + lead - tempo)
-        limit = MAX_TEMPO_STEP * tempo
-        return tempo + max(-limit, min(limit, step))
-
-
-def _nearest_level(reading_bpm: float, tempo_bpm: float) -> float:
-    """The reading at the metrical level (``METRICAL_RATIOS``) nearest ``tempo_bpm``."""
-    return min(
-        (reading_bpm * ratio for ratio in METRICAL_RATIOS),
-        key=lambda level: abs(math.log(level / tempo_bpm)),
-    )
 
 
 def _bounded(tempo_bpm: float) -> float:

@@ -183,6 +183,16 @@ class BeatTracker:
         self._refresh()
         return self._grid
 
+    def peak_unit_near(self, unit_s: float, within: float) -> float:
+        """The candidate grid unit whose resultant is strongest within a factor ``1 +
+        within`` of ``unit_s`` (``unit_s`` itself where no candidate is)."""
+        units = self._units_s
+        low = int(np.searchsorted(units, unit_s / (1.0 + within), side="right"))
+        high = int(np.searchsorted(units, unit_s * (1.0 + within), side="left"))
+        if low >= high:
+            return unit_s
+        return float(units[low + int(np.argmax(np.abs(self._sums[low:high])))])
+
     def onset(self, time_s: float) -> None:
         """Hear an onset at ``time_s`` (in order; onsets within ``ONSET_GROUP_S`` of the
         group's first are the same group)."""
