@@ -29,6 +29,7 @@ the player's onsets and asks it for the beat the clock follows.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from antiphon.daemon.musician.hearing.beat import BeatGrid, BeatTracker
 from antiphon.daemon.musician.hearing.phrase_shape import ONSET_GROUP_S
@@ -156,12 +157,4 @@ class TempoFollower:
     def grid(self, confidence: float) -> BeatGrid | None:
         """The beat followed, with the tracker's ``confidence`` (None before it has one)."""
         grid = self._grid
-        if grid is None:
-            return None
-        return BeatGrid(
-            beat_s=grid.beat_s,
-            anchor_s=grid.anchor_s,
-            subdivision=grid.subdivision,
-            confidence=confidence,
-            source="player",
-        )
+        return None if grid is None else replace(grid, confidence=confidence)
