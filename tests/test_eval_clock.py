@@ -67,6 +67,12 @@ def test_a_steady_player_stretched_is_followed_and_one_with_no_beat_starts_no_cl
     assert 97.0 <= steady["bpm"] <= 103.0
     assert not free["heard"]
     assert report["takes"] == 2 and report["clock_started"] == 1
+    assert report["delay_within_2_beats"] == 1.0
+    assert report["delay_within_2_beats_of_all_takes"] == 0.5  # the free one: not followed
+    most, fewer = report["beat_heard_at_most_onsets"], report["beat_heard_at_fewer_onsets"]
+    assert most["takes"] == 1 and most["delay_within_2_beats"] == 1.0
+    assert most["delay_beats_median"] == steady["delay_beats"]
+    assert fewer == {"takes": 0, "delay_beats_median": None, "delay_within_2_beats": None}
     # Its answer to the stretch, beat by beat: none before the ramp, the whole 10 % after it.
     answer = steady["ratio_by_beat"]
     assert len(answer) == LEAD_IN_BEATS + ACCEL_BEATS + LEAD_OUT_BEATS

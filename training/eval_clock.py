@@ -60,6 +60,8 @@ DELAYS_BEATS = np.linspace(-4.0, 16.0, 401)  # the shifts tried: 16 is '16 or mo
 MIN_ONSETS = 32  # an excerpt with fewer is not a take
 UNHEARD_SPAN_S = 38.4  # where no beat was heard, the next excerpt starts this much later
 BOOTSTRAP_DRAWS = 2000  # for the interval of the share within 2 beats
+HEARD_MOST = 0.5  # started takes are also summarised apart by whether the clock heard a beat
+# it follows after at least this share of the onsets (see summarise)
 
 
 Tempos = list[tuple[float, float]]  # (time, bpm) at each change of the outgoing tempo
@@ -216,6 +218,11 @@ def largest_step_percent(tempos: Tempos) -> float:
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The takes' figures. Beside the share of started takes within 2 beats: the share of
+    all takes (a take whose clock never started was not followed either), and the started
+    takes apart by how often a beat the clock follows was heard (``HEARD_MOST``): where the
+    player's beat is seldom heard the clock holds, and that says nothing of how it follows
+    one it hears."""
     heard = [r for r in rows if r["heard"]]
     delays = np.array([r["delay_beats"] for r in heard])
     offered = np.array([r.get("beat_offered", 0.0) for r in rows])
@@ -225,6 +232,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "delay_beats_median": float(np.median(delays)) if len(delays) else None,
         "delay_within_2_beats": float(np.mean(np.abs(delays) <= 2.0)) if len(delays) else None,
         "delay_within_2_beats_interval": within_2_beats_interval(heard),
+        "delay_within_2_beats_of_all_takes": (
+            float(np.sum(np.abs(delays) <= 2.0)) / len(rows) if rows else None
+        ),
+        "beat_heard_at_most_onsets": _delays([r for r in heard if r["beat_offered"] >= HEARD_MOST]),
+        "beat_heard_at_fewer_onsets": _delays([r for r in heard if r["beat_offered"] < HEARD_MOST]),
         "misfit_percent_median": (
             float(np.median([r["misfit_percent"] for r in heard])) if heard else None
         ),
@@ -232,6 +244,15 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             float(max(r["largest_step_percent"] for r in heard)) if heard else None
         ),
         "beat_offered_median": float(np.median(offered)) if len(offered) else None,
+    }
+
+
+def _delays(heard: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    delays = np.array([r["delay_beats"] for r in heard])
+    return {
+        "takes": len(heard),
+        "delay_beats_median": float(np.median(delays)) if len(delays) else None,
+        "delay_within_2_beats": float(np.mean(np.abs(delays) <= 2.0)) if len(delays) else None,
     }
 
 
@@ -317,15 +338,36 @@ def format_summary(name: str, summary: dict[str, Any]) -> str:
     if not summary["clock_started"]:
         return f"{name}: {summary['takes']} takes, the clock never started (no beat heard)"
     low, high = summary["delay_within_2_beats_interval"]
+    by_heard = "; ".join(
+        f"{summary[key]['takes']} with {label}"
+        + (
+            f" (within 2 beats {100 * summary[key]['delay_within_2_beats']:.0f} %, median "
+            f"{_short_beats(summary[key]['delay_beats_median'])})"
+            if summary[key]["takes"]
+            else ""
+        )
+        for key, label in (
+            (
+                "beat_heard_at_most_onsets",
+                f"a beat heard at {100 * HEARD_MOST:.0f} % of the onsets or more",
+            ),
+            ("beat_heard_at_fewer_onsets", "fewer"),
+        )
+    )
     return (
         f"{name}: {summary['takes']} takes, the clock started in {summary['clock_started']}; "
         f"delay behind the stretch median {_beats(summary['delay_beats_median'])}, within 2 "
         f"beats in {100 * summary['delay_within_2_beats']:.0f} % of them "
-        f"(95 % interval {100 * low:.0f} to {100 * high:.0f} %; misfit median "
-        f"{summary['misfit_percent_median']:.1f} %); largest step between beats "
-        f"{summary['largest_step_percent']:.2f} %; a beat the clock follows heard at a "
-        f"median {100 * summary['beat_offered_median']:.0f} % of the onsets"
+        f"(95 % interval {100 * low:.0f} to {100 * high:.0f} %; of all takes "
+        f"{100 * summary['delay_within_2_beats_of_all_takes']:.0f} %; misfit median "
+        f"{summary['misfit_percent_median']:.1f} %); of the started, {by_heard}; largest step "
+        f"between beats {summary['largest_step_percent']:.2f} %; a beat the clock follows heard "
+        f"at a median {100 * summary['beat_offered_median']:.0f} % of the onsets"
     )
+
+
+def _short_beats(delay: float) -> str:
+    return f"{DELAYS_BEATS[-1]:.0f}+ beats" if delay >= DELAYS_BEATS[-1] else f"{delay:.1f} beats"
 
 
 def _beats(delay: float) -> str:
