@@ -94,6 +94,22 @@ def test_after_a_rest_the_beat_is_found_where_the_player_comes_back() -> None:
     assert beat_phase_error(BeatGrid(beat_s, grid.anchor_s - back_s), beat_s) <= 0.05
 
 
+def test_a_player_who_slips_off_the_grid_is_found_again() -> None:
+    """A hiccup shorter than a rest puts the player 0.4 of an eighth off the grid followed,
+    and every later onset lies between its grid points. The onsets go on a whole number of
+    units apart while the tracker hears their beat, so it is the grid that slipped: it moves
+    to them and counts them again."""
+    beat_s = 0.5
+    before = [k * beat_s / 2 for k in range(48)]
+    back_s = before[-1] + 1.4 * beat_s / 2
+    after = [back_s + k * beat_s / 2 for k in range(24)]
+    follower = follow(before + after, BeatGrid(beat_s=beat_s, anchor_s=0.0, subdivision=2))
+    grid = follower.grid(1.0)
+    assert grid is not None
+    assert grid.tempo_bpm == pytest.approx(120.0, rel=0.01)
+    assert beat_phase_error(BeatGrid(beat_s, grid.anchor_s - back_s), beat_s) <= 0.05
+
+
 def test_a_sure_beat_at_a_new_tempo_starts_it_afresh_one_at_another_level_does_not() -> None:
     tracker = BeatTracker()
     follower = TempoFollower(tracker)

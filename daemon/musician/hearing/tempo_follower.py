@@ -19,7 +19,11 @@ differently. A clock that follows it trails a player who speeds up, or holds. Th
 3. It offers the unit ``LEAD_UNITS`` ahead, so a player who speeds up is led, not trailed.
 
 Its memory is counted in units, not seconds. A rest of more than ``REST_BEATS`` beats
-anchors the grid again on the next onset, keeping the unit. A sure beat of the tracker's
+anchors the grid again on the next onset, keeping the unit. So does a slip: groups between
+grid points yet a whole number of units apart, ``LOST_ONSETS`` in a row while the tracker
+hears a beat, are the player's grid, which the follower's has slipped off (a hiccup, a grid
+point misplaced), not finer notes. Otherwise every later onset would lie between grid points
+and none would be counted again. A sure beat of the tracker's
 at no metrical level of the followed one (a new tune, a new tempo) starts it afresh.
 
 Pure, plain floats; :class:`~antiphon.daemon.musician.clocks.beat_keeper.BeatKeeper` feeds it
@@ -42,6 +46,12 @@ UNIT_WANDER = 1e-4  # how far the unit may move a unit, unexplained (share of th
 CHANGE_WANDER = 2e-4  # how far its change a unit may move a unit (share of the unit)
 OFF_GRID_UNITS = 0.25  # an onset this far off the grid (in units) counts about half
 BETWEEN_UNITS = 0.25  # an onset further than this from every grid point is not on the grid
+# The grid slipped: this many groups in a row between grid points, a whole number of units
+# apart (within BETWEEN_UNITS), while the tracker hears a beat at least SLIP_HEARD sure (as
+# the clock needs to follow one; onsets out of time seldom are). Chosen on the validation
+# pieces (BENCHMARKS.md, "Ableton Link and the outgoing clock", "Round 17").
+LOST_ONSETS = 4
+SLIP_HEARD = 0.15
 # Other metrical levels of one tempo: a beat heard at one of them is the same tempo.
 METRICAL_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0, 1.5, 2.0 / 3.0)
 NEW_TEMPO = 0.08  # a sure beat this far from every level of the followed one: a new tempo
@@ -67,6 +77,8 @@ class TempoFollower:
         self._last_s = -math.inf
         self._subdivision = 0  # units a beat; 0 until started
         self._units_since_beat = 0
+        self._off_grid_s = -math.inf  # the last group off the grid
+        self._off_grid_run = 0  # groups off the grid in a row, a whole number of units apart
         self._state = [0.0, 0.0, 0.0]  # time of the last grid point, unit, change a unit
         self._covariance = [0.0] * 6  # P's entries 00, 01, 02, 11, 12, 22
         self._grid: BeatGrid | None = None
@@ -104,8 +116,12 @@ class TempoFollower:
         counted_s = self._tracker.peak_unit_near(unit_s, PEAK_SEARCH)
         position = (time_s - grid_s) / counted_s
         units = round(position)
-        if units <= 0 or abs(position - units) > BETWEEN_UNITS:
-            return  # the same grid point, or between two: a finer note, not a grid point
+        if position <= BETWEEN_UNITS:
+            return  # the same grid point (a spread chord, an ornament)
+        if abs(position - units) > BETWEEN_UNITS:
+            self._off_grid(time_s, position, counted_s)
+            return  # between two grid points: a finer note, not a grid point
+        self._off_grid_run = 0
         if units > REST_BEATS * self._subdivision:
             self._state = [time_s, unit_s, 0.0]
             self._units_since_beat = 0
@@ -120,6 +136,26 @@ class TempoFollower:
             anchor_s=self._state[0] - beats_since * unit_s,
             subdivision=self._subdivision,
         )
+
+    def _off_grid(self, time_s: float, position: float, counted_s: float) -> None:
+        """A group between grid points. Finer notes (triplets, sixteenths) lie apart by parts
+        of a unit; groups a whole number of units apart, ``LOST_ONSETS`` in a row while the
+        tracker hears a beat, are the player's grid, which the follower's has slipped off: the
+        grid moves to the onset."""
+        apart = (time_s - self._off_grid_s) / counted_s
+        regular = (
+            1.0 - BETWEEN_UNITS <= apart < math.inf and abs(apart - round(apart)) <= BETWEEN_UNITS
+        )
+        self._off_grid_run = self._off_grid_run + 1 if regular else 1
+        self._off_grid_s = time_s
+        if self._off_grid_run < LOST_ONSETS or self._tracker.confidence < SLIP_HEARD:
+            return
+        self._off_grid_run = 0
+        self._units_since_beat += round(position)
+        _, unit_s, change = self._state
+        _, _, _, p11, p12, p22 = self._covariance
+        self._state = [time_s, unit_s, change]
+        self._covariance = [ONSET_NOISE_S**2, 0.0, 0.0, p11, p12, p22]
 
     def _update(self, time_s: float, units: int) -> None:
         """The Kalman filter's step over ``units`` units to an onset at ``time_s``: predict
