@@ -292,7 +292,7 @@ class Settings:
     clock_out_follow: float = _setting(
         1.0,
         "how fast the outgoing tempo follows the player's: the share of the difference closed "
-        "each beat (0 holds the tempo, 1 follows at once, at most 1.5 % a beat)",
+        "each beat (0 holds the tempo, 1 follows at once, at most 1.25 % a beat)",
         check=_between(0, 1),
     )
     clock_out_port: str | None = _setting(

@@ -241,7 +241,9 @@ def test_between_beats_the_outgoing_beat_never_changes_more_than_the_bounds(
         run.until(time_s, offer=player(tempo, anchor_s=phase))
     beats = run.beats()
     bound = (1 + MAX_PHASE_STEP) / (1 - MAX_PHASE_STEP) / (1 - MAX_TEMPO_STEP) - 1
-    assert bound <= 0.02  # issue 22: no step larger than 2 % between beats
+    # issue 22: no step larger than 2 % between beats at the listener, the delivery's jitter
+    # (up to 0.6 % at 100 bpm) included
+    assert bound <= 0.015
     for a, b, c in zip(beats, beats[1:], beats[2:], strict=False):
         assert abs((c - b) / (b - a) - 1.0) <= bound + 1e-9
 

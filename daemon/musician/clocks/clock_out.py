@@ -57,10 +57,13 @@ CLOCK_START = (0xFA,)
 CLOCK_STOP = (0xFC,)
 SONG_POSITION_ZERO = (0xF2, 0, 0)
 # The most the tempo changes in one beat (a share of it). With MAX_PHASE_STEP (pulling one beat
-# one way and the next the other), a beat is never more than 2 % longer or shorter than the
-# one before: (1 + 0.002) / (1 - 0.002) / (1 - 0.015) - 1 = 1.93 %.
-MAX_TEMPO_STEP = 0.015
-MAX_PHASE_STEP = 0.002  # the most one beat is stretched or shrunk to meet the beat offered
+# one way and the next the other), a beat is never more than 1.47 % longer or shorter than the
+# one before: (1 + 0.001) / (1 - 0.001) / (1 - 0.0125) - 1. The rest of the 2 % a listener may
+# see (issue 22) is left to the delivery: a tick up to 1.7 ms late (p99 at a JACK listener)
+# makes the two beats either side of it differ by up to 0.6 % more at 100 bpm. At 1.5 % and
+# 0.2 % (1.93 %), a listener saw 2.23 % (BENCHMARKS.md, "Round 17").
+MAX_TEMPO_STEP = 0.0125
+MAX_PHASE_STEP = 0.001  # the most one beat is stretched or shrunk to meet the beat offered
 PHASE_GAIN = 0.25  # the share of the distance to the beat offered closed each beat
 # The tracker's confidence from which a running clock follows its reading (the clock starts
 # only from CONFIDENT). Chosen on the validation pieces of asap-piano and jazz-solos-dev
