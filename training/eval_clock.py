@@ -226,11 +226,12 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     heard = [r for r in rows if r["heard"]]
     delays = np.array([r["delay_beats"] for r in heard])
     offered = np.array([r.get("beat_offered", 0.0) for r in rows])
+    started = _delays(heard)
     return {
         "takes": len(rows),
-        "clock_started": len(heard),
-        "delay_beats_median": float(np.median(delays)) if len(delays) else None,
-        "delay_within_2_beats": float(np.mean(np.abs(delays) <= 2.0)) if len(delays) else None,
+        "clock_started": started["takes"],
+        "delay_beats_median": started["delay_beats_median"],
+        "delay_within_2_beats": started["delay_within_2_beats"],
         "delay_within_2_beats_interval": within_2_beats_interval(heard),
         "delay_within_2_beats_of_all_takes": (
             float(np.sum(np.abs(delays) <= 2.0)) / len(rows) if rows else None

@@ -23,8 +23,8 @@ anchors the grid again on the next onset, keeping the unit. So does a slip: grou
 grid points yet a whole number of units apart, ``LOST_ONSETS`` in a row while the tracker
 hears a beat, are the player's grid, which the follower's has slipped off (a hiccup, a grid
 point misplaced), not finer notes. Otherwise every later onset would lie between grid points
-and none would be counted again. A sure beat of the tracker's
-at no metrical level of the followed one (a new tune, a new tempo) starts it afresh.
+and none would be counted again. A sure beat of the tracker's at no metrical level of the
+followed one (a new tune, a new tempo) starts it afresh.
 
 Pure, plain floats; :class:`~antiphon.daemon.musician.clocks.beat_keeper.BeatKeeper` feeds it
 the player's onsets and asks it for the beat the clock follows.
