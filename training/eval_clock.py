@@ -31,6 +31,10 @@ another (each starts where the last one's 64 beats end). A few dozen takes are a
 sample, so the summary gives a 95 % interval for the share of takes within 2 beats: a
 bootstrap over performances, whose excerpts are drawn together.
 
+Where a performance has the beats a musician annotated on it beside it (ASAP's
+``X_annotations.txt`` beside ``X.mid``), each take is also measured as played against the
+player's own tempo (:mod:`~antiphon.training.eval_clock_beats`).
+
 Per take it also says how often the beat tracker heard a beat the running clock follows
 (``FOLLOW_CONFIDENT``; the clock holds when it does not). Takes in which the clock never
 started (no sure beat heard) are counted apart.
@@ -50,6 +54,14 @@ import numpy as np
 from antiphon.daemon.musician.clocks.beat_keeper import BeatKeeper
 from antiphon.daemon.musician.clocks.clock_out import FOLLOW_CONFIDENT, ClockLeader
 from antiphon.daemon.settings import Settings
+from antiphon.training.eval_clock_beats import (
+    AnnotationError,
+    against_beats,
+    annotations_beside,
+    read_beats,
+)
+from antiphon.training.eval_clock_beats import format_summary as format_against_beats
+from antiphon.training.eval_clock_beats import summarise as summarise_against_beats
 from antiphon.training.eval_duet import DuetEvalError, add_source_arguments, performances
 
 LEAD_IN_BEATS, ACCEL_BEATS, LEAD_OUT_BEATS = 16, 32, 16
@@ -102,9 +114,13 @@ def tempo_reader(tempos: Tempos) -> Callable[[np.ndarray], np.ndarray]:
     return read
 
 
-def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
-    """One take (see the module docstring)."""
-    onsets = np.sort(onsets) - float(np.min(onsets))
+def measure(
+    name: str, onsets: np.ndarray, follow: float, beats: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One take (see the module docstring); with the player's annotated ``beats`` (same
+    times as ``onsets``), also against them (:mod:`~antiphon.training.eval_clock_beats`)."""
+    origin_s = float(np.min(onsets))
+    onsets = np.sort(onsets) - origin_s
     # The whole take, as played: its tempo sets the beats, and up to the end of the window
     # it is what the excerpt alone would give (the clock hears the same onsets in order).
     plain, _ = lead(onsets, follow)
@@ -113,6 +129,10 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
         return {**row, "heard": False}
     beat_s = 60.0 / float(np.median([bpm for _, bpm in plain]))
     played, rise, stretched_at = stretch(beat_s)
+    if beats is not None:
+        beats = beats - origin_s
+        taken = beats[(beats >= 0.0) & (beats <= played[-1])]
+        row["against_beats"] = against_beats(tempo_reader(plain), taken)
     onsets = onsets[onsets <= played[-1]]
     if len(onsets) < MIN_ONSETS:
         return {**row, "heard": False}
@@ -141,11 +161,11 @@ def measure(name: str, onsets: np.ndarray, follow: float) -> dict[str, Any]:
 
 
 def measure_excerpts(
-    name: str, onsets: np.ndarray, follow: float, count: int
+    name: str, onsets: np.ndarray, follow: float, count: int, beats: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
     """Up to ``count`` takes of one performance, one after another: each starts at the first
     onset after the one before ends (its 64 beats, or ``UNHEARD_SPAN_S`` where no beat was
-    heard); "excerpt" numbers them."""
+    heard); "excerpt" numbers them. ``beats``: the player's annotated beats, if any."""
     onsets = np.sort(onsets)
     rows: list[dict[str, Any]] = []
     start_s = float(onsets[0]) if len(onsets) else 0.0
@@ -153,7 +173,7 @@ def measure_excerpts(
         part = onsets[onsets >= start_s]
         if len(part) < MIN_ONSETS:
             break
-        row = measure(name, part, follow)
+        row = measure(name, part, follow, beats)
         rows.append({**row, "excerpt": excerpt})
         start_s = float(part[0]) + row.get("span_s", UNHEARD_SPAN_S) + 1e-9
     return rows
@@ -307,7 +327,8 @@ def run(args: argparse.Namespace) -> int:
             for name, notes in performances(source, args, "eval-clock"):
                 if len(notes) < MIN_ONSETS:
                     continue
-                for row in measure_excerpts(name, notes[:, 1], follow, args.excerpts):
+                beats = _annotated_beats(Path(name))
+                for row in measure_excerpts(name, notes[:, 1], follow, args.excerpts, beats):
                     rows.append(row)
                     shown = (
                         f"delay {_beats(row['delay_beats'])} (misfit {row['misfit_percent']:.1f} %)"
@@ -322,6 +343,9 @@ def run(args: argparse.Namespace) -> int:
                     )
             summary = summarise(rows)
             print(format_summary(source.name, summary))
+            if (by_beats := summarise_against_beats(rows)) is not None:
+                summary["against_beats"] = by_beats
+                print(format_against_beats(by_beats))
             report[source.name] = {**summary, "rows": rows}
     except (CorpusError, DuetEvalError) as err:
         print(f"antiphon eval-clock: {err}", file=sys.stderr)
@@ -333,6 +357,19 @@ def run(args: argparse.Namespace) -> int:
 
         plot_answers(report, args.plot)
     return 0
+
+
+def _annotated_beats(performance: Path) -> np.ndarray | None:
+    """The player's beats annotated beside a performance (ASAP's layout), if any; a file
+    that cannot be read is said in a line and the take goes on without it."""
+    path = annotations_beside(performance)
+    if path is None:
+        return None
+    try:
+        return read_beats(path)
+    except AnnotationError as err:
+        print(f"  skipped the beats: {err}", file=sys.stderr)
+        return None
 
 
 def format_summary(name: str, summary: dict[str, Any]) -> str:
