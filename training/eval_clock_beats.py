@@ -14,8 +14,8 @@ which a band would follow, and not each beat's own length, which wavers with the
   are told by at most ``MAX_TEMPO_STEP`` a beat, as the outgoing clock does. One is told the
   player's tempo at every beat ahead of time: where even it trails by more than 2 beats, the
   player's tempo moves faster than the bound lets any clock follow. The other is told each
-  beat as it is played (the tempo of the beat just played): no live clock that keeps the bound
-  knows more, so it is what the outgoing clock could reach with a perfect ear.
+  beat as it is played and steps toward the tempo of the beat just played: a live clock with
+  a perfect ear (one way of following; it does not bound what a live clock can do).
 - *How fast the player's tempo moves*: the change of the tempo from one bar (4 beats) to the
   next, a beat, and the share of the bars where it is more than the bound.
 """
