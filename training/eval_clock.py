@@ -129,17 +129,18 @@ def measure(
         return {**row, "heard": False}
     beat_s = 60.0 / float(np.median([bpm for _, bpm in plain]))
     played, rise, stretched_at = stretch(beat_s)
+    read_plain = tempo_reader(plain)
     if beats is not None:
         beats = beats - origin_s
         taken = beats[(beats >= 0.0) & (beats <= played[-1])]
-        row["against_beats"] = against_beats(tempo_reader(plain), taken)
+        row["against_beats"] = against_beats(read_plain, taken)
     onsets = onsets[onsets <= played[-1]]
     if len(onsets) < MIN_ONSETS:
         return {**row, "heard": False}
     stretched, offered = lead(np.interp(onsets, played, stretched_at), follow)
     if not stretched:
         return {**row, "heard": False, "beat_offered": offered}
-    read_plain, read_stretched = tempo_reader(plain), tempo_reader(stretched)
+    read_stretched = tempo_reader(stretched)
     fitted = delay_behind_stretch(read_plain, read_stretched, played, stretched_at, rise, beat_s)
     if fitted is None:  # the clock never ran in the window of one of the takes
         return {**row, "heard": False, "beat_offered": offered}

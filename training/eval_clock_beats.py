@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 from antiphon.daemon.musician.clocks.clock_out import MAX_TEMPO_STEP
-from antiphon.daemon.musician.hearing.tempo_follower import METRICAL_RATIOS
+from antiphon.daemon.musician.hearing.tempo_follower import nearest_level
 
 ANNOTATIONS_SUFFIX = "_annotations.txt"
 SPAN_BEATS = 4  # the player's tempo at a beat: over this many beats around it
@@ -81,7 +81,7 @@ def tempo_change_a_beat(beats: np.ndarray) -> np.ndarray:
 
 
 def bounded_clock(tempo_bpm: np.ndarray) -> np.ndarray:
-    """A clock told ``tempo_bpm`` at each beat, ahead of time, that steps toward it by at most
+    """A clock told ``tempo_bpm`` at each beat that steps toward it by at most
     ``MAX_TEMPO_STEP`` a beat (from the first)."""
     out = np.empty_like(tempo_bpm)
     out[0] = tempo_bpm[0]
@@ -96,9 +96,8 @@ def shift_behind(clock_bpm: np.ndarray, tempo_bpm: np.ndarray) -> tuple[float, f
     beat in each (NaN where the clock did not run); the clock is taken at the metrical level
     of the player's tempo nearest its own."""
     ran = np.isfinite(clock_bpm)
-    level = np.median(clock_bpm[ran] / tempo_bpm[ran])
-    ratio = min(METRICAL_RATIOS, key=lambda r: abs(math.log(level / r)))
-    clock = np.log(clock_bpm[ran] / ratio)
+    level = float(np.median(clock_bpm[ran] / tempo_bpm[ran]))
+    clock = np.log(clock_bpm[ran] * (nearest_level(level, 1.0) / level))
     beats = np.arange(len(tempo_bpm), dtype=np.float64)
     played = np.log(tempo_bpm)
     errors = [
